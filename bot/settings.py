@@ -1,0 +1,150 @@
+"""Configuration from the environment (and a `.env` file), with the contract's variable names."""
+
+from __future__ import annotations
+
+from typing import Annotated, Literal
+
+from pydantic import Field, SecretStr, ValidationError, field_validator, model_validator
+from pydantic_settings import BaseSettings, NoDecode, SettingsConfigDict
+
+DEFAULT_DATABASE_URL = "sqlite:///appserver-bot.db"
+
+
+class SettingsError(Exception):
+    """A setting is missing or malformed; the message is one sentence for the operator."""
+
+
+def _split_commas(value: object) -> object:
+    if isinstance(value, str):
+        return [part.strip() for part in value.split(",") if part.strip()]
+    return value
+
+
+class Settings(BaseSettings):
+    model_config = SettingsConfigDict(
+        env_file=".env", env_file_encoding="utf-8", extra="ignore", case_sensitive=False
+    )
+
+    # Slack
+    slack_bot_token: SecretStr | None = None
+    slack_signing_secret: SecretStr | None = None
+    slack_app_token: SecretStr | None = None
+    slack_api_url: str = "https://slack.com/api/"
+
+    # Who decides, and where messages go
+    approvers: Annotated[list[str], NoDecode] = Field(default_factory=list)
+    approval_channel: str | None = None
+    notify_channel: str | None = None
+    postpaid_requires_approval: bool = False
+    approval_ttl_hours: float = Field(default=24.0, gt=0)
+
+    # Cloud credentials (the official SDK's names)
+    huaweicloud_sdk_ak: SecretStr | None = None
+    huaweicloud_sdk_sk: SecretStr | None = None
+    huaweicloud_sdk_security_token: SecretStr | None = None
+    huaweicloud_sdk_project_id: str | None = None
+    huaweicloud_sdk_domain_id: str | None = None
+    huaweicloud_iam_user: str | None = None
+    huaweicloud_iam_password: SecretStr | None = None
+    huaweicloud_iam_domain: str | None = None
+
+    # Cloud endpoints
+    huaweicloud_region: str = "cn-north-4"
+    workspace_endpoint: str | None = None
+    bss_endpoint: str | None = None
+    huaweicloud_sdk_iam_endpoint: str | None = None
+    vpc_endpoint: str | None = None
+    cloud_retry_base_seconds: float = Field(default=2.0, ge=0)
+    cloud_retry_attempts: int = Field(default=4, ge=1, le=10)
+    cloud_read_timeout_seconds: float = Field(default=35.0, gt=0)
+
+    # Storage
+    database_url: str = DEFAULT_DATABASE_URL
+    submit_lease_seconds: float = Field(default=90.0, gt=0)
+
+    # Tracking
+    poll_interval_seconds: float = Field(default=30.0, gt=0)
+    poll_first_delay_seconds: float = Field(default=10.0, ge=0)
+
+    # HTTP mode
+    port: int = Field(default=3000, ge=0, le=65535)
+    log_level: Literal["DEBUG", "INFO", "WARNING", "ERROR"] = "INFO"
+
+    @field_validator("approvers", mode="before")
+    @classmethod
+    def _approvers_from_commas(cls, value: object) -> object:
+        return _split_commas(value)
+
+    @field_validator("approvers")
+    @classmethod
+    def _approver_ids_look_like_slack_ids(cls, value: list[str]) -> list[str]:
+        for entry in value:
+            if not entry[:1] in ("U", "W", "S") or not entry.isalnum():
+                raise ValueError(
+                    f"'{entry}' is not a Slack user id (U…/W…) or user-group id (S…)"
+                )
+        return value
+
+    @field_validator("slack_api_url", "workspace_endpoint", "bss_endpoint",
+                     "huaweicloud_sdk_iam_endpoint", "vpc_endpoint")
+    @classmethod
+    def _urls_are_http(cls, value: str | None) -> str | None:
+        if value is not None and not value.startswith(("http://", "https://")):
+            raise ValueError("must be a URL starting with http:// or https://")
+        return value
+
+    @model_validator(mode="after")
+    def _credentials_come_in_pairs(self) -> Settings:
+        if bool(self.huaweicloud_sdk_ak) != bool(self.huaweicloud_sdk_sk):
+            missing = "HUAWEICLOUD_SDK_SK" if self.huaweicloud_sdk_ak else "HUAWEICLOUD_SDK_AK"
+            raise ValueError(f"{missing} is missing: the access key and secret key go together")
+        iam = (self.huaweicloud_iam_user, self.huaweicloud_iam_password, self.huaweicloud_iam_domain)
+        if any(iam) and not all(iam):
+            raise ValueError(
+                "HUAWEICLOUD_IAM_USER, HUAWEICLOUD_IAM_PASSWORD and HUAWEICLOUD_IAM_DOMAIN must all be set"
+                " to log in with an IAM password"
+            )
+        return self
+
+    @property
+    def uses_aksk(self) -> bool:
+        return self.huaweicloud_sdk_ak is not None
+
+    @property
+    def uses_iam_password(self) -> bool:
+        return self.huaweicloud_iam_user is not None
+
+    @property
+    def sandbox_mode(self) -> bool:
+        """No cloud credentials: the bot runs against the built-in sandbox."""
+        return not (self.uses_aksk or self.uses_iam_password)
+
+    def secret_values(self) -> list[str]:
+        """Every secret's plain value, for the log redaction filter."""
+        secrets = (
+            self.slack_bot_token, self.slack_signing_secret, self.slack_app_token,
+            self.huaweicloud_sdk_ak, self.huaweicloud_sdk_sk, self.huaweicloud_sdk_security_token,
+            self.huaweicloud_iam_password,
+        )
+        return [s.get_secret_value() for s in secrets if s is not None and s.get_secret_value()]
+
+
+def _describe(error: ValidationError) -> str:
+    first = error.errors()[0]
+    loc = [str(part) for part in first.get("loc", ())]
+    message = str(first.get("msg", "is invalid")).removeprefix("Value error, ")
+    if loc:
+        name = loc[0].upper()
+        given = first.get("input")
+        secret = any(word in name for word in ("TOKEN", "SECRET", "_SK", "_AK", "PASSWORD"))
+        hint = "" if isinstance(given, dict) or secret else f" (got {given!r})"
+        return f"Setting {name} is invalid: {message}{hint}."
+    return f"Settings are invalid: {message}."
+
+
+def load_settings(**overrides: object) -> Settings:
+    """Read the settings; raise `SettingsError` with one plain sentence when they are wrong."""
+    try:
+        return Settings(**overrides)  # type: ignore[arg-type]
+    except ValidationError as error:
+        raise SettingsError(_describe(error)) from None
