@@ -1,0 +1,3 @@
+"""appserver-bot: order Huawei Cloud Workspace app servers from Slack."""
+
+__version__ = "0.1.0"

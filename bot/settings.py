@@ -79,7 +79,7 @@ class Settings(BaseSettings):
     @classmethod
     def _approver_ids_look_like_slack_ids(cls, value: list[str]) -> list[str]:
         for entry in value:
-            if not entry[:1] in ("U", "W", "S") or not entry.isalnum():
+            if entry[:1] not in ("U", "W", "S") or not entry.isalnum():
                 raise ValueError(
                     f"'{entry}' is not a Slack user id (U…/W…) or user-group id (S…)"
                 )

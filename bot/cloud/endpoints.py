@@ -1,0 +1,44 @@
+"""Which host answers which service in a region, as the official SDK's region tables have it."""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+
+# WorkspaceApp: these regions are served on `appstream.<region>`, the rest on `workspace.<region>`.
+APPSTREAM_HOST_REGIONS = frozenset({"cn-north-4", "cn-north-9", "cn-east-3", "cn-south-1", "cn-southwest-2"})
+WORKSPACE_HOST_REGIONS = frozenset({
+    "ap-southeast-1", "ap-southeast-2", "ap-southeast-3", "af-south-1", "af-north-1", "la-south-2",
+    "la-north-2", "sa-brazil-1", "me-east-1", "tr-west-1", "cn-east-5", "cn-north-11",
+})
+KNOWN_REGIONS = APPSTREAM_HOST_REGIONS | WORKSPACE_HOST_REGIONS
+BSS_GLOBAL_ENDPOINT = "https://bss.myhuaweicloud.com"
+
+
+@dataclass(frozen=True)
+class Endpoints:
+    workspace: str
+    iam: str
+    bss: str
+    vpc: str
+
+
+def workspace_endpoint(region: str) -> str:
+    prefix = "appstream" if region in APPSTREAM_HOST_REGIONS else "workspace"
+    return f"https://{prefix}.{region}.myhuaweicloud.com"
+
+
+def resolve_endpoints(
+    region: str,
+    *,
+    workspace: str | None = None,
+    iam: str | None = None,
+    bss: str | None = None,
+    vpc: str | None = None,
+) -> Endpoints:
+    """The region's default hosts; any explicit override wins (trailing slashes removed)."""
+    return Endpoints(
+        workspace=(workspace or workspace_endpoint(region)).rstrip("/"),
+        iam=(iam or f"https://iam.{region}.myhuaweicloud.com").rstrip("/"),
+        bss=(bss or BSS_GLOBAL_ENDPOINT).rstrip("/"),
+        vpc=(vpc or f"https://vpc.{region}.myhuaweicloud.com").rstrip("/"),
+    )

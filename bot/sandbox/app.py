@@ -1,0 +1,499 @@
+"""The sandbox cloud as an ASGI app: WorkspaceApp, the VPC subnet lookup, BSS and IAM on one host.
+
+Same paths and JSON shapes as the real services. Requests must carry a valid AK/SK signature or IAM
+token (401 `APIGW.0301` otherwise). Control endpoints under `/_sandbox/` read the call log, inject
+faults and reset the state; they need no credentials and exist only here.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import re
+import secrets
+import time
+from collections.abc import Awaitable, Callable
+from dataclasses import dataclass
+from datetime import UTC, datetime, timedelta
+from typing import Any
+from urllib.parse import parse_qsl
+
+from starlette.applications import Starlette
+from starlette.requests import Request
+from starlette.responses import JSONResponse, Response
+from starlette.routing import Route
+
+from bot.cloud.signer import DATE_FORMAT, parse_authorization, sign_parts
+from bot.sandbox.faults import FaultInjector, FaultSettings, ScriptedFault
+from bot.sandbox.seed import AVAILABILITY_ZONES, VOLUME_TYPES
+from bot.sandbox.state import CloudState, QuotaExceeded, SandboxConfig, iso
+from bot.spec import SpecError, parse_spec
+
+MAX_CLOCK_SKEW = timedelta(minutes=15)
+Handler = Callable[["Call"], Awaitable[Response]]
+
+
+@dataclass
+class Call:
+    request: Request
+    params: dict[str, str]
+    query: dict[str, str]
+    body: Any
+
+
+def error(status: int, code: str, message: str) -> JSONResponse:
+    return JSONResponse(
+        {"error_code": code, "error_msg": message, "request_id": secrets.token_hex(16)},
+        status_code=status, headers={"X-Request-Id": secrets.token_hex(16)},
+    )
+
+
+def ok(body: Any, status: int = 200, headers: dict[str, str] | None = None) -> JSONResponse:
+    all_headers = {"X-Request-Id": secrets.token_hex(16), **(headers or {})}
+    return JSONResponse(body, status_code=status, headers=all_headers)
+
+
+class Sandbox:
+    """State, faults and the call log, plus the ASGI app that serves them."""
+
+    def __init__(self, config: SandboxConfig | None = None) -> None:
+        self.config = config or SandboxConfig()
+        self.state = CloudState(self.config)
+        self.faults = FaultInjector()
+        self.log: list[dict[str, Any]] = []
+        self._routes: list[tuple[str, re.Pattern[str], str, Handler, bool]] = []
+        self._register_routes()
+        self.app = Starlette(routes=[
+            Route("/_sandbox/log", self._control_log, methods=["GET", "DELETE"]),
+            Route("/_sandbox/faults", self._control_faults, methods=["POST", "DELETE"]),
+            Route("/_sandbox/reset", self._control_reset, methods=["POST"]),
+            Route("/_sandbox/tokens", self._control_tokens, methods=["DELETE"]),
+            Route("/_sandbox/jobs/fail-next", self._control_fail_next, methods=["POST"]),
+            Route("/_sandbox/balance", self._control_balance, methods=["POST"]),
+            Route("/{path:path}", self._dispatch, methods=["GET", "POST", "PUT", "PATCH", "DELETE"]),
+        ])
+
+    # Public helpers for in-process tests ------------------------------------------------------
+
+    def calls(self, operation: str | None = None) -> list[dict[str, Any]]:
+        return [e for e in self.log if operation is None or e["operation"] == operation]
+
+    def reset(self) -> None:
+        self.state = CloudState(self.config)
+        self.faults = FaultInjector()
+        self.log.clear()
+
+    # Routing -----------------------------------------------------------------------------------
+
+    def _route(self, method: str, pattern: str, operation: str, handler: Handler, auth: bool = True) -> None:
+        regex = re.compile("^" + re.sub(r"\{(\w+)\}", r"(?P<\1>[^/]+)", pattern) + "$")
+        self._routes.append((method, regex, operation, handler, auth))
+
+    def _register_routes(self) -> None:
+        p = "/v1/{project_id}"
+        r = self._route
+        r("POST", "/v3/auth/tokens", "CreateToken", self._create_token, auth=False)
+        r("GET", "/v3/projects", "KeystoneListProjects", self._list_projects)
+        r("GET", p + "/app-server-groups", "ListServerGroups", self._list_groups)
+        r("GET", p + "/app-server-groups/{group_id}", "ShowServerGroup", self._show_group)
+        r("GET", p + "/product", "ListProduct", self._list_products)
+        r("GET", p + "/availability-zone", "ListAvailabilityZone", self._list_azs)
+        r("GET", p + "/availability-zone/summary", "ListAz", self._az_summary)
+        r("GET", p + "/volume-type", "ListVolumeType", self._volume_types)
+        r("GET", p + "/check/quota", "CheckQuota", self._check_quota)
+        r("POST", p + "/app-servers/actions/create", "CreateAppServers", self._create_servers)
+        r("GET", p + "/app-servers", "ListServers", self._list_servers)
+        r("GET", p + "/job/{job_id}", "ShowJob", self._show_job)
+        r("GET", "/v2/{project_id}/job/{job_id}", "ShowJobDetail", self._show_job_detail)
+        r("GET", p + "/app-server-sub-jobs", "ListSubJobs", self._list_sub_jobs)
+        r("GET", p + "/subnets/{subnet_id}", "ShowSubnet", self._show_subnet)
+        r("GET", "/v2/orders/customer-orders/details/{order_id}", "ShowCustomerOrderDetails", self._show_order)
+        r("GET", "/v2/orders/customer-orders", "ListCustomerOrders", self._list_orders)
+        r("POST", "/v3/orders/customer-orders/pay", "PayOrders", self._pay_order)
+        r("PUT", "/v2/orders/customer-orders/cancel", "CancelCustomerOrder", self._cancel_order)
+        r("POST", "/v2/orders/suscriptions/resources/query", "ListPayPerUseCustomerResources",
+          self._order_resources)
+
+    async def _dispatch(self, request: Request) -> Response:
+        path = request.url.path
+        for method, regex, operation, handler, needs_auth in self._routes:
+            match = regex.match(path)
+            if match and method == request.method:
+                return await self._serve(request, operation, handler, match.groupdict(), needs_auth)
+        self._record(request, "Unknown", 404, None, None)
+        return error(404, "APIGW.0101", "The API does not exist or has not been published in the environment.")
+
+    async def _serve(
+        self, request: Request, operation: str, handler: Handler, params: dict[str, str], needs_auth: bool
+    ) -> Response:
+        raw_body = await request.body()
+        body: Any = None
+        if raw_body:
+            try:
+                body = await request.json()
+            except ValueError:
+                self._record(request, operation, 400, None, None)
+                return error(400, "APIGW.0201", "The request body is not valid JSON.")
+        if needs_auth:
+            refusal = self._authenticate(request, raw_body, params.get("project_id"))
+            if refusal is not None:
+                self._record(request, operation, refusal.status_code, None, body)
+                return refusal
+        fault = self.faults.pick(operation)
+        if fault in ("429", "500", "503"):
+            self._record(request, operation, int(fault), fault, body)
+            if fault == "429":
+                return error(429, "APIGW.0308",
+                             "The throttling threshold has been reached: policy user over ratelimit,limit:10,time:1 second")
+            return error(int(fault), "WKS.00211401" if fault == "500" else "WKS.00050902",
+                         "The requested operation failed. Please try again later." if fault == "500"
+                         else "The service is now unavailable to process the request.")
+        if fault == "slow":
+            await asyncio.sleep(self.faults.settings.slow_seconds)
+        self.state.advance()
+        response = await handler(Call(request, params, dict(parse_qsl(request.url.query)), body))
+        if fault == "500-after":
+            response = error(500, "WKS.00211401", "The requested operation failed. Please try again later.")
+        self._record(request, operation, response.status_code, fault, body)
+        if fault == "hang":
+            await asyncio.sleep(self.faults.settings.hang_seconds)
+        return response
+
+    def _record(self, request: Request, operation: str, status: int, fault: str | None, body: Any) -> None:
+        if operation == "CreateToken" and isinstance(body, dict):
+            body = {"auth": "(password not recorded)"}
+        self.log.append({
+            "seq": len(self.log) + 1, "time": time.time(), "method": request.method, "path": request.url.path,
+            "query": dict(parse_qsl(request.url.query)), "operation": operation, "status": status,
+            "fault": fault, "body": body,
+            "auth": "token" if "x-auth-token" in request.headers else
+                    "aksk" if "authorization" in request.headers else "none",
+        })
+
+    # Authentication ----------------------------------------------------------------------------
+
+    def _authenticate(self, request: Request, raw_body: bytes, path_project: str | None) -> Response | None:
+        cfg = self.config
+        token = request.headers.get("x-auth-token")
+        if token is not None:
+            expiry = self.state.tokens.get(token)
+            if expiry is None or expiry < time.time():
+                return error(401, "APIGW.0301", "Incorrect IAM authentication information: the token is invalid or expired.")
+        else:
+            refusal = self._verify_signature(request, raw_body)
+            if refusal is not None:
+                return refusal
+            header_project = request.headers.get("x-project-id")
+            if path_project and header_project != path_project:
+                return error(401, "APIGW.0301", "Incorrect IAM authentication information: X-Project-Id does not match.")
+        if path_project is not None and path_project != cfg.project_id:
+            return error(401, "APIGW.0301", "Incorrect IAM authentication information: unknown project id.")
+        return None
+
+    def _verify_signature(self, request: Request, raw_body: bytes) -> Response | None:
+        cfg = self.config
+        fields = parse_authorization(request.headers.get("authorization", ""))
+        if fields is None:
+            return error(401, "APIGW.0301", "Incorrect IAM authentication information: no signature or token.")
+        if fields["Access"] != cfg.access_key:
+            return error(401, "APIGW.0301", "Incorrect IAM authentication information: unknown access key.")
+        if cfg.security_token and request.headers.get("x-security-token") != cfg.security_token:
+            return error(401, "APIGW.0301", "Incorrect IAM authentication information: security token invalid.")
+        try:
+            signed_at = datetime.strptime(request.headers.get("x-sdk-date", ""), DATE_FORMAT).replace(tzinfo=UTC)
+        except ValueError:
+            return error(401, "APIGW.0303", "Incorrect app authentication information: X-Sdk-Date is missing.")
+        if abs(datetime.now(UTC) - signed_at) > MAX_CLOCK_SKEW:
+            return error(401, "APIGW.0303", "Incorrect app authentication information: the request time is off.")
+        names = [n for n in fields["SignedHeaders"].split(";") if n]
+        if "host" not in names or "x-sdk-date" not in names:
+            return error(401, "APIGW.0301", "Incorrect IAM authentication information: host and date must be signed.")
+        raw_path = request.scope.get("raw_path", request.url.path.encode()).decode()
+        parts = sign_parts(
+            method=request.method, path=raw_path, query=parse_qsl(request.url.query, keep_blank_values=True),
+            headers={n: request.headers.get(n, "") for n in names}, body=raw_body,
+            secret_key=cfg.secret_key, signed_header_names=names,
+        )
+        if not secrets.compare_digest(parts.signature, fields["Signature"]):
+            return error(401, "APIGW.0301", "Incorrect IAM authentication information: verify aksk signature fail.")
+        return None
+
+    # IAM ---------------------------------------------------------------------------------------
+
+    async def _create_token(self, call: Call) -> Response:
+        cfg = self.config
+        try:
+            identity = call.body["auth"]["identity"]
+            user = identity["password"]["user"]
+            scope = call.body["auth"]["scope"]["project"]
+        except (KeyError, TypeError):
+            return JSONResponse({"error": {"code": 400, "message": "The request body is invalid.",
+                                           "title": "Bad Request"}}, status_code=400)
+        if (user.get("name"), user.get("password"), (user.get("domain") or {}).get("name")) != (
+            cfg.iam_user, cfg.iam_password, cfg.iam_domain
+        ):
+            return JSONResponse({"error": {"code": 401, "message": "The username or password is wrong.",
+                                           "title": "Unauthorized"}}, status_code=401)
+        if scope.get("id", cfg.project_id) != cfg.project_id or scope.get("name", cfg.region) != cfg.region:
+            return JSONResponse({"error": {"code": 401, "message": "The project does not exist.",
+                                           "title": "Unauthorized"}}, status_code=401)
+        token = "MIIsandbox" + secrets.token_urlsafe(48)
+        now = time.time()
+        self.state.tokens[token] = now + cfg.token_ttl_seconds
+        body = {"token": {
+            "expires_at": iso(now + cfg.token_ttl_seconds), "issued_at": iso(now), "methods": ["password"],
+            "project": {"id": cfg.project_id, "name": cfg.region,
+                        "domain": {"id": cfg.domain_id, "name": cfg.iam_domain}},
+            "user": {"name": cfg.iam_user, "domain": {"id": cfg.domain_id, "name": cfg.iam_domain}},
+        }}
+        return ok(body, 201, {"X-Subject-Token": token})
+
+    async def _list_projects(self, call: Call) -> Response:
+        cfg = self.config
+        projects = [{"id": cfg.project_id, "name": cfg.region, "domain_id": cfg.domain_id, "enabled": True}]
+        if cfg.duplicate_project_names:
+            projects.append({"id": "f" * 32, "name": cfg.region, "domain_id": cfg.domain_id, "enabled": True})
+        name = call.query.get("name")
+        return ok({"projects": [p for p in projects if name is None or p["name"] == name]})
+
+    # WorkspaceApp catalogue --------------------------------------------------------------------
+
+    def _with_counts(self, group: dict[str, Any]) -> dict[str, Any]:
+        count = sum(1 for s in self.state.servers.values() if s.group_id == group["id"])
+        return {**group, "app_server_count": count}
+
+    async def _list_groups(self, call: Call) -> Response:
+        offset, limit = _page(call.query, default_limit=10)
+        if limit is None:
+            return error(400, "WKS.00169901", "The request message is invalid: limit must be 1 to 100.")
+        groups = list(self.state.groups.values())
+        if name := call.query.get("server_group_name"):
+            groups = [g for g in groups if name.lower() in g["name"].lower()]
+        if group_id := call.query.get("server_group_id"):
+            groups = [g for g in groups if g["id"] == group_id]
+        return ok({"count": len(groups), "items": [self._with_counts(g) for g in groups[offset:offset + limit]]})
+
+    async def _show_group(self, call: Call) -> Response:
+        group = self.state.groups.get(call.params["group_id"])
+        if group is None:
+            return error(404, "WKS.00169901", "The server group does not exist.")
+        flavors = [{"id": group["product_info"]["flavor_id"], "links": []}]
+        return ok({**self._with_counts(group), "flavors": flavors, "image_type": "private",
+                   "image_min_disk": 60, "project_name": self.config.region})
+
+    async def _list_products(self, call: Call) -> Response:
+        products = [{k: v for k, v in p.items() if not k.endswith("_price")} for p in self.state.products.values()]
+        if product_id := call.query.get("product_id"):
+            products = [p for p in products if p["product_id"] == product_id]
+        if flavor_id := call.query.get("flavor_id"):
+            products = [p for p in products if p["flavor_id"] == flavor_id]
+        az = call.query.get("availability_zone")
+        if az:
+            sold_out = {z["availability_zone"]: z["sold_out"]["products"] for z in _azs()}
+            products = [{**p, "status": "sellout" if p["product_id"] in sold_out.get(az, []) else p["status"]}
+                        for p in products]
+        if mode := call.query.get("charge_mode"):
+            products = [{**p, "charge_mode": mode} for p in products]
+        return ok({"availability_zone": az, "os_type": "Windows", "products": products})
+
+    async def _list_azs(self, call: Call) -> Response:
+        zones = _azs()
+        return ok({"availability_zones": zones, "total_count": len(zones)})
+
+    async def _az_summary(self, call: Call) -> Response:
+        return ok({"azs": {"CENTER": _azs()}, "default_type": "CENTER", "support_type": ["CENTER"]})
+
+    async def _volume_types(self, call: Call) -> Response:
+        return ok({"volume_types": VOLUME_TYPES})
+
+    async def _check_quota(self, call: Call) -> Response:
+        q = call.query
+        missing = [k for k in ("product_id", "subscription_num", "disk_size", "disk_num") if not q.get(k)]
+        if missing:
+            return error(400, "WKS.00169901", f"The request message is invalid: {', '.join(missing)} is required.")
+        try:
+            need = int(q["subscription_num"])
+            disk_size, disk_num = int(q["disk_size"]), int(q["disk_num"])
+        except ValueError:
+            return error(400, "WKS.00169901", "The request message is invalid: numbers expected.")
+        if not (1 <= need <= 100 and 10 <= disk_size <= 328704 and 1 <= disk_num <= 11):
+            return error(400, "WKS.00169901", "The request message is invalid: a value is out of range.")
+        if q["product_id"] not in self.state.products:
+            return error(400, "WKS.00169901", "The product does not exist.")
+        return ok(self.state.quota(need))
+
+    # Creating and jobs -------------------------------------------------------------------------
+
+    async def _create_servers(self, call: Call) -> Response:
+        if not isinstance(call.body, dict):
+            return error(400, "WKS.0001", "The request message is empty.")
+        try:
+            spec = parse_spec(call.body)
+        except SpecError as invalid:
+            field, message = next(iter(invalid.errors.items()))
+            return error(400, "WKS.00211102", f"The parameter is invalid: {field}: {message}")
+        group = self.state.groups.get(spec.server_group_id)
+        if group is None:
+            return error(400, "WKS.00169901", "The server group does not exist.")
+        if spec.product_id not in self.state.products:
+            return error(400, "WKS.00169901", "The product does not exist.")
+        subnet = self.state.subnets.get(spec.subnet_id)
+        if subnet is None or subnet["vpc_id"] != spec.vpc_id:
+            return error(400, "WKS.00169901", "The subnet does not exist in the given VPC.")
+        if spec.availability_zone and spec.availability_zone in {
+            z["availability_zone"] for z in _azs() if spec.product_id in z["sold_out"]["products"]
+        }:
+            return error(400, "WKS.00169901", "The product is sold out in this availability zone.")
+        body = spec.to_api_body()
+        try:
+            if spec.is_prepaid:
+                return ok({"order_id": self.state.create_order(body).id})
+            return ok({"job_id": self.state.create_job(body).id})
+        except QuotaExceeded as exceeded:
+            return error(400, "WKS.00211102", f"The parameter is invalid: {exceeded}")
+
+    async def _list_servers(self, call: Call) -> Response:
+        offset, limit = _page(call.query, default_limit=10)
+        if limit is None:
+            return error(400, "WKS.00169901", "The request message is invalid: limit must be 1 to 100.")
+        servers = sorted(self.state.servers.values(), key=lambda s: (s.create_time, s.id))
+        if group_id := call.query.get("server_group_id"):
+            servers = [s for s in servers if s.group_id == group_id]
+        if server_id := call.query.get("server_id"):
+            servers = [s for s in servers if s.id == server_id]
+        names = {g: self.state.groups[g]["name"] for g in self.state.groups}
+        return ok({"count": len(servers), "items": [s.as_api(names[s.group_id]) for s in servers[offset:offset + limit]]})
+
+    async def _show_job(self, call: Call) -> Response:
+        job = self.state.jobs.get(call.params["job_id"])
+        if job is None:
+            return error(404, "WKS.00149901", "The job does not exist.")
+        return ok(self.state.job_v1(job))
+
+    async def _show_job_detail(self, call: Call) -> Response:
+        job = self.state.jobs.get(call.params["job_id"])
+        if job is None:
+            return error(404, "WKS.00149901", "The job does not exist.")
+        return ok(self.state.job_v2(job))
+
+    async def _list_sub_jobs(self, call: Call) -> Response:
+        if not call.query.get("job_type"):
+            return error(400, "WKS.00149901", "The request message is invalid: job_type is required.")
+        offset, limit = _page(call.query, default_limit=10)
+        if limit is None:
+            return error(400, "WKS.00149901", "The request message is invalid: limit must be 1 to 100.")
+        items = [item for job in self.state.jobs.values() for item in self.state.sub_jobs_v2(job)
+                 if call.query["job_type"] == "CREATE_SERVER"]
+        if job_id := call.query.get("job_id"):
+            items = [i for i in items if i["job_id"] == job_id]
+        if status := call.query.get("status"):
+            items = [i for i in items if i["status"] == status]
+        return ok({"count": len(items), "items": items[offset:offset + limit]})
+
+    async def _show_subnet(self, call: Call) -> Response:
+        subnet = self.state.subnets.get(call.params["subnet_id"])
+        if subnet is None:
+            return error(404, "VPC.0202", "Subnet does not exist.")
+        return ok({"subnet": {**subnet, "availability_zone": "cn-north-4a", "status": "ACTIVE"}})
+
+    # BSS ---------------------------------------------------------------------------------------
+
+    async def _show_order(self, call: Call) -> Response:
+        order = self.state.orders.get(call.params["order_id"])
+        if order is None:
+            return error(400, "CBC.30000010", "The order is invalid or does not exist.")
+        return ok(self.state.order_details(order))
+
+    async def _list_orders(self, call: Call) -> Response:
+        since = call.query.get("create_time_begin")
+        begin = datetime.strptime(since, "%Y-%m-%dT%H:%M:%SZ").replace(tzinfo=UTC).timestamp() if since else 0.0
+        orders = sorted((o for o in self.state.orders.values() if o.created >= begin), key=lambda o: -o.created)
+        now = time.time()
+        infos = [{"order_id": o.id, "status": o.status(now, self.config.order_seconds), "create_time": iso(o.created),
+                  "service_type_code": "hws.service.type.vdi"} for o in orders]
+        return ok({"total_count": len(infos), "order_infos": infos})
+
+    async def _pay_order(self, call: Call) -> Response:
+        body = call.body if isinstance(call.body, dict) else {}
+        if body.get("use_coupon") not in ("YES", "NO") or body.get("use_discount") not in ("YES", "NO"):
+            return error(400, "CBC.0100", "Parameter error: use_coupon and use_discount are required.")
+        order = self.state.orders.get(str(body.get("order_id")))
+        if order is None:
+            return error(400, "CBC.30000010", "The order is invalid or does not exist.")
+        code = self.state.pay(order)
+        if code == "CBC.99005003":
+            return error(400, code, "Insufficient balance.")
+        if code is not None:
+            return error(400, code, "The order status has changed and the order cannot be paid.")
+        return Response(status_code=204, headers={"X-Request-Id": secrets.token_hex(16)})
+
+    async def _cancel_order(self, call: Call) -> Response:
+        body = call.body if isinstance(call.body, dict) else {}
+        order = self.state.orders.get(str(body.get("order_id")))
+        if order is None:
+            return error(400, "CBC.30000010", "The order is invalid or does not exist.")
+        if order.status(time.time(), self.config.order_seconds) != 6:
+            return error(400, "CBC.99003106", "The order status has changed and the order cannot be cancelled.")
+        order.cancelled_at = time.time()
+        return ok({})
+
+    async def _order_resources(self, call: Call) -> Response:
+        body = call.body if isinstance(call.body, dict) else {}
+        order = self.state.orders.get(str(body.get("order_id")))
+        if order is None or order.status(time.time(), self.config.order_seconds) != 5:
+            return ok({"data": [], "total_count": 0})
+        data = [{"resource_id": sid, "resource_name": self.state.servers[sid].name if sid in self.state.servers else sid,
+                 "region_code": self.config.region, "service_type_code": "hws.service.type.vdi",
+                 "resource_type_code": "hws.resource.type.vdi", "is_main_resource": 1, "status": 2,
+                 "effective_time": iso(order.paid_at or order.created)} for sid in order.server_ids]
+        return ok({"data": data, "total_count": len(data)})
+
+    # Control -----------------------------------------------------------------------------------
+
+    async def _control_log(self, request: Request) -> Response:
+        if request.method == "DELETE":
+            self.log.clear()
+            return Response(status_code=204)
+        operation = request.query_params.get("operation")
+        return JSONResponse({"calls": self.calls(operation)})
+
+    async def _control_faults(self, request: Request) -> Response:
+        if request.method == "DELETE":
+            self.faults = FaultInjector()
+            return Response(status_code=204)
+        body = await request.json()
+        if "operation" in body:
+            self.faults.add(ScriptedFault.model_validate(body))
+        else:
+            self.faults.configure(FaultSettings.model_validate(body))
+        return Response(status_code=204)
+
+    async def _control_reset(self, request: Request) -> Response:
+        self.reset()
+        return Response(status_code=204)
+
+    async def _control_tokens(self, request: Request) -> Response:
+        self.state.tokens.clear()
+        return Response(status_code=204)
+
+    async def _control_fail_next(self, request: Request) -> Response:
+        body = await request.json() if await request.body() else {}
+        self.state.fail_next_jobs += int(body.get("count", 1))
+        return Response(status_code=204)
+
+    async def _control_balance(self, request: Request) -> Response:
+        body = await request.json()
+        self.state.balance = float(body["amount"])
+        return Response(status_code=204)
+
+
+def _azs() -> list[dict[str, Any]]:
+    return AVAILABILITY_ZONES
+
+
+def _page(query: dict[str, str], default_limit: int) -> tuple[int, int | None]:
+    try:
+        offset = max(int(query.get("offset", 0)), 0)
+        limit = int(query.get("limit", default_limit))
+    except ValueError:
+        return 0, None
+    return offset, limit if 1 <= limit <= 100 else None

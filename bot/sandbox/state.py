@@ -1,0 +1,327 @@
+"""What the sandbox cloud remembers: server groups, servers, jobs, orders, quota and balance.
+
+Jobs and orders move with the clock, computed when they are read, so no background task is needed:
+a job is initializing (3) for the first third of its time, processing (2) until its end, then success
+(1) or failed (0); each server has a sub-job that finishes at its own share of that time. An order
+waits in 6 until paid, then is processing (3) for a while and completed (5).
+"""
+
+from __future__ import annotations
+
+import random
+import string
+import time
+import uuid
+from dataclasses import dataclass, field
+from datetime import UTC, datetime
+from typing import Any
+
+from bot.sandbox import seed
+
+WINDOWS = "Windows"
+
+
+def iso(ts: float) -> str:
+    return datetime.fromtimestamp(ts, UTC).strftime("%Y-%m-%dT%H:%M:%S.") + f"{int(ts * 1000) % 1000:03d}Z"
+
+
+@dataclass
+class SandboxConfig:
+    access_key: str = "SANDBOX-AK"
+    secret_key: str = "SANDBOX-SK"
+    security_token: str | None = None
+    project_id: str = "5a4b3c2d1e0f4a5b8c7d6e5f4a3b2c1d"
+    domain_id: str = "0f1e2d3c4b5a49687766554433221100"
+    region: str = "cn-north-4"
+    iam_user: str = "sandbox-admin"
+    iam_password: str = "sandbox-password"
+    iam_domain: str = "sandbox-account"
+    token_ttl_seconds: float = 24 * 3600
+    job_seconds: float = 6.0
+    order_seconds: float = 6.0
+    payment_window_seconds: float = 7 * 24 * 3600
+    instance_quota: int = 200
+    balance: float = 1_000_000.0
+    extra_server_groups: int = 0
+    duplicate_project_names: bool = False
+
+
+@dataclass
+class Server:
+    id: str
+    name: str
+    group_id: str
+    product_id: str
+    availability_zone: str
+    create_time: float
+    charging_mode: str
+    job_id: str | None = None
+    order_id: str | None = None
+    status: str = "UNREGISTER"
+    vm_status: str = "BUILD"
+
+    def as_api(self, group_name: str) -> dict[str, Any]:
+        return {
+            "id": self.id, "name": self.name, "machine_name": self.name.upper()[:15],
+            "server_group_id": self.group_id, "server_group_name": group_name,
+            "status": self.status, "vm_status": self.vm_status, "create_time": iso(self.create_time),
+            "availability_zone": self.availability_zone, "order_id": self.order_id, "job_id": self.job_id,
+            "job_type": "CREATE_SERVER", "os_type": WINDOWS, "maintain_status": False,
+            "metadata": {"charging_mode": "1" if self.charging_mode == "prePaid" else "0",
+                         "metering.order_id": self.order_id or "", "metering.product_id": self.product_id},
+        }
+
+
+@dataclass
+class Job:
+    id: str
+    created: float
+    duration: float
+    server_ids: list[str]
+    fails: bool
+    sub_job_ids: list[str] = field(default_factory=list)
+
+    def sub_job_end(self, index: int) -> float:
+        return self.created + self.duration * (index + 1) / len(self.server_ids)
+
+    def sub_status(self, index: int, now: float) -> str:
+        if now < self.created + self.duration / 3:
+            return "WAITING"
+        if now < self.sub_job_end(index):
+            return "RUNNING"
+        # In a failing job the last server fails; the others still succeed.
+        return "FAILED" if self.fails and index == len(self.server_ids) - 1 else "SUCCESS"
+
+    def status_v1(self, now: float) -> int:
+        if now < self.created + self.duration / 3:
+            return 3
+        if now < self.created + self.duration:
+            return 2
+        return 0 if self.fails else 1
+
+    @property
+    def end(self) -> float:
+        return self.created + self.duration
+
+
+@dataclass
+class Order:
+    id: str
+    created: float
+    amount: float
+    spec: dict[str, Any]
+    deadline: float
+    paid_at: float | None = None
+    cancelled_at: float | None = None
+    server_ids: list[str] = field(default_factory=list)
+
+    def status(self, now: float, processing_seconds: float) -> int:
+        if self.cancelled_at is not None or (self.paid_at is None and now > self.deadline):
+            return 4
+        if self.paid_at is None:
+            return 6
+        return 3 if now < self.paid_at + processing_seconds else 5
+
+
+class QuotaExceeded(Exception):
+    def __init__(self, need: int, remainder: int) -> None:
+        self.need = need
+        self.remainder = remainder
+        super().__init__(f"Insufficient quota: instances need {need}, remainder {remainder}.")
+
+
+class CloudState:
+    def __init__(self, config: SandboxConfig, clock: Any = time.time) -> None:
+        self.config = config
+        self.clock = clock
+        self.rng = random.Random(20261126)
+        self.groups: dict[str, dict[str, Any]] = {g["id"]: g for g in seed.server_groups(config.extra_server_groups)}
+        self.products = {p["product_id"]: p for p in seed.PRODUCTS}
+        self.subnets = {s["id"]: s for s in seed.SUBNETS}
+        self.servers: dict[str, Server] = {}
+        self.jobs: dict[str, Job] = {}
+        self.orders: dict[str, Order] = {}
+        self.balance = config.balance
+        self.fail_next_jobs = 0
+        self.tokens: dict[str, float] = {}  # token -> expiry
+
+    # Quota -------------------------------------------------------------------------------------
+
+    def instances_in_use(self) -> int:
+        return len(self.servers) + sum(
+            int(o.spec.get("subscription_num", 0)) for o in self.orders.values()
+            if not o.server_ids and o.status(self.clock(), self.config.order_seconds) in (3, 6)
+        )
+
+    def quota(self, need: int) -> dict[str, Any]:
+        remainder = max(self.config.instance_quota - self.instances_in_use(), 0)
+        return {"is_enough": need <= remainder,
+                "quota_remainder": [{"type": "INSTANCES", "remainder": remainder, "need": need}]}
+
+    # Creating ----------------------------------------------------------------------------------
+
+    def _new_server(self, spec: dict[str, Any], index: int, now: float, charging: str) -> Server:
+        group = self.groups[spec["server_group_id"]]
+        server = Server(
+            id=str(uuid.UUID(int=self.rng.getrandbits(128), version=4)),
+            name=f"{group['name'][:40]}-{len(self.servers) + index + 1:04d}",
+            group_id=group["id"], product_id=spec["product_id"],
+            availability_zone=spec.get("availability_zone") or "cn-north-4a",
+            create_time=now, charging_mode=charging,
+        )
+        return server
+
+    def create_job(self, spec: dict[str, Any]) -> Job:
+        now = self.clock()
+        count = int(spec["subscription_num"])
+        need = self.quota(count)
+        if not need["is_enough"]:
+            raise QuotaExceeded(count, need["quota_remainder"][0]["remainder"])
+        job_id = str(self.rng.randrange(10**17, 10**18))
+        fails = self.fail_next_jobs > 0
+        self.fail_next_jobs = max(self.fail_next_jobs - 1, 0)
+        servers = [self._new_server(spec, i, now, "postPaid") for i in range(count)]
+        for server in servers:
+            server.job_id = job_id
+            self.servers[server.id] = server
+        job = Job(job_id, now, self.config.job_seconds, [s.id for s in servers], fails,
+                  [str(self.rng.randrange(10**17, 10**18)) for _ in servers])
+        self.jobs[job_id] = job
+        return job
+
+    def create_order(self, spec: dict[str, Any]) -> Order:
+        now = self.clock()
+        count = int(spec["subscription_num"])
+        need = self.quota(count)
+        if not need["is_enough"]:
+            raise QuotaExceeded(count, need["quota_remainder"][0]["remainder"])
+        extend = spec.get("create_server_extend_param", {})
+        months = int(extend.get("period_num", 1)) * (12 if extend.get("period_type") == 3 else 1)
+        price = float(self.products[spec["product_id"]]["monthly_price"])
+        amount = round(price * months * count * (0.83 if extend.get("period_type") == 3 else 1.0), 2)
+        suffix = "".join(self.rng.choice(string.ascii_uppercase + string.digits) for _ in range(5))
+        order_id = "CS" + datetime.fromtimestamp(now, UTC).strftime("%y%m%d%H%M") + suffix
+        order = Order(order_id, now, amount, spec, now + self.config.payment_window_seconds)
+        self.orders[order_id] = order
+        if extend.get("is_auto_pay") and self.balance >= amount:
+            self._settle(order, now)
+        return order
+
+    def _settle(self, order: Order, now: float) -> None:
+        self.balance -= order.amount
+        order.paid_at = now
+        servers = [self._new_server(order.spec, i, now, "prePaid") for i in range(int(order.spec["subscription_num"]))]
+        for server in servers:
+            server.order_id = order.id
+            self.servers[server.id] = server
+        order.server_ids = [s.id for s in servers]
+
+    def pay(self, order: Order) -> str | None:
+        """Pay an order; returns a CBC error code when it cannot be paid."""
+        now = self.clock()
+        if order.status(now, self.config.order_seconds) != 6:
+            return "CBC.99003106"
+        if self.balance < order.amount:
+            return "CBC.99005003"
+        self._settle(order, now)
+        return None
+
+    # Time passing ------------------------------------------------------------------------------
+
+    def advance(self) -> None:
+        """Bring servers up to date with their jobs and orders."""
+        now = self.clock()
+        for job in self.jobs.values():
+            for index, server_id in enumerate(job.server_ids):
+                server = self.servers.get(server_id)
+                if server is None:
+                    continue
+                status = job.sub_status(index, now)
+                if status == "SUCCESS":
+                    server.status, server.vm_status = "REGISTERED", "ACTIVE"
+                elif status == "FAILED":
+                    # A failed creation is rolled back and refunded.
+                    del self.servers[server_id]
+        for order in self.orders.values():
+            if order.status(now, self.config.order_seconds) == 5:
+                for server_id in order.server_ids:
+                    if server_id in self.servers:
+                        self.servers[server_id].status = "REGISTERED"
+                        self.servers[server_id].vm_status = "ACTIVE"
+
+    # Views -------------------------------------------------------------------------------------
+
+    def job_v1(self, job: Job) -> dict[str, Any]:
+        now = self.clock()
+        status = job.status_v1(now)
+        subs = []
+        for index, server_id in enumerate(job.server_ids):
+            sub = job.sub_status(index, now)
+            code = {"WAITING": 3, "RUNNING": 2, "SUCCESS": 1, "FAILED": 0}[sub]
+            subs.append({
+                "job_id": job.sub_job_ids[index], "job_type": 2, "job_status": code,
+                "begin_time": iso(job.created), "end_time": iso(job.sub_job_end(index)) if code < 2 else None,
+                "execute_code": _failure_code() if sub == "FAILED" else None,
+                "execute_message": _failure_message() if sub == "FAILED" else None,
+                "entities": [{"resource_id": server_id, "resource_name": f"server-{index + 1}",
+                              "cloud_service_type": "hws.service.type.vdi", "is_main_resource": 1}],
+            })
+        return {"job": {
+            "job_id": job.id, "job_type": 1, "job_status": status, "begin_time": iso(job.created),
+            "end_time": iso(job.end) if status in (0, 1) else None, "expected_end_time": iso(job.end),
+            "execute_code": _failure_code() if status == 0 else None,
+            "execute_message": _failure_message() if status == 0 else None, "sub_jobs": subs,
+        }}
+
+    def sub_jobs_v2(self, job: Job) -> list[dict[str, Any]]:
+        now = self.clock()
+        items = []
+        for index, server_id in enumerate(job.server_ids):
+            sub = job.sub_status(index, now)
+            items.append({
+                "id": job.sub_job_ids[index], "job_type": "CREATE_SERVER",
+                "job_resource_info": {"resource_id": server_id, "resource_name": f"server-{index + 1}"},
+                "begin_time": iso(job.created),
+                "end_time": iso(job.sub_job_end(index)) if sub in ("SUCCESS", "FAILED") else None,
+                "status": sub, "error_code": _failure_code() if sub == "FAILED" else None,
+                "error_message": _failure_message() if sub == "FAILED" else None,
+                "project_id": self.config.project_id, "job_id": job.id,
+            })
+        return items
+
+    def job_v2(self, job: Job) -> dict[str, Any]:
+        now = self.clock()
+        status = {3: "WAITING", 2: "RUNNING", 1: "SUCCESS", 0: "FAILED"}[job.status_v1(now)]
+        return {"id": job.id, "job_type": "CREATE_SERVER", "begin_time": iso(job.created),
+                "end_time": iso(job.end) if status in ("SUCCESS", "FAILED") else None, "status": status,
+                "sub_jobs_total": len(job.server_ids), "sub_jobs": self.sub_jobs_v2(job)}
+
+    def order_details(self, order: Order) -> dict[str, Any]:
+        now = self.clock()
+        extend = order.spec.get("create_server_extend_param", {})
+        return {
+            "total_count": 1,
+            "order_info": {
+                "order_id": order.id, "customer_id": self.config.domain_id, "service_type_code": "hws.service.type.vdi",
+                "service_type_name": "Workspace", "source_type": 1,
+                "status": order.status(now, self.config.order_seconds), "order_type": 1,
+                "amount_after_discount": order.amount, "official_amount": order.amount, "measure_id": 1,
+                "create_time": iso(order.created),
+                "payment_time": iso(order.paid_at) if order.paid_at else None, "currency": "CNY",
+                "pending_payment_end_time": iso(order.deadline),
+            },
+            "order_line_items": [{
+                "order_line_item_id": order.id + "-000001", "service_type_code": "hws.service.type.vdi",
+                "product_id": order.spec["product_id"], "period_type": extend.get("period_type"),
+                "period_num": extend.get("period_num"), "subscription_num": order.spec["subscription_num"],
+                "currency": "CNY", "order_id": order.id,
+            }],
+        }
+
+
+def _failure_code() -> str:
+    return "WKS.00211401"
+
+
+def _failure_message() -> str:
+    return "Creating the server failed: the availability zone has no capacity for this flavor (sandbox)."
