@@ -12,6 +12,7 @@ from abc import ABC, abstractmethod
 import httpx
 from pydantic import SecretStr
 
+from bot import logs
 from bot.cloud.http import CloudHttp
 from bot.cloud.iam import IamTokenAuth, TokenProvider, lookup_project_id
 from bot.cloud.signer import AkSkAuth
@@ -57,6 +58,8 @@ class AkSkCredentials(CloudCredentials):
         iam: CloudHttp,
     ) -> None:
         super().__init__(project_id)
+        for secret in (access_key, secret_key, security_token):
+            logs.add_secret(secret.get_secret_value() if secret else None)
         self._signer = AkSkAuth(
             access_key.get_secret_value(),
             secret_key.get_secret_value(),

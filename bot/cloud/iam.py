@@ -12,6 +12,7 @@ from typing import Any
 import httpx
 from pydantic import SecretStr
 
+from bot import logs
 from bot.cloud.errors import CloudError, FailureKind
 from bot.cloud.http import CloudHttp
 from bot.cloud.models import ProjectList
@@ -62,6 +63,7 @@ class TokenProvider:
         self._iam = iam
         self._user = user
         self._password = password
+        logs.add_secret(password.get_secret_value())
         self._domain = domain
         self._project_id = project_id
         self._project_name = project_name
@@ -118,6 +120,7 @@ class TokenProvider:
         if not value:
             raise CloudError("CreateToken", FailureKind.HTTP, status=response.status_code,
                              error_msg="IAM answered without an X-Subject-Token header")
+        logs.add_secret(value)
         body = response.json().get("token", {})
         expires = _parse_time(body.get("expires_at")) or self._clock() + timedelta(hours=24)
         project = body.get("project") or {}

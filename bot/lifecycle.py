@@ -1,0 +1,73 @@
+"""The states of a request and the only moves between them.
+
+pending_approval → approved → submitting → submitted → provisioning → succeeded | failed, with the side
+exits rejected, expired, cancelled, submit_failed (the API said no) and needs_attention (the outcome of
+a create is unknown: nobody may resend it until a look at the cloud shows nothing was created).
+"""
+
+from __future__ import annotations
+
+from enum import StrEnum
+
+
+class State(StrEnum):
+    PENDING_APPROVAL = "pending_approval"
+    APPROVED = "approved"
+    SUBMITTING = "submitting"
+    SUBMITTED = "submitted"
+    PROVISIONING = "provisioning"
+    SUCCEEDED = "succeeded"
+    FAILED = "failed"
+    REJECTED = "rejected"
+    EXPIRED = "expired"
+    CANCELLED = "cancelled"
+    SUBMIT_FAILED = "submit_failed"
+    NEEDS_ATTENTION = "needs_attention"
+
+
+TRANSITIONS: dict[State, frozenset[State]] = {
+    State.PENDING_APPROVAL: frozenset({State.APPROVED, State.REJECTED, State.EXPIRED, State.CANCELLED}),
+    State.APPROVED: frozenset({State.SUBMITTING, State.CANCELLED}),
+    # Back to approved only when the cloud provably did not act (throttled, never connected).
+    State.SUBMITTING: frozenset({State.SUBMITTED, State.SUBMIT_FAILED, State.NEEDS_ATTENTION, State.APPROVED}),
+    State.SUBMITTED: frozenset({State.PROVISIONING, State.SUCCEEDED, State.FAILED}),
+    State.PROVISIONING: frozenset({State.SUCCEEDED, State.FAILED}),
+    # A late answer to our own create may still be recorded; an approver may retry after a clean lookup.
+    State.NEEDS_ATTENTION: frozenset({State.SUBMITTED, State.APPROVED, State.SUBMIT_FAILED}),
+    State.SUCCEEDED: frozenset(),
+    State.FAILED: frozenset(),
+    State.REJECTED: frozenset(),
+    State.EXPIRED: frozenset(),
+    State.CANCELLED: frozenset(),
+    State.SUBMIT_FAILED: frozenset(),
+}
+
+FINAL_STATES = frozenset(s for s, nexts in TRANSITIONS.items() if not nexts)
+IN_FLIGHT_STATES = frozenset({State.SUBMITTED, State.PROVISIONING})
+
+
+def can_move(old: State, new: State) -> bool:
+    return new in TRANSITIONS[old]
+
+
+class TransitionRefused(Exception):
+    def __init__(self, old: State, new: State) -> None:
+        self.old = old
+        self.new = new
+        super().__init__(f"a request cannot go from {old} to {new}")
+
+
+LABELS: dict[State, str] = {
+    State.PENDING_APPROVAL: "Waiting for approval",
+    State.APPROVED: "Approved, about to be ordered",
+    State.SUBMITTING: "Ordering from the cloud",
+    State.SUBMITTED: "Ordered, waiting for the cloud",
+    State.PROVISIONING: "Creating servers",
+    State.SUCCEEDED: "Done",
+    State.FAILED: "Failed",
+    State.REJECTED: "Rejected",
+    State.EXPIRED: "Expired without a decision",
+    State.CANCELLED: "Cancelled",
+    State.SUBMIT_FAILED: "Refused by the cloud",
+    State.NEEDS_ATTENTION: "Needs attention",
+}

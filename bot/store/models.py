@@ -1,0 +1,74 @@
+"""The tables: one row per request (its state, ids and tracking lease) and an append-only audit log."""
+
+from __future__ import annotations
+
+from datetime import UTC, datetime
+
+from sqlalchemy import Column, Index, Text
+from sqlmodel import Field, SQLModel
+
+
+def utcnow() -> datetime:
+    """Aware UTC; the column type stores UTC on SQLite and PostgreSQL alike and returns it aware."""
+    return datetime.now(UTC)
+
+
+class AppRequest(SQLModel, table=True):
+    __tablename__ = "requests"
+    __table_args__ = (
+        Index("ix_requests_state_next_poll", "state", "next_poll_at"),
+        Index("ix_requests_requester", "requester_id", "created_at"),
+    )
+
+    id: str = Field(primary_key=True, max_length=16)
+    requester_id: str = Field(max_length=32)
+    team_id: str | None = Field(default=None, max_length=32)
+    channel_id: str | None = Field(default=None, max_length=32)
+    thread_ts: str | None = Field(default=None, max_length=32)
+    approval_channel_id: str | None = Field(default=None, max_length=32)
+    approval_ts: str | None = Field(default=None, max_length=32)
+    reason: str | None = Field(default=None, sa_column=Column(Text))
+    spec_json: str = Field(sa_column=Column(Text, nullable=False))
+    spec_hash: str = Field(max_length=64)
+    charging_mode: str = Field(max_length=16)
+    subscription_num: int
+    server_group_id: str = Field(max_length=128)
+    state: str = Field(max_length=32, index=True)
+    job_id: str | None = Field(default=None, max_length=64)
+    order_id: str | None = Field(default=None, max_length=64)
+    server_ids_json: str = Field(default="[]", sa_column=Column(Text, nullable=False))
+    decided_by: str | None = Field(default=None, max_length=32)
+    decided_at: datetime | None = None
+    decision_reason: str | None = Field(default=None, sa_column=Column(Text))
+    outcome_sentence: str | None = Field(default=None, sa_column=Column(Text))
+    created_at: datetime = Field(default_factory=utcnow)
+    updated_at: datetime = Field(default_factory=utcnow)
+    expires_at: datetime | None = None
+    submit_started_at: datetime | None = None
+    submitted_at: datetime | None = None
+    finished_at: datetime | None = None
+    version: int = Field(default=1)
+    # Tracking and leases: who works on the row now, until when, and when it is next due.
+    next_poll_at: datetime | None = None
+    lease_owner: str | None = Field(default=None, max_length=64)
+    lease_until: datetime | None = None
+    attempts: int = Field(default=0)
+    last_error: str | None = Field(default=None, sa_column=Column(Text))
+    # After an unknown create outcome: when the bot last looked for what was created, and what it found.
+    lookup_at: datetime | None = None
+    lookup_found: bool | None = None
+
+
+class AuditEvent(SQLModel, table=True):
+    __tablename__ = "audit_events"
+
+    id: int | None = Field(default=None, primary_key=True)
+    request_id: str = Field(max_length=16, index=True, foreign_key="requests.id")
+    at: datetime = Field(default_factory=utcnow)
+    actor: str = Field(max_length=64)  # a Slack user id, or "bot" / "worker:<id>" for the bot itself
+    action: str = Field(max_length=48)
+    old_state: str | None = Field(default=None, max_length=32)
+    new_state: str | None = Field(default=None, max_length=32)
+    spec_hash: str | None = Field(default=None, max_length=64)
+    allowed: bool = Field(default=True)
+    detail: str | None = Field(default=None, sa_column=Column(Text))

@@ -1,0 +1,233 @@
+"""Reading and changing requests. Every state change is a compare-and-set on the row's version, and
+writes its audit row in the same transaction, so exactly one of any number of racing callers wins.
+"""
+
+from __future__ import annotations
+
+import json
+import secrets
+from collections.abc import Iterable, Sequence
+from dataclasses import dataclass
+from datetime import datetime, timedelta
+from typing import Any
+
+from sqlalchemy import Engine, func, or_, update
+from sqlmodel import Session, col, select
+
+from bot.lifecycle import State, TransitionRefused, can_move
+from bot.store.models import AppRequest, AuditEvent, utcnow
+
+# Crockford's alphabet: no I, L, O or U, so an id read aloud or typed is not mistaken.
+_ID_ALPHABET = "0123456789ABCDEFGHJKMNPQRSTVWXYZ"
+_CAS_RETRIES = 5
+
+
+def new_request_id() -> str:
+    return "AS-" + "".join(secrets.choice(_ID_ALPHABET) for _ in range(8))
+
+
+@dataclass(frozen=True)
+class Transition:
+    """The result of a compare-and-set: whether this caller won, and the row as it now stands."""
+
+    won: bool
+    request: AppRequest
+
+
+@dataclass(frozen=True)
+class NewRequest:
+    requester_id: str
+    spec_json: str
+    spec_hash: str
+    charging_mode: str
+    subscription_num: int
+    server_group_id: str
+    channel_id: str | None = None
+    thread_ts: str | None = None
+    team_id: str | None = None
+    reason: str | None = None
+    expires_at: datetime | None = None
+
+
+def server_ids(request: AppRequest) -> list[str]:
+    ids: list[str] = json.loads(request.server_ids_json or "[]")
+    return ids
+
+
+class RequestStore:
+    def __init__(self, engine: Engine) -> None:
+        self.engine = engine
+
+    def _session(self) -> Session:
+        return Session(self.engine, expire_on_commit=False)
+
+    # Reading -----------------------------------------------------------------------------------
+
+    def get(self, request_id: str) -> AppRequest | None:
+        with self._session() as session:
+            return session.get(AppRequest, request_id)
+
+    def for_requester(self, user_id: str, limit: int = 10) -> list[AppRequest]:
+        with self._session() as session:
+            query = (select(AppRequest).where(AppRequest.requester_id == user_id)
+                     .order_by(col(AppRequest.created_at).desc()).limit(limit))
+            return list(session.exec(query))
+
+    def in_states(self, states: Iterable[State], limit: int = 100) -> list[AppRequest]:
+        with self._session() as session:
+            query = (select(AppRequest).where(col(AppRequest.state).in_([s.value for s in states]))
+                     .order_by(col(AppRequest.created_at)).limit(limit))
+            return list(session.exec(query))
+
+    def audit_log(self, request_id: str) -> list[AuditEvent]:
+        with self._session() as session:
+            query = select(AuditEvent).where(AuditEvent.request_id == request_id).order_by(col(AuditEvent.id))
+            return list(session.exec(query))
+
+    def linked_elsewhere(self, request_id: str, *, job_ids: Sequence[str] = (), order_ids: Sequence[str] = ()) -> set[str]:
+        """Job and order ids that already belong to another request (never link them twice)."""
+        conditions = []
+        if job_ids:
+            conditions.append(col(AppRequest.job_id).in_(list(job_ids)))
+        if order_ids:
+            conditions.append(col(AppRequest.order_id).in_(list(order_ids)))
+        if not conditions:
+            return set()
+        with self._session() as session:
+            rows = session.exec(select(AppRequest).where(or_(*conditions), AppRequest.id != request_id))
+            return {i for r in rows for i in (r.job_id, r.order_id) if i}
+
+    # Writing -----------------------------------------------------------------------------------
+
+    def create(self, new: NewRequest, state: State, actor: str) -> AppRequest:
+        now = utcnow()
+        row = AppRequest(
+            id=new_request_id(), requester_id=new.requester_id, team_id=new.team_id, channel_id=new.channel_id,
+            thread_ts=new.thread_ts, reason=new.reason, spec_json=new.spec_json, spec_hash=new.spec_hash,
+            charging_mode=new.charging_mode, subscription_num=new.subscription_num,
+            server_group_id=new.server_group_id, state=state.value, created_at=now, updated_at=now,
+            expires_at=new.expires_at,
+        )
+        with self._session() as session, session.begin():
+            session.add(row)
+            session.add(AuditEvent(request_id=row.id, actor=actor, action="created", new_state=state.value,
+                                   spec_hash=new.spec_hash, at=now))
+        return row
+
+    def audit(self, request_id: str, actor: str, action: str, *, allowed: bool, detail: str | None = None) -> None:
+        """Record an attempt that changed nothing (a refused click, a lookup)."""
+        with self._session() as session, session.begin():
+            row = session.get(AppRequest, request_id)
+            session.add(AuditEvent(
+                request_id=request_id, actor=actor, action=action, allowed=allowed, detail=detail,
+                old_state=row.state if row else None, new_state=row.state if row else None,
+                spec_hash=row.spec_hash if row else None,
+            ))
+
+    def transition(
+        self,
+        request_id: str,
+        expected: State | frozenset[State],
+        new: State,
+        *,
+        actor: str,
+        action: str,
+        changes: dict[str, Any] | None = None,
+        detail: str | None = None,
+        lease_owner: str | None = None,
+    ) -> Transition | None:
+        """Move the request to `new` if it is in `expected` (and, if given, leased by `lease_owner`).
+
+        Returns None when the request does not exist. Losing a race is not an error: the caller gets
+        `won=False` and the row as the winner left it.
+        """
+        allowed = expected if isinstance(expected, frozenset) else frozenset({expected})
+        for state in allowed:
+            if not can_move(state, new):
+                raise TransitionRefused(state, new)
+        for _ in range(_CAS_RETRIES):
+            with self._session() as session, session.begin():
+                row = session.get(AppRequest, request_id)
+                if row is None:
+                    return None
+                if State(row.state) not in allowed or (lease_owner is not None and row.lease_owner != lease_owner):
+                    return Transition(False, row)
+                now = utcnow()
+                values: dict[str, Any] = {"state": new.value, "version": row.version + 1, "updated_at": now}
+                values.update(changes or {})
+                result = session.execute(
+                    update(AppRequest)
+                    .where(col(AppRequest.id) == request_id, col(AppRequest.version) == row.version)
+                    .values(**values)
+                )
+                if result.rowcount != 1:  # type: ignore[attr-defined]
+                    continue  # someone else changed the row since we read it: read again
+                session.add(AuditEvent(
+                    request_id=request_id, actor=actor, action=action, old_state=row.state, new_state=new.value,
+                    spec_hash=row.spec_hash, detail=detail, at=now,
+                ))
+            fresh = self.get(request_id)
+            assert fresh is not None
+            return Transition(True, fresh)
+        fresh = self.get(request_id)
+        assert fresh is not None
+        return Transition(False, fresh)
+
+    def update_fields(self, request_id: str, *, actor: str, action: str, detail: str | None = None,
+                      **changes: Any) -> AppRequest | None:
+        """Change fields other than the state (thread ts, lookup results), audited, version bumped."""
+        with self._session() as session, session.begin():
+            row = session.get(AppRequest, request_id)
+            if row is None:
+                return None
+            session.execute(
+                update(AppRequest).where(col(AppRequest.id) == request_id)
+                .values(version=AppRequest.version + 1, updated_at=utcnow(), **changes)
+            )
+            session.add(AuditEvent(request_id=request_id, actor=actor, action=action, old_state=row.state,
+                                   new_state=row.state, spec_hash=row.spec_hash, detail=detail))
+        return self.get(request_id)
+
+    # The outbox --------------------------------------------------------------------------------
+
+    def claim_for_submit(self, owner: str, lease: timedelta, limit: int = 10) -> list[AppRequest]:
+        """Take approved requests for submission: approved → submitting, leased to `owner`.
+
+        On PostgreSQL the candidate rows are locked with SKIP LOCKED, so replicas take different rows
+        instead of queueing on the same one; the compare-and-set makes it exactly-once on any engine.
+        """
+        with self._session() as session, session.begin():
+            query = (select(AppRequest.id).where(AppRequest.state == State.APPROVED.value)
+                     .order_by(col(AppRequest.decided_at)).limit(limit).with_for_update(skip_locked=True))
+            ids = list(session.exec(query))
+        claimed = []
+        for request_id in ids:
+            now = utcnow()
+            result = self.transition(
+                request_id, State.APPROVED, State.SUBMITTING, actor=f"worker:{owner}", action="claim_submit",
+                changes={"lease_owner": owner, "lease_until": now + lease, "submit_started_at": now,
+                         "attempts": AppRequest.attempts + 1},
+            )
+            if result is not None and result.won:
+                claimed.append(result.request)
+        return claimed
+
+    def stale_submissions(self, now: datetime | None = None) -> list[AppRequest]:
+        """Requests left in `submitting` by a worker whose lease ran out (it crashed or hung)."""
+        with self._session() as session:
+            query = select(AppRequest).where(
+                AppRequest.state == State.SUBMITTING.value, col(AppRequest.lease_until) < (now or utcnow())
+            )
+            return list(session.exec(query))
+
+    def due_for_expiry(self, now: datetime | None = None) -> list[AppRequest]:
+        with self._session() as session:
+            query = select(AppRequest).where(
+                AppRequest.state == State.PENDING_APPROVAL.value, col(AppRequest.expires_at) < (now or utcnow())
+            )
+            return list(session.exec(query))
+
+    def count_by_state(self) -> dict[str, int]:
+        with self._session() as session:
+            rows = session.exec(select(AppRequest.state, func.count()).group_by(AppRequest.state))
+            return {state: count for state, count in rows}
