@@ -60,3 +60,62 @@ async def cloud(settings: Settings) -> AsyncIterator[Cloud]:
     client = build_cloud(settings)
     yield client
     await client.aclose()
+
+
+# Databases ---------------------------------------------------------------------------------------
+
+import os  # noqa: E402
+import secrets  # noqa: E402
+
+from sqlalchemy import Engine, create_engine, text  # noqa: E402
+
+from bot.store.db import make_engine  # noqa: E402
+from bot.store.schema import migrate  # noqa: E402
+
+DEFAULT_TEST_POSTGRES = "postgresql+psycopg://postgres@127.0.0.1:5432/test"
+
+
+def postgres_base_url() -> str:
+    """The PostgreSQL to test against, or a skip (a failure when CI demands PostgreSQL)."""
+    url = os.environ.get("TEST_POSTGRES_URL", DEFAULT_TEST_POSTGRES)
+    try:
+        probe = create_engine(url, connect_args={"connect_timeout": 3})
+        with probe.connect() as connection:
+            connection.execute(text("SELECT 1"))
+        probe.dispose()
+    except Exception as error:
+        reason = f"PostgreSQL tests need a server at {url} ({type(error).__name__}); set TEST_POSTGRES_URL"
+        if os.environ.get("REQUIRE_POSTGRES") == "1":
+            pytest.fail(reason)
+        pytest.skip(reason)
+    return url
+
+
+@pytest.fixture
+def postgres_url() -> Iterator[str]:
+    """A fresh schema of its own in the test PostgreSQL, dropped afterwards."""
+    base = postgres_base_url()
+    schema = "t_" + secrets.token_hex(6)
+    admin = create_engine(base)
+    with admin.begin() as connection:
+        connection.execute(text(f"CREATE SCHEMA {schema}"))
+    separator = "&" if "?" in base else "?"
+    yield f"{base}{separator}options=-csearch_path%3D{schema}"
+    with admin.begin() as connection:
+        connection.execute(text(f"DROP SCHEMA {schema} CASCADE"))
+    admin.dispose()
+
+
+@pytest.fixture(params=["sqlite", "postgres"])
+def database_url(request: pytest.FixtureRequest, tmp_path: Any) -> str:
+    if request.param == "sqlite":
+        return f"sqlite:///{tmp_path}/bot.db"
+    return str(request.getfixturevalue("postgres_url"))
+
+
+@pytest.fixture
+def engine(database_url: str) -> Iterator[Engine]:
+    db = make_engine(database_url)
+    migrate(db)
+    yield db
+    db.dispose()

@@ -153,18 +153,20 @@ class RequestStore:
                 if State(row.state) not in allowed or (lease_owner is not None and row.lease_owner != lease_owner):
                     return Transition(False, row)
                 now = utcnow()
-                values: dict[str, Any] = {"state": new.value, "version": row.version + 1, "updated_at": now}
+                old_state, old_version, spec_hash = row.state, row.version, row.spec_hash
+                values: dict[str, Any] = {"state": new.value, "version": old_version + 1, "updated_at": now}
                 values.update(changes or {})
                 result = session.execute(
                     update(AppRequest)
-                    .where(col(AppRequest.id) == request_id, col(AppRequest.version) == row.version)
+                    .where(col(AppRequest.id) == request_id, col(AppRequest.version) == old_version)
                     .values(**values)
+                    .execution_options(synchronize_session=False)
                 )
                 if result.rowcount != 1:  # type: ignore[attr-defined]
                     continue  # someone else changed the row since we read it: read again
                 session.add(AuditEvent(
-                    request_id=request_id, actor=actor, action=action, old_state=row.state, new_state=new.value,
-                    spec_hash=row.spec_hash, detail=detail, at=now,
+                    request_id=request_id, actor=actor, action=action, old_state=old_state, new_state=new.value,
+                    spec_hash=spec_hash, detail=detail, at=now,
                 ))
             fresh = self.get(request_id)
             assert fresh is not None
@@ -180,12 +182,14 @@ class RequestStore:
             row = session.get(AppRequest, request_id)
             if row is None:
                 return None
+            state, spec_hash = row.state, row.spec_hash
             session.execute(
                 update(AppRequest).where(col(AppRequest.id) == request_id)
                 .values(version=AppRequest.version + 1, updated_at=utcnow(), **changes)
+                .execution_options(synchronize_session=False)
             )
-            session.add(AuditEvent(request_id=request_id, actor=actor, action=action, old_state=row.state,
-                                   new_state=row.state, spec_hash=row.spec_hash, detail=detail))
+            session.add(AuditEvent(request_id=request_id, actor=actor, action=action, old_state=state,
+                                   new_state=state, spec_hash=spec_hash, detail=detail))
         return self.get(request_id)
 
     # The outbox --------------------------------------------------------------------------------
