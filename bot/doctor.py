@@ -33,7 +33,7 @@ async def check_cloud(settings: Settings) -> Check:
         page = await cloud.workspace.list_server_groups_page(limit=1)
         project_id = await cloud.workspace.project_id()
     except CloudError as error:
-        return Check("cloud", False, f"{describe(error)} ({cloud.endpoints.workspace})")
+        return Check("cloud", False, f"{cloud.endpoints.workspace}: {describe(error)}")
     except ProjectLookupError as error:
         return Check("cloud", False, str(error))
     finally:

@@ -1,0 +1,56 @@
+"""A fake Slack Web API on loopback: records every call, answers like Slack, fails on demand."""
+
+from __future__ import annotations
+
+import time
+from dataclasses import dataclass, field
+from typing import Any
+from urllib.parse import parse_qsl
+
+from starlette.applications import Starlette
+from starlette.requests import Request
+from starlette.responses import JSONResponse
+from starlette.routing import Route
+
+
+@dataclass
+class FakeSlack:
+    token: str = "xoxb-fake-token"
+    calls: list[dict[str, Any]] = field(default_factory=list)
+    errors: dict[str, list[str]] = field(default_factory=dict)  # method -> queued Slack error codes
+
+    def __post_init__(self) -> None:
+        self.app = Starlette(routes=[Route("/api/{method}", self._call, methods=["POST", "GET"])])
+
+    def fail_next(self, method: str, error: str) -> None:
+        self.errors.setdefault(method, []).append(error)
+
+    def of(self, method: str) -> list[dict[str, Any]]:
+        return [c["args"] for c in self.calls if c["method"] == method]
+
+    async def _call(self, request: Request) -> JSONResponse:
+        method = request.path_params["method"]
+        raw = (await request.body()).decode()
+        content_type = request.headers.get("content-type", "")
+        args: dict[str, Any] = {}
+        if "json" in content_type and raw:
+            args = await request.json()
+        elif raw:
+            args = dict(parse_qsl(raw))
+        self.calls.append({"method": method, "args": args, "at": time.time()})
+        if request.headers.get("authorization") != f"Bearer {self.token}":
+            return JSONResponse({"ok": False, "error": "invalid_auth"})
+        queued = self.errors.get(method)
+        if queued:
+            error = queued.pop(0)
+            if error == "ratelimited":
+                return JSONResponse({"ok": False, "error": error}, status_code=429, headers={"Retry-After": "1"})
+            return JSONResponse({"ok": False, "error": error})
+        if method == "auth.test":
+            return JSONResponse({"ok": True, "url": "https://sandbox.slack.com/", "team": "Sandbox Co",
+                                 "user": "appserver", "team_id": "T0SANDBOX", "user_id": "U0BOT", "bot_id": "B0BOT"})
+        if method in ("chat.postMessage", "chat.update"):
+            channel = args.get("channel", "C0")
+            return JSONResponse({"ok": True, "channel": channel, "ts": args.get("ts") or f"{time.time():.6f}",
+                                 "message": {"text": args.get("text", "")}})
+        return JSONResponse({"ok": True})
