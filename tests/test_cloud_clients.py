@@ -38,7 +38,7 @@ async def test_several_projects_with_the_region_name_is_a_clear_error(sandbox_ur
     sandbox.config.duplicate_project_names = True
     cloud = build_cloud(sandbox_settings(sandbox_url, sandbox))
     try:
-        with pytest.raises(ProjectLookupError, match="Several IAM projects.*HUAWEICLOUD_SDK_PROJECT_ID"):
+        with pytest.raises(ProjectLookupError, match=r"Several IAM projects.*HUAWEICLOUD_SDK_PROJECT_ID"):
             await cloud.workspace.list_volume_types()
     finally:
         sandbox.config.duplicate_project_names = False

@@ -8,9 +8,9 @@ import httpx
 import pytest
 
 from bot.cloud.client import Cloud, build_cloud
-from bot.logs import install_redaction
 from bot.cloud.credentials import IamPasswordCredentials
 from bot.cloud.errors import CloudError, FailureKind, describe, from_response, from_transport
+from bot.logs import install_redaction
 from bot.sandbox import Sandbox
 from bot.sandbox.faults import FaultSettings, ScriptedFault
 from bot.spec import parse_spec
