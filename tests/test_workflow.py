@@ -275,3 +275,31 @@ async def test_a_stale_submission_is_recovered_into_needs_attention(workflow: Wo
     assert [r.id for r in recovered] == [row.id]
     assert recovered[0].state == State.NEEDS_ATTENTION and recovered[0].lookup_found is False
     assert sandbox.calls("CreateAppServers") == []
+
+
+async def test_an_unanswered_prepaid_create_is_linked_to_its_order(workflow: Workflow, store: RequestStore,
+                                                                   sandbox: Sandbox) -> None:
+    sandbox.faults.add(ScriptedFault(operation="CreateAppServers", kind="500-after"))
+    row = await workflow.submit(parse_spec(prepaid_body()), REQUESTER)
+    await workflow.approve(row.id, APPROVER)
+    await workflow.submit_due()
+    attention = store.get(row.id)
+    assert attention is not None and attention.state == State.NEEDS_ATTENTION
+    assert attention.lookup_found is True and attention.order_id == next(iter(sandbox.state.orders))
+    assert (await workflow.retry_after_attention(row.id, OTHER_APPROVER)).outcome is Outcome.SERVERS_FOUND
+
+
+async def test_group_membership_is_cached_and_a_failing_directory_denies() -> None:
+    from bot.workflow import CachedDirectory
+
+    inner = StaticDirectory()
+    cached = CachedDirectory(inner, ttl_seconds=60)
+    assert await cached.group_members("S0MANAGERS") == {GROUP_MEMBER}
+    assert await cached.group_members("S0MANAGERS") == {GROUP_MEMBER}
+    assert inner.lookups == 1
+
+    class Broken:
+        async def group_members(self, group_id: str) -> set[str]:
+            raise RuntimeError("usergroups.users.list failed")
+
+    assert await CachedDirectory(Broken()).group_members("S0MANAGERS") == set()
