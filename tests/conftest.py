@@ -50,6 +50,17 @@ def sandbox_settings(url: str, sandbox: Sandbox, **overrides: Any) -> Settings:
     return Settings(**values)
 
 
+def iam_settings(url: str, sandbox: Sandbox, **overrides: Any) -> Settings:
+    """Settings that log in with the sandbox's IAM user instead of AK/SK."""
+    cfg = sandbox.config
+    values: dict[str, Any] = {
+        "huaweicloud_sdk_ak": None, "huaweicloud_sdk_sk": None, "huaweicloud_iam_user": cfg.iam_user,
+        "huaweicloud_iam_password": cfg.iam_password, "huaweicloud_iam_domain": cfg.iam_domain,
+    }
+    values.update(overrides)
+    return sandbox_settings(url, sandbox, **values)
+
+
 @pytest.fixture
 def settings(sandbox_url: str, sandbox: Sandbox) -> Settings:
     return sandbox_settings(sandbox_url, sandbox)

@@ -14,7 +14,7 @@ from bot.logs import install_redaction
 from bot.sandbox import Sandbox
 from bot.sandbox.faults import FaultSettings, ScriptedFault
 from bot.spec import parse_spec
-from tests.conftest import sandbox_settings
+from tests.conftest import iam_settings, sandbox_settings
 from tests.specs import office_body
 
 
@@ -130,11 +130,7 @@ async def test_pay_order_is_not_resent_after_a_503(cloud: Cloud, sandbox: Sandbo
 
 async def test_iam_token_is_cached_and_renewed_once_after_a_401(sandbox_url: str, sandbox: Sandbox) -> None:
     cfg = sandbox.config
-    settings = sandbox_settings(
-        sandbox_url, sandbox, huaweicloud_sdk_ak=None, huaweicloud_sdk_sk=None,
-        huaweicloud_iam_user=cfg.iam_user, huaweicloud_iam_password=cfg.iam_password,
-        huaweicloud_iam_domain=cfg.iam_domain,
-    )
+    settings = iam_settings(sandbox_url, sandbox)
     cloud = build_cloud(settings)
     try:
         assert isinstance(cloud.credentials, IamPasswordCredentials)
@@ -154,12 +150,7 @@ async def test_iam_token_is_cached_and_renewed_once_after_a_401(sandbox_url: str
 
 
 async def test_wrong_iam_password_is_a_clear_error(sandbox_url: str, sandbox: Sandbox) -> None:
-    cfg = sandbox.config
-    settings = sandbox_settings(
-        sandbox_url, sandbox, huaweicloud_sdk_ak=None, huaweicloud_sdk_sk=None,
-        huaweicloud_iam_user=cfg.iam_user, huaweicloud_iam_password="not-the-password",
-        huaweicloud_iam_domain=cfg.iam_domain,
-    )
+    settings = iam_settings(sandbox_url, sandbox, huaweicloud_iam_password="not-the-password")
     cloud = build_cloud(settings)
     try:
         with pytest.raises(CloudError) as refused:
@@ -176,11 +167,7 @@ async def test_no_secret_reaches_a_log_line(sandbox_url: str, sandbox: Sandbox, 
     caplog.set_level(logging.DEBUG)
     cfg = sandbox.config
     sandbox.faults.add(ScriptedFault(operation="ListVolumeType", kind="429"))
-    settings = sandbox_settings(
-        sandbox_url, sandbox, huaweicloud_sdk_ak=None, huaweicloud_sdk_sk=None,
-        huaweicloud_iam_user=cfg.iam_user, huaweicloud_iam_password=cfg.iam_password,
-        huaweicloud_iam_domain=cfg.iam_domain,
-    )
+    settings = iam_settings(sandbox_url, sandbox)
     cloud = build_cloud(settings)
     try:
         await cloud.workspace.list_volume_types()

@@ -21,7 +21,7 @@ from bot.sandbox import Sandbox, SandboxConfig
 from bot.sandbox.faults import FaultSettings
 from bot.settings import Settings
 from bot.spec import parse_spec
-from tests.conftest import sandbox_settings
+from tests.conftest import iam_settings
 from tests.specs import office_body
 
 ROOT = Path(__file__).resolve().parent.parent
@@ -39,7 +39,8 @@ def test_endpoints_follow_the_sdk_region_table() -> None:
 
 async def test_call_log_and_faults_are_reachable_over_http(sandbox: Sandbox, sandbox_url: str, settings: Settings) -> None:
     async with httpx.AsyncClient(base_url=sandbox_url) as control:
-        assert (await control.post("/_sandbox/faults", json={"operation": "ListVolumeType", "kind": "503"})).status_code == 204
+        fault = {"operation": "ListVolumeType", "kind": "503"}
+        assert (await control.post("/_sandbox/faults", json=fault)).status_code == 204
         cloud = build_cloud(settings)
         try:
             await cloud.workspace.list_volume_types()
@@ -89,11 +90,7 @@ async def test_a_stale_signature_date_is_apigw_0303(sandbox: Sandbox, sandbox_ur
 
 
 async def test_iam_token_is_renewed_before_it_ends(sandbox: Sandbox, sandbox_url: str) -> None:
-    cfg = sandbox.config
-    settings = sandbox_settings(
-        sandbox_url, sandbox, huaweicloud_sdk_ak=None, huaweicloud_sdk_sk=None, huaweicloud_iam_user=cfg.iam_user,
-        huaweicloud_iam_password=cfg.iam_password, huaweicloud_iam_domain=cfg.iam_domain,
-    )
+    settings = iam_settings(sandbox_url, sandbox)
     cloud = build_cloud(settings)
     assert isinstance(cloud.credentials, IamPasswordCredentials)
     provider = cloud.credentials.tokens

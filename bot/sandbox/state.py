@@ -171,12 +171,16 @@ class CloudState:
         )
         return server
 
-    def create_job(self, spec: dict[str, Any]) -> Job:
-        now = self.clock()
+    def _check_quota(self, spec: dict[str, Any]) -> int:
         count = int(spec["subscription_num"])
         need = self.quota(count)
         if not need["is_enough"]:
             raise QuotaExceeded(count, need["quota_remainder"][0]["remainder"])
+        return count
+
+    def create_job(self, spec: dict[str, Any]) -> Job:
+        now = self.clock()
+        count = self._check_quota(spec)
         job_id = str(self.rng.randrange(10**17, 10**18))
         fails = self.fail_next_jobs > 0
         self.fail_next_jobs = max(self.fail_next_jobs - 1, 0)
@@ -191,10 +195,7 @@ class CloudState:
 
     def create_order(self, spec: dict[str, Any]) -> Order:
         now = self.clock()
-        count = int(spec["subscription_num"])
-        need = self.quota(count)
-        if not need["is_enough"]:
-            raise QuotaExceeded(count, need["quota_remainder"][0]["remainder"])
+        count = self._check_quota(spec)
         extend = spec.get("create_server_extend_param", {})
         months = int(extend.get("period_num", 1)) * (12 if extend.get("period_type") == 3 else 1)
         price = float(self.products[spec["product_id"]]["monthly_price"])
