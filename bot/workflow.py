@@ -23,7 +23,7 @@ from bot.cloud.client import Cloud
 from bot.cloud.errors import CloudError, describe
 from bot.cloud.models import AppServer, CustomerOrderList
 from bot.lifecycle import State
-from bot.spec import CreateAppServersRequest, CreateAppServersResponse, parse_spec
+from bot.spec import CreateAppServersRequest, CreateAppServersResponse, SpecError, parse_spec
 from bot.store.models import AppRequest, utcnow
 from bot.store.repository import NewRequest, RequestStore, Transition, server_ids
 
@@ -294,7 +294,12 @@ class Workflow:
 
     async def _send(self, row: AppRequest) -> SubmitResult:
         actor = f"worker:{self.worker_id}"
-        spec = parse_spec(json.loads(row.spec_json))
+        try:
+            spec = parse_spec(json.loads(row.spec_json))
+        except (SpecError, ValueError) as invalid:
+            refused = await self._finish(row, State.SUBMIT_FAILED, actor, "spec_invalid",
+                                         f"The stored request is no longer valid, so nothing was ordered: {invalid}")
+            return SubmitResult(refused, False)
         if spec.spec_hash() != row.spec_hash:
             # The stored body is not the one that was approved: refuse to order anything.
             refused = await self._finish(row, State.SUBMIT_FAILED, actor, "spec_mismatch",

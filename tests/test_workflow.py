@@ -303,3 +303,15 @@ async def test_group_membership_is_cached_and_a_failing_directory_denies() -> No
             raise RuntimeError("usergroups.users.list failed")
 
     assert await CachedDirectory(Broken()).group_members("S0MANAGERS") == set()
+
+
+def test_concurrent_claims_take_disjoint_requests(store: RequestStore) -> None:
+    from concurrent.futures import ThreadPoolExecutor
+
+    ids = {store.create(NewRequest(REQUESTER, "{}", "h" * 64, "postPaid", 1, "sg"), State.APPROVED, REQUESTER).id
+           for _ in range(20)}
+    with ThreadPoolExecutor(max_workers=4) as pool:
+        batches = list(pool.map(lambda n: store.claim_for_submit(f"w{n}", timedelta(seconds=30), 5), range(8)))
+    claimed = [r.id for batch in batches for r in batch]
+    assert len(claimed) == len(set(claimed)) == 20 and set(claimed) == ids
+    assert all(r.state == State.SUBMITTING and r.lease_owner and r.attempts == 1 for batch in batches for r in batch)

@@ -152,28 +152,35 @@ class RequestStore:
                     return None
                 if State(row.state) not in allowed or (lease_owner is not None and row.lease_owner != lease_owner):
                     return Transition(False, row)
-                now = utcnow()
-                old_state, old_version, spec_hash = row.state, row.version, row.spec_hash
-                values: dict[str, Any] = {"state": new.value, "version": old_version + 1, "updated_at": now}
-                values.update(changes or {})
-                result = session.execute(
-                    update(AppRequest)
-                    .where(col(AppRequest.id) == request_id, col(AppRequest.version) == old_version)
-                    .values(**values)
-                    .execution_options(synchronize_session=False)
-                )
-                if result.rowcount != 1:  # type: ignore[attr-defined]
+                if not self._compare_and_set(session, row, new, actor=actor, action=action, changes=changes,
+                                             detail=detail):
                     continue  # someone else changed the row since we read it: read again
-                session.add(AuditEvent(
-                    request_id=request_id, actor=actor, action=action, old_state=old_state, new_state=new.value,
-                    spec_hash=spec_hash, detail=detail, at=now,
-                ))
             fresh = self.get(request_id)
             assert fresh is not None
             return Transition(True, fresh)
         fresh = self.get(request_id)
         assert fresh is not None
         return Transition(False, fresh)
+
+    @staticmethod
+    def _compare_and_set(session: Session, row: AppRequest, new: State, *, actor: str, action: str,
+                         changes: dict[str, Any] | None, detail: str | None) -> bool:
+        """Within the caller's transaction: update the row if its version is unchanged, and audit it."""
+        now = utcnow()
+        old_state, old_version, spec_hash = row.state, row.version, row.spec_hash
+        values: dict[str, Any] = {"state": new.value, "version": old_version + 1, "updated_at": now}
+        values.update(changes or {})
+        result = session.execute(
+            update(AppRequest)
+            .where(col(AppRequest.id) == row.id, col(AppRequest.version) == old_version)
+            .values(**values)
+            .execution_options(synchronize_session=False)
+        )
+        if result.rowcount != 1:  # type: ignore[attr-defined]
+            return False
+        session.add(AuditEvent(request_id=row.id, actor=actor, action=action, old_state=old_state,
+                               new_state=new.value, spec_hash=spec_hash, detail=detail, at=now))
+        return True
 
     def update_fields(self, request_id: str, *, actor: str, action: str, detail: str | None = None,
                       **changes: Any) -> AppRequest | None:
@@ -200,21 +207,19 @@ class RequestStore:
         On PostgreSQL the candidate rows are locked with SKIP LOCKED, so replicas take different rows
         instead of queueing on the same one; the compare-and-set makes it exactly-once on any engine.
         """
+        now = utcnow()
+        claimed_ids = []
         with self._session() as session, session.begin():
-            query = (select(AppRequest.id).where(AppRequest.state == State.APPROVED.value)
+            # The row locks are held until this transaction commits, across the updates below.
+            query = (select(AppRequest).where(AppRequest.state == State.APPROVED.value)
                      .order_by(col(AppRequest.decided_at)).limit(limit).with_for_update(skip_locked=True))
-            ids = list(session.exec(query))
-        claimed = []
-        for request_id in ids:
-            now = utcnow()
-            result = self.transition(
-                request_id, State.APPROVED, State.SUBMITTING, actor=f"worker:{owner}", action="claim_submit",
-                changes={"lease_owner": owner, "lease_until": now + lease, "submit_started_at": now,
-                         "attempts": AppRequest.attempts + 1},
-            )
-            if result is not None and result.won:
-                claimed.append(result.request)
-        return claimed
+            for row in list(session.exec(query)):
+                changes = {"lease_owner": owner, "lease_until": now + lease, "submit_started_at": now,
+                           "attempts": row.attempts + 1}
+                if self._compare_and_set(session, row, State.SUBMITTING, actor=f"worker:{owner}",
+                                         action="claim_submit", changes=changes, detail=None):
+                    claimed_ids.append(row.id)
+        return [r for r in (self.get(i) for i in claimed_ids) if r is not None]
 
     def stale_submissions(self, now: datetime | None = None) -> list[AppRequest]:
         """Requests left in `submitting` by a worker whose lease ran out (it crashed or hung)."""
