@@ -6,11 +6,16 @@ from collections.abc import AsyncIterator, Iterator
 from typing import Any
 
 import pytest
+from hypothesis import settings as hypothesis_settings
 
 from bot.cloud.client import Cloud, build_cloud
 from bot.sandbox import Sandbox, SandboxConfig
 from bot.sandbox.server import BackgroundServer
 from bot.settings import Settings
+
+# The machine is shared and noisy: judge properties, never the time one example takes.
+hypothesis_settings.register_profile("default", deadline=None)
+hypothesis_settings.load_profile("default")
 
 
 @pytest.fixture(scope="session")
