@@ -2,16 +2,21 @@
 
 from __future__ import annotations
 
+import os
+import secrets
 from collections.abc import AsyncIterator, Iterator
 from typing import Any
 
 import pytest
 from hypothesis import settings as hypothesis_settings
+from sqlalchemy import Engine, create_engine, text
 
 from bot.cloud.client import Cloud, build_cloud
 from bot.sandbox import Sandbox, SandboxConfig
 from bot.sandbox.server import BackgroundServer
 from bot.settings import Settings
+from bot.store.db import make_engine
+from bot.store.schema import migrate
 
 # The machine is shared and noisy: judge properties, never the time one example takes.
 hypothesis_settings.register_profile("default", deadline=None)
@@ -80,13 +85,6 @@ async def cloud(settings: Settings) -> AsyncIterator[Cloud]:
 
 # Databases ---------------------------------------------------------------------------------------
 
-import os  # noqa: E402
-import secrets  # noqa: E402
-
-from sqlalchemy import Engine, create_engine, text  # noqa: E402
-
-from bot.store.db import make_engine  # noqa: E402
-from bot.store.schema import migrate  # noqa: E402
 
 DEFAULT_TEST_POSTGRES = "postgresql+psycopg://postgres@127.0.0.1:5432/test"
 
