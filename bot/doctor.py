@@ -7,12 +7,14 @@ from dataclasses import dataclass
 
 from slack_sdk.errors import SlackApiError
 from slack_sdk.web.async_client import AsyncWebClient
-from sqlalchemy import create_engine, text
+from sqlalchemy import text
 
 from bot.cloud.client import build_cloud
 from bot.cloud.errors import CloudError, describe
 from bot.cloud.iam import ProjectLookupError
 from bot.settings import Settings
+from bot.store.db import make_engine
+from bot.store.schema import schema_status
 
 
 @dataclass(frozen=True)
@@ -55,15 +57,11 @@ async def check_slack(settings: Settings) -> Check:
         return Check("slack", False, f"auth.test failed: {error.response.get('error', 'unknown error')}")
     except Exception as error:  # network failures come in many types; the message is enough here
         return Check("slack", False, f"could not reach {settings.slack_api_url}: {type(error).__name__}")
-    finally:
-        await client.session.close() if client.session else None
     return Check("slack", True, f"bot {response.get('user_id')} in workspace {response.get('team')!r}")
 
 
 async def check_database(settings: Settings) -> Check:
-    from bot.store.schema import schema_status
-
-    engine = create_engine(settings.database_url)
+    engine = make_engine(settings.database_url)
     try:
         with engine.connect() as connection:
             connection.execute(text("SELECT 1"))

@@ -103,3 +103,13 @@ def test_postgres_urls_use_the_shipped_driver() -> None:
 def test_migrate_twice_is_harmless(tmp_path: Path) -> None:
     engine = make_engine(f"sqlite:///{tmp_path}/again.db")
     assert migrate(engine).up_to_date and migrate(engine).up_to_date
+
+
+def test_doctor_accepts_a_plain_postgresql_url(sandbox: Sandbox, sandbox_url: str, slack_url: str,
+                                               postgres_url: str, tmp_path: Path) -> None:
+    plain = postgres_url.replace("postgresql+psycopg://", "postgresql://", 1)
+    env = doctor_env(sandbox, sandbox_url, slack_url, plain)
+    assert run_cli("migrate", env=env, cwd=tmp_path).returncode == 0
+    result = run_cli("doctor", env=env, cwd=tmp_path)
+    assert result.returncode == 0, result.stdout + result.stderr
+    assert result.stdout.splitlines()[2].startswith("ok    database")

@@ -19,6 +19,7 @@ from tenacity import AsyncRetrying, retry_if_exception, stop_after_attempt, wait
 
 from bot import __version__
 from bot.cloud.errors import CloudError, from_response, from_transport
+from bot.cloud.signer import query_value
 
 log = logging.getLogger(__name__)
 
@@ -108,7 +109,7 @@ class CloudHttp:
         body: Any,
         headers: Mapping[str, str] | None,
     ) -> httpx.Response:
-        clean_params = {k: _query_value(v) for k, v in (params or {}).items() if v is not None}
+        clean_params = {k: query_value(v) for k, v in (params or {}).items() if v is not None}
         request_headers = {"User-Agent": USER_AGENT, "Content-Type": "application/json"}
         request_headers.update(headers or {})
         started = time.perf_counter()
@@ -136,9 +137,3 @@ class CloudHttp:
         elapsed = time.perf_counter() - started
         for observer in self._observers:
             observer(operation, elapsed, outcome)
-
-
-def _query_value(value: Any) -> str:
-    if isinstance(value, bool):
-        return "true" if value else "false"
-    return str(value)

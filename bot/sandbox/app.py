@@ -288,7 +288,7 @@ class Sandbox:
             products = [p for p in products if p["flavor_id"] == flavor_id]
         az = call.query.get("availability_zone")
         if az:
-            sold_out = {z["availability_zone"]: z["sold_out"]["products"] for z in _azs()}
+            sold_out = {z["availability_zone"]: z["sold_out"]["products"] for z in AVAILABILITY_ZONES}
             products = [{**p, "status": "sellout" if p["product_id"] in sold_out.get(az, []) else p["status"]}
                         for p in products]
         if mode := call.query.get("charge_mode"):
@@ -296,11 +296,11 @@ class Sandbox:
         return ok({"availability_zone": az, "os_type": "Windows", "products": products})
 
     async def _list_azs(self, call: Call) -> Response:
-        zones = _azs()
+        zones = AVAILABILITY_ZONES
         return ok({"availability_zones": zones, "total_count": len(zones)})
 
     async def _az_summary(self, call: Call) -> Response:
-        return ok({"azs": {"CENTER": _azs()}, "default_type": "CENTER", "support_type": ["CENTER"]})
+        return ok({"azs": {"CENTER": AVAILABILITY_ZONES}, "default_type": "CENTER", "support_type": ["CENTER"]})
 
     async def _volume_types(self, call: Call) -> Response:
         return ok({"volume_types": VOLUME_TYPES})
@@ -340,7 +340,7 @@ class Sandbox:
         if subnet is None or subnet["vpc_id"] != spec.vpc_id:
             return error(400, "WKS.00169901", "The subnet does not exist in the given VPC.")
         if spec.availability_zone and spec.availability_zone in {
-            z["availability_zone"] for z in _azs() if spec.product_id in z["sold_out"]["products"]
+            z["availability_zone"] for z in AVAILABILITY_ZONES if spec.product_id in z["sold_out"]["products"]
         }:
             return error(400, "WKS.00169901", "The product is sold out in this availability zone.")
         body = spec.to_api_body()
@@ -484,10 +484,6 @@ class Sandbox:
         body = await request.json()
         self.state.balance = float(body["amount"])
         return Response(status_code=204)
-
-
-def _azs() -> list[dict[str, Any]]:
-    return AVAILABILITY_ZONES
 
 
 def _page(query: dict[str, str], default_limit: int) -> tuple[int, int | None]:
