@@ -205,14 +205,13 @@ class Workflow:
 
     def _lost_sentence(self, row: AppRequest) -> tuple[Outcome, str]:
         state = State(row.state)
-        if state in (State.REJECTED, State.APPROVED, State.SUBMITTING, State.SUBMITTED, State.PROVISIONING,
-                     State.SUCCEEDED, State.FAILED, State.SUBMIT_FAILED, State.NEEDS_ATTENTION) and row.decided_by:
-            verb = "rejected" if state == State.REJECTED else "approved"
-            return Outcome.ALREADY_DECIDED, f"<@{row.decided_by}> already {verb} {row.id} at {_when(row.decided_at)}."
         if state == State.EXPIRED:
             return Outcome.EXPIRED, f"Request {row.id} expired on {_when(row.expires_at)} without a decision."
         if state == State.CANCELLED:
             return Outcome.WRONG_STATE, f"Request {row.id} was cancelled by the requester."
+        if row.decided_by:
+            verb = "rejected" if state == State.REJECTED else "approved"
+            return Outcome.ALREADY_DECIDED, f"<@{row.decided_by}> already {verb} {row.id} at {_when(row.decided_at)}."
         return Outcome.WRONG_STATE, f"Request {row.id} is not waiting for a decision (it is {state.value})."
 
     async def approve(self, request_id: str, user_id: str) -> Decision:

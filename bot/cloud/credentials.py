@@ -78,7 +78,7 @@ class AkSkCredentials(CloudCredentials):
         return self._signer.with_project(project_id)
 
     def global_auth(self) -> httpx.Auth:
-        return self._signer.with_domain(self._signer.domain_id)
+        return self._signer  # no project id: global services get X-Domain-Id when it is known
 
     @property
     def description(self) -> str:

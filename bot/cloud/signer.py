@@ -138,10 +138,6 @@ class AkSkAuth(httpx.Auth):
         return AkSkAuth(self._access_key, self._secret_key, project_id=project_id,
                         domain_id=self.domain_id, security_token=self._security_token, clock=self._clock)
 
-    def with_domain(self, domain_id: str | None) -> AkSkAuth:
-        return AkSkAuth(self._access_key, self._secret_key, project_id=None,
-                        domain_id=domain_id, security_token=self._security_token, clock=self._clock)
-
     def sign(self, request: httpx.Request) -> None:
         headers = request.headers
         if self.project_id:
