@@ -9,7 +9,7 @@ from collections.abc import Sequence
 
 from bot import __version__
 from bot.logs import configure_logging
-from bot.settings import Settings, SettingsError, load_settings
+from bot.settings import Settings, SettingsError, StartupError, load_settings
 
 
 def _settings() -> Settings:
@@ -58,6 +58,52 @@ def cmd_sandbox(args: argparse.Namespace) -> int:
     return 0
 
 
+def _serve(args: argparse.Namespace, *, socket_mode: bool) -> int:
+    import uvicorn
+
+    from bot.runtime import build_runtime
+    from bot.server import create_asgi_app
+
+    settings = _settings()
+    app_token = None
+    if socket_mode:
+        if settings.slack_app_token is None:
+            raise SettingsError("SLACK_APP_TOKEN is not set: Socket Mode needs the app-level token (xapp-…).")
+        app_token = settings.slack_app_token.get_secret_value()
+    runtime = build_runtime(settings, need_signing_secret=not socket_mode)
+    app = create_asgi_app(runtime, run_tracker=not args.no_tracker, socket_app_token=app_token)
+    uvicorn.run(app, host=args.host, port=args.port or settings.port, log_level="info", access_log=False)
+    return 0
+
+
+def cmd_serve(args: argparse.Namespace) -> int:
+    return _serve(args, socket_mode=False)
+
+
+def cmd_socket(args: argparse.Namespace) -> int:
+    return _serve(args, socket_mode=True)
+
+
+def cmd_worker(args: argparse.Namespace) -> int:
+    import signal
+
+    from bot.runtime import build_runtime
+
+    runtime = build_runtime(_settings(), need_signing_secret=False)
+
+    async def work() -> None:
+        stop = asyncio.Event()
+        loop = asyncio.get_running_loop()
+        for sig in (signal.SIGTERM, signal.SIGINT):
+            loop.add_signal_handler(sig, stop.set)
+        await runtime.start(run_tracker=True)
+        await stop.wait()
+        await runtime.stop()
+
+    asyncio.run(work())
+    return 0
+
+
 def build_parser() -> argparse.ArgumentParser:
     parser = argparse.ArgumentParser(
         prog="appserver-bot",
@@ -65,6 +111,19 @@ def build_parser() -> argparse.ArgumentParser:
     )
     parser.add_argument("--version", action="version", version=f"appserver-bot {__version__}")
     commands = parser.add_subparsers(dest="command", required=True, metavar="COMMAND")
+
+    for name, handler, help_text in (
+        ("serve", cmd_serve, "run the bot in HTTP mode (POST /slack/events, /healthz, /metrics)"),
+        ("socket", cmd_socket, "run the bot in Socket Mode (no public URL; needs SLACK_APP_TOKEN)"),
+    ):
+        mode = commands.add_parser(name, help=help_text)
+        mode.add_argument("--host", default="0.0.0.0")
+        mode.add_argument("--port", type=int, default=None, help="default: $PORT, or 3000")
+        mode.add_argument("--no-tracker", action="store_true", help="leave tracking to a separate `worker` process")
+        mode.set_defaults(handler=handler)
+
+    worker = commands.add_parser("worker", help="run only the tracker (submits, polls, notifies)")
+    worker.set_defaults(handler=cmd_worker)
 
     migrate = commands.add_parser("migrate", help="bring the database schema up to date")
     migrate.set_defaults(handler=cmd_migrate)
@@ -88,6 +147,9 @@ def main(argv: Sequence[str] | None = None) -> int:
     except SettingsError as error:
         print(f"appserver-bot: {error}", file=sys.stderr)
         return 2
+    except StartupError as error:
+        print(f"appserver-bot: {error}", file=sys.stderr)
+        return 3
     except KeyboardInterrupt:
         return 130
     return code

@@ -14,6 +14,10 @@ class SettingsError(Exception):
     """A setting is missing or malformed; the message is one sentence for the operator."""
 
 
+class StartupError(Exception):
+    """Something outside the settings stops the program (a database behind); one sentence for the operator."""
+
+
 def _split_commas(value: object) -> object:
     if isinstance(value, str):
         return [part.strip() for part in value.split(",") if part.strip()]
@@ -65,6 +69,13 @@ class Settings(BaseSettings):
     # Tracking
     poll_interval_seconds: float = Field(default=30.0, gt=0)
     poll_first_delay_seconds: float = Field(default=10.0, ge=0)
+
+    tracker_max_concurrent_calls: int = Field(default=8, ge=1, le=100)
+
+    # Slack write pacing (below the method tiers); small values are for tests
+    slack_post_interval_seconds: float = Field(default=1.1, ge=0)
+    slack_update_interval_seconds: float = Field(default=1.25, ge=0)
+    slack_edit_window_seconds: float = Field(default=3.0, ge=0)
 
     # HTTP mode
     port: int = Field(default=3000, ge=0, le=65535)

@@ -39,6 +39,7 @@ class CloudPort(Protocol):
     async def create_app_servers(self, request: CreateAppServersRequest) -> CreateAppServersResponse: ...
     async def list_servers(self, *, server_group_id: str | None = None) -> list[AppServer]: ...
     async def list_orders_since(self, since: datetime) -> CustomerOrderList: ...
+    async def pay_order(self, order_id: str) -> None: ...
 
 
 class ApproverDirectory(Protocol):
@@ -86,6 +87,7 @@ class Outcome(StrEnum):
     EXPIRED = "expired"
     REASON_REQUIRED = "reason_required"
     SERVERS_FOUND = "servers_found"
+    PAYMENT_FAILED = "payment_failed"
 
 
 @dataclass(frozen=True)
@@ -185,7 +187,7 @@ class Workflow:
                            detail=f"{outcome.value}: {sentence}")
         return Decision(outcome, sentence, row)
 
-    async def _check_decider(self, request_id: str, user_id: str, action: str) -> Decision | AppRequest:
+    async def check_decider(self, request_id: str, user_id: str, action: str) -> Decision | AppRequest:
         row = await self._db(self.store.get, request_id)
         if row is None:
             return Decision(Outcome.NOT_FOUND, f"There is no request {request_id}.")
@@ -215,7 +217,7 @@ class Workflow:
         return Outcome.WRONG_STATE, f"Request {row.id} is not waiting for a decision (it is {state.value})."
 
     async def approve(self, request_id: str, user_id: str) -> Decision:
-        checked = await self._check_decider(request_id, user_id, "approve")
+        checked = await self.check_decider(request_id, user_id, "approve")
         if isinstance(checked, Decision):
             return checked
         now = utcnow()
@@ -230,7 +232,7 @@ class Workflow:
     async def reject(self, request_id: str, user_id: str, reason: str) -> Decision:
         if not reason or not reason.strip():
             return Decision(Outcome.REASON_REQUIRED, "Please give a reason for the rejection.")
-        checked = await self._check_decider(request_id, user_id, "reject")
+        checked = await self.check_decider(request_id, user_id, "reject")
         if isinstance(checked, Decision):
             return checked
         result = await self._db(
@@ -428,7 +430,7 @@ class Workflow:
 
     async def retry_after_attention(self, request_id: str, user_id: str) -> Decision:
         """An approver sends an unanswered create again, only after a fresh look finds nothing."""
-        checked = await self._check_decider(request_id, user_id, "retry")
+        checked = await self.check_decider(request_id, user_id, "retry")
         if isinstance(checked, Decision):
             return checked
         if checked.state != State.NEEDS_ATTENTION:
@@ -452,6 +454,32 @@ class Workflow:
                                           f"<@{user_id}> sent {request_id} to the cloud again.")
 
 
+    async def pay_order(self, request_id: str, user_id: str) -> Decision:
+        """An approver pays a yearly/monthly order that waits for payment; once, however often clicked."""
+        checked = await self.check_decider(request_id, user_id, "pay_order")
+        if isinstance(checked, Decision):
+            return checked
+        if not checked.order_id or checked.state not in (State.SUBMITTED, State.PROVISIONING):
+            return await self._refuse(request_id, user_id, "pay_order", Outcome.WRONG_STATE,
+                                      f"Request {request_id} has no order waiting for payment.", checked)
+        winner = await self._db(self.store.mark_payment, request_id, user_id)
+        if winner != user_id:
+            return await self._refuse(request_id, user_id, "pay_order", Outcome.ALREADY_DECIDED,
+                                      f"<@{winner}> already paid the order of {request_id}.", checked)
+        try:
+            await self.cloud.pay_order(checked.order_id)
+        except CloudError as error:
+            sentence = describe(error)
+            if not error.outcome_unknown:
+                await self._db(self.store.mark_payment, request_id, None)  # nothing was paid: allow another try
+            await self._db(self.store.audit, request_id, user_id, "pay_order", allowed=True, detail=f"failed: {sentence}")
+            return Decision(Outcome.PAYMENT_FAILED, f"The payment did not go through. {sentence}", checked)
+        await self._db(self.store.audit, request_id, user_id, "pay_order", allowed=True,
+                       detail=f"paid order {checked.order_id}")
+        return Decision(Outcome.DONE, f"<@{user_id}> paid the order {checked.order_id}.",
+                        await self._db(self.store.get, request_id))
+
+
 def _parse(text: str) -> datetime:
     return datetime.fromisoformat(text.replace("Z", "+00:00"))
 
@@ -470,6 +498,9 @@ class CloudAdapter:
 
     async def list_orders_since(self, since: datetime) -> CustomerOrderList:
         return await self._cloud.billing.list_orders_since(since)
+
+    async def pay_order(self, order_id: str) -> None:
+        await self._cloud.billing.pay_order(order_id)
 
 
 __all__ = ["CloudAdapter", "Decision", "Outcome", "Policy", "Workflow", "server_ids"]

@@ -45,7 +45,6 @@ class SandboxConfig:
     extra_server_groups: int = 0
     duplicate_project_names: bool = False
 
-
 @dataclass
 class Server:
     id: str

@@ -57,6 +57,8 @@ class AppRequest(SQLModel, table=True):
     # After an unknown create outcome: when the bot last looked for what was created, and what it found.
     lookup_at: datetime | None = None
     lookup_found: bool | None = None
+    # What the tracker last saw: servers ready, expected end, payment deadline (JSON).
+    progress_json: str | None = Field(default=None, sa_column=Column(Text))
 
 
 class AuditEvent(SQLModel, table=True):

@@ -14,7 +14,7 @@ from typing import Any
 from sqlalchemy import Engine, func, or_, update
 from sqlmodel import Session, col, select
 
-from bot.lifecycle import State, TransitionRefused, can_move
+from bot.lifecycle import IN_FLIGHT_STATES, State, TransitionRefused, can_move
 from bot.store.models import AppRequest, AuditEvent, utcnow
 
 # Crockford's alphabet: no I, L, O or U, so an id read aloud or typed is not mistaken.
@@ -220,6 +220,78 @@ class RequestStore:
                                          action="claim_submit", changes=changes, detail=None):
                     claimed_ids.append(row.id)
         return [r for r in (self.get(i) for i in claimed_ids) if r is not None]
+
+    def claim_due_for_tracking(self, owner: str, lease: timedelta, limit: int = 100,
+                               now: datetime | None = None) -> list[AppRequest]:
+        """Lease in-flight requests whose next poll is due: one select and one update, whatever the count.
+
+        Rows another tracker holds (a live lease, or a row lock) are skipped, so each request is polled by
+        one tracker at a time.
+        """
+        now = now or utcnow()
+        with self._session() as session, session.begin():
+            query = (select(AppRequest.id)
+                     .where(col(AppRequest.state).in_([s.value for s in IN_FLIGHT_STATES]),
+                            col(AppRequest.next_poll_at) <= now,
+                            or_(col(AppRequest.lease_until).is_(None), col(AppRequest.lease_until) < now))
+                     .order_by(col(AppRequest.next_poll_at)).limit(limit).with_for_update(skip_locked=True))
+            ids = list(session.exec(query))
+            if not ids:
+                return []
+            session.execute(
+                update(AppRequest).where(col(AppRequest.id).in_(ids))
+                .values(lease_owner=owner, lease_until=now + lease, version=AppRequest.version + 1)
+                .execution_options(synchronize_session=False)
+            )
+        with self._session() as session:
+            return list(session.exec(select(AppRequest).where(col(AppRequest.id).in_(ids),
+                                                              AppRequest.lease_owner == owner)))
+
+    def save_progress(self, request_id: str, owner: str, **changes: Any) -> bool:
+        """Write what a poll saw (no state change, no audit row) while the lease is still ours."""
+        with self._session() as session, session.begin():
+            result = session.execute(
+                update(AppRequest)
+                .where(col(AppRequest.id) == request_id, col(AppRequest.lease_owner) == owner)
+                .values(version=AppRequest.version + 1, updated_at=utcnow(), **changes)
+                .execution_options(synchronize_session=False)
+            )
+            return bool(result.rowcount == 1)  # type: ignore[attr-defined]
+
+    def mark_payment(self, request_id: str, user_id: str | None) -> str | None:
+        """Record who pays the order, unless someone already does; returns who does. None clears it."""
+        for _ in range(_CAS_RETRIES):
+            with self._session() as session, session.begin():
+                row = session.get(AppRequest, request_id)
+                if row is None:
+                    return None
+                progress = json.loads(row.progress_json or "{}")
+                if user_id is not None and progress.get("payment_by"):
+                    return str(progress["payment_by"])
+                progress["payment_by"] = user_id
+                result = session.execute(
+                    update(AppRequest).where(col(AppRequest.id) == request_id, col(AppRequest.version) == row.version)
+                    .values(progress_json=json.dumps(progress), version=row.version + 1)
+                    .execution_options(synchronize_session=False)
+                )
+                if result.rowcount == 1:  # type: ignore[attr-defined]
+                    return user_id
+        return None
+
+    def oldest_in_flight(self) -> datetime | None:
+        with self._session() as session:
+            query = select(func.min(AppRequest.submitted_at)).where(
+                col(AppRequest.state).in_([s.value for s in IN_FLIGHT_STATES]))
+            value: datetime | None = session.exec(query).one()
+            return value
+
+    def most_overdue_poll(self, now: datetime | None = None) -> datetime | None:
+        with self._session() as session:
+            query = select(func.min(AppRequest.next_poll_at)).where(
+                col(AppRequest.state).in_([s.value for s in IN_FLIGHT_STATES]),
+                col(AppRequest.next_poll_at) <= (now or utcnow()))
+            value: datetime | None = session.exec(query).one()
+            return value
 
     def stale_submissions(self, now: datetime | None = None) -> list[AppRequest]:
         """Requests left in `submitting` by a worker whose lease ran out (it crashed or hung)."""

@@ -1,0 +1,22 @@
+"""The port through which the lifecycle and the tracker tell people what happened (Slack implements it)."""
+
+from __future__ import annotations
+
+from enum import StrEnum
+from typing import Protocol
+
+from bot.store.models import AppRequest
+
+
+class Event(StrEnum):
+    CREATED = "created"  # a new request: its thread, and an approval card when one is needed
+    DECIDED = "decided"  # approved or rejected
+    SUBMITTED = "submitted"  # the cloud accepted the create
+    PROGRESS = "progress"  # servers ready out of requested, expected end
+    PAYMENT_DUE = "payment_due"  # a yearly/monthly order waits for payment
+    FINISHED = "finished"  # succeeded, failed, refused by the cloud, expired, cancelled
+    ATTENTION = "attention"  # the outcome of a create is unknown
+
+
+class Notifier(Protocol):
+    async def request_changed(self, request: AppRequest, event: Event, note: str | None = None) -> None: ...

@@ -1,0 +1,42 @@
+"""What the tracker knows about a request in flight, stored as JSON on the request, and how it reads."""
+
+from __future__ import annotations
+
+from datetime import datetime
+
+from pydantic import BaseModel, Field
+
+from bot.store.models import AppRequest
+
+BAR_WIDTH = 10
+
+
+class Progress(BaseModel):
+    ready: int = 0
+    total: int = 0
+    failed: int = 0
+    expected_end: datetime | None = None
+    order_status: int | None = None
+    payment_deadline: datetime | None = None
+    payment_prompted: bool = False
+    payment_by: str | None = None
+    quota_note: str | None = None  # the quota check made when the request was submitted
+    cloud_errors: int = 0
+    polls: int = 0
+    failures: list[str] = Field(default_factory=list)
+
+    @classmethod
+    def of(cls, request: AppRequest) -> Progress:
+        if request.progress_json:
+            return cls.model_validate_json(request.progress_json)
+        return cls(total=request.subscription_num)
+
+    def bar(self) -> str:
+        total = max(self.total, 1)
+        filled = round(BAR_WIDTH * self.ready / total)
+        return "▓" * filled + "░" * (BAR_WIDTH - filled) + f" {self.ready}/{self.total} ready"
+
+    def same_view(self, other: Progress) -> bool:
+        """Whether a thread showing `other` would look the same (so no edit is needed)."""
+        keys = ("ready", "total", "failed", "expected_end", "order_status", "payment_deadline")
+        return all(getattr(self, k) == getattr(other, k) for k in keys)

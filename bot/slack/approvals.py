@@ -1,0 +1,119 @@
+"""Approve / Reject (with a reason), Pay now and Send again: buttons on cards, threads and App Home."""
+
+from __future__ import annotations
+
+import json
+import logging
+from typing import Any
+
+from slack_bolt.async_app import AsyncAck, AsyncApp
+from slack_sdk.errors import SlackApiError
+from slack_sdk.web.async_client import AsyncWebClient
+
+from bot.notify import Event
+from bot.slack import forms
+from bot.slack.context import BotContext
+from bot.slack.home import publish_home
+from bot.slack.ids import Action, Block, Callback
+from bot.workflow import Decision, Outcome
+
+log = logging.getLogger(__name__)
+
+
+def _clicked(body: dict[str, Any]) -> tuple[str, str, str | None, str | None]:
+    """(user, request id, channel, thread ts) of a button click."""
+    user = str((body.get("user") or {}).get("id", ""))
+    action = (body.get("actions") or [{}])[0]
+    channel = (body.get("channel") or {}).get("id") or (body.get("container") or {}).get("channel_id")
+    message = body.get("message") or {}
+    thread = message.get("thread_ts") or message.get("ts")
+    return user, str(action.get("value") or ""), channel, thread
+
+
+def register(app: AsyncApp, ctx: BotContext) -> None:
+    async def tell_clicker(body: dict[str, Any], decision: Decision) -> None:
+        user, _, channel, thread = _clicked(body)
+        if channel:
+            await ctx.writer.ephemeral(channel, user, decision.sentence, thread_ts=thread)
+        else:  # a click in App Home has no channel: answer in the app's DM
+            await ctx.writer.post(user, decision.sentence)
+
+    async def after_click(body: dict[str, Any]) -> None:
+        if (body.get("view") or {}).get("type") == "home":
+            await publish_home(ctx, _clicked(body)[0])
+
+    @app.action(Action.APPROVE.value)
+    async def approve(ack: AsyncAck, body: dict[str, Any]) -> None:
+        await ack()
+        user, request_id, _, _ = _clicked(body)
+        decision = await ctx.workflow.approve(request_id, user)
+        if decision.ok and decision.request:
+            ctx.wake_tracker()
+            await ctx.notifier.request_changed(decision.request, Event.DECIDED)
+        else:
+            await tell_clicker(body, decision)
+        await after_click(body)
+
+    @app.action(Action.REJECT.value)
+    async def reject_clicked(ack: AsyncAck, body: dict[str, Any], client: AsyncWebClient) -> None:
+        await ack()
+        user, request_id, channel, thread = _clicked(body)
+        # Refuse before asking for a reason, so nobody types one in vain (the refusal is audited).
+        checked = await ctx.workflow.check_decider(request_id, user, "reject")
+        if isinstance(checked, Decision):
+            await tell_clicker(body, checked)
+            return
+        card = {"channel": channel or "", "thread": thread or ""}
+        try:
+            await client.views_open(trigger_id=body.get("trigger_id"), view=forms.reject_view(request_id, card))
+        except SlackApiError as error:
+            log.warning("views.open for a rejection failed: %s", error.response.get("error"))
+            await tell_clicker(body, Decision(Outcome.WRONG_STATE, "Slack took too long to open the form; click "
+                                              "Reject again."))
+
+    @app.view(Callback.REJECT.value)
+    async def reject_submitted(ack: AsyncAck, body: dict[str, Any], view: dict[str, Any]) -> None:
+        reason = forms.reason_from((view.get("state") or {}).get("values"))
+        if not reason:
+            await ack(response_action="errors", errors={Block.REJECT_REASON.value: "Please say why it is rejected."})
+            return
+        await ack()
+        user = str((body.get("user") or {}).get("id", ""))
+        try:
+            meta = json.loads(view.get("private_metadata") or "{}")
+        except ValueError:
+            meta = {}
+        decision = await ctx.workflow.reject(str(meta.get("request_id", "")), user, reason)
+        if decision.ok and decision.request:
+            await ctx.notifier.request_changed(decision.request, Event.DECIDED)
+        elif meta.get("channel"):
+            await ctx.writer.ephemeral(meta["channel"], user, decision.sentence, thread_ts=meta.get("thread") or None)
+        else:
+            await ctx.writer.post(user, decision.sentence)
+
+    @app.action(Action.PAY.value)
+    async def pay(ack: AsyncAck, body: dict[str, Any]) -> None:
+        await ack()
+        user, request_id, _, _ = _clicked(body)
+        decision = await ctx.workflow.pay_order(request_id, user)
+        if decision.ok and decision.request:
+            await ctx.notifier.request_changed(decision.request, Event.PROGRESS)
+            request = decision.request
+            if request.channel_id and request.thread_ts:
+                await ctx.writer.post(request.channel_id, f":credit_card: {decision.sentence}", thread_ts=request.thread_ts)
+            ctx.wake_tracker()
+        else:
+            await tell_clicker(body, decision)
+
+    @app.action(Action.RETRY.value)
+    async def retry(ack: AsyncAck, body: dict[str, Any]) -> None:
+        await ack()
+        user, request_id, _, _ = _clicked(body)
+        decision = await ctx.workflow.retry_after_attention(request_id, user)
+        if decision.ok and decision.request:
+            request = decision.request
+            if request.channel_id and request.thread_ts:
+                await ctx.writer.post(request.channel_id, f":repeat: {decision.sentence}", thread_ts=request.thread_ts)
+            ctx.wake_tracker()
+        else:
+            await tell_clicker(body, decision)

@@ -1,0 +1,64 @@
+"""What the modal offers (groups, zones, products, disk types), read from the cloud and kept briefly."""
+
+from __future__ import annotations
+
+import asyncio
+import time
+
+from bot.cloud.client import Cloud
+from bot.cloud.errors import CloudError, describe
+from bot.slack.forms import Catalogue, FormValues, ModalContext
+
+
+class CatalogueCache:
+    def __init__(self, cloud: Cloud, ttl_seconds: float = 60.0) -> None:
+        self._cloud = cloud
+        self._ttl = ttl_seconds
+        self._value: tuple[float, Catalogue] | None = None
+        self._lock = asyncio.Lock()
+
+    async def get(self) -> Catalogue:
+        async with self._lock:
+            if self._value and time.monotonic() - self._value[0] < self._ttl:
+                return self._value[1]
+            ws = self._cloud.workspace
+            groups, zones, products, volumes = await asyncio.gather(
+                ws.list_server_groups(), ws.list_availability_zones(), ws.list_products(), ws.list_volume_types())
+            catalogue = Catalogue(groups, zones.availability_zones, products.products, volumes.volume_types)
+            self._value = (time.monotonic(), catalogue)
+            return catalogue
+
+    async def prefill_from_group(self, group_id: str, form: FormValues, context: ModalContext) -> tuple[FormValues,
+                                                                                                          ModalContext]:
+        """Choosing a group fills product, disk, subnet, VPC (subnet lookup) and OU from it."""
+        try:
+            group = await self._cloud.workspace.show_server_group(group_id)
+        except CloudError as error:
+            return form, context.model_copy(update={"group_id": group_id, "network_error": describe(error)})
+        info = group.product_info
+        vpc_id, network_error = None, None
+        if group.subnet_id:
+            try:
+                vpc_id = (await self._cloud.vpc.show_subnet(group.subnet_id)).vpc_id
+            except CloudError as error:
+                network_error = f"The group's subnet could not be looked up: {describe(error)}"
+        else:
+            network_error = "This server group has no subnet, so servers cannot be created in it."
+        new_context = context.model_copy(update={
+            "group_id": group.id, "group_name": group.name, "subnet_id": group.subnet_id, "vpc_id": vpc_id,
+            "ou_name": group.ou_name, "os_type": group.os_type, "flavor_id": info.flavor_id if info else None,
+            "network_error": network_error,
+        })
+        new_form = form.model_copy(update={
+            "group_id": group.id,
+            "product_id": group.product_id or (info.product_id if info else None) or form.product_id,
+            "disk_type": group.system_disk_type or form.disk_type,
+            "disk_size": str(group.system_disk_size) if group.system_disk_size else form.disk_size,
+        })
+        if not form.availability_zone:
+            catalogue = await self.get()
+            default = next((z for z in catalogue.zones if z.default_availability_zone
+                            and (not new_form.product_id or z.sells(new_form.product_id))), None)
+            if default:
+                new_form = new_form.model_copy(update={"availability_zone": default.availability_zone})
+        return new_form, new_context

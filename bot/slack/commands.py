@@ -1,0 +1,127 @@
+"""`/appserver`: create, status, list, cancel, help. Every branch acks first; slow work comes after."""
+
+from __future__ import annotations
+
+import asyncio
+import logging
+from typing import Any
+
+from slack_bolt.async_app import AsyncAck, AsyncApp, AsyncRespond
+from slack_sdk.errors import SlackApiError
+from slack_sdk.web.async_client import AsyncWebClient
+
+from bot.cloud.errors import CloudError, describe
+from bot.lifecycle import LABELS, State
+from bot.notify import Event
+from bot.slack import forms
+from bot.slack.context import BotContext
+from bot.slack.messages import billing_text, spec_of, status_line
+from bot.store.models import AppRequest
+
+log = logging.getLogger(__name__)
+
+USAGE = """*`/appserver`* orders Huawei Cloud Workspace app servers.
+• `/appserver create [key=value …]`: open the request form; values prefill it, e.g. `count=3 months=6 group=office-apps`
+• `/appserver status AS-XXXXXXXX`: where a request stands
+• `/appserver list`: your requests (and, for approvers, what waits for you)
+• `/appserver cancel AS-XXXXXXXX`: cancel your request before it is ordered
+• `/appserver help`: this message"""
+
+
+def register(app: AsyncApp, ctx: BotContext) -> None:
+    @app.command("/appserver")
+    async def appserver(ack: AsyncAck, command: dict[str, Any], client: AsyncWebClient, respond: AsyncRespond) -> None:
+        text = str(command.get("text") or "").strip()
+        sub, _, rest = text.partition(" ")
+        sub = sub.lower()
+        user = str(command.get("user_id", ""))
+        if sub == "create":
+            await _create(ack, command, client, respond, ctx, rest)
+        elif sub in ("", "help"):
+            await ack(text=USAGE)
+        elif sub == "status":
+            await ack()
+            await respond(response_type="ephemeral", text=await _status(ctx, rest.strip().upper(), user))
+        elif sub == "list":
+            await ack()
+            await respond(response_type="ephemeral", text=await _list(ctx, user))
+        elif sub == "cancel":
+            await ack()
+            decision = await ctx.workflow.cancel(rest.strip().upper(), user)
+            await respond(response_type="ephemeral", text=decision.sentence)
+            if decision.ok and decision.request:
+                await ctx.notifier.request_changed(decision.request, Event.FINISHED)
+        else:
+            await ack(text=f"I don't know `{sub}`.\n{USAGE}")
+
+
+async def _create(ack: AsyncAck, command: dict[str, Any], client: AsyncWebClient, respond: AsyncRespond,
+                  ctx: BotContext, rest: str) -> None:
+    try:
+        prefill = forms.parse_prefill(rest)
+    except forms.PrefillError as error:
+        await ack(text=str(error))
+        return
+    await ack()
+    # The trigger_id dies 3 s after Slack sent the command: open a loading view first, fill it after.
+    try:
+        opened = await client.views_open(trigger_id=command.get("trigger_id"), view=forms.loading_view())
+    except SlackApiError as error:
+        code = error.response.get("error", "unknown")
+        log.warning("views.open failed: %s", code)
+        await respond(response_type="ephemeral", text="Slack took too long to open the form "
+                      f"({code}); please run `/appserver create` again.")
+        return
+    view = opened.get("view") or {}
+    view_id, view_hash = view.get("id"), view.get("hash")
+    context = forms.ModalContext(channel_id=command.get("channel_id"))
+    try:
+        catalogue = await ctx.catalogue.get()
+        if prefill.group_id:
+            by_name = {g.name: g.id for g in catalogue.groups if g.name}
+            prefill = prefill.model_copy(update={"group_id": by_name.get(prefill.group_id, prefill.group_id)})
+            if catalogue.group(prefill.group_id):
+                prefill, context = await ctx.catalogue.prefill_from_group(prefill.group_id or "", prefill, context)
+            else:
+                prefill = prefill.model_copy(update={"group_id": None})
+        new_view = forms.create_view(catalogue, prefill, context, sandbox=ctx.sandbox)
+    except CloudError as error:
+        new_view = forms.message_view(f":warning: The cloud's catalogue could not be read. {describe(error)}")
+    try:
+        await client.views_update(view_id=view_id, hash=view_hash, view=new_view)
+    except SlackApiError as error:
+        # hash_conflict: the user already moved on (closed the modal); nothing to repair.
+        log.warning("views.update of the create form failed: %s", error.response.get("error"))
+
+
+async def _can_see(ctx: BotContext, request: AppRequest, user: str) -> bool:
+    return request.requester_id == user or await ctx.workflow.is_approver(user)
+
+
+async def _status(ctx: BotContext, request_id: str, user: str) -> str:
+    if not request_id:
+        return "Which request? For example `/appserver status AS-7K3F9QX2`."
+    request = await asyncio.to_thread(ctx.store.get, request_id)
+    if request is None or not await _can_see(ctx, request, user):
+        return f"There is no request {request_id} that you can see."
+    spec = spec_of(request)
+    lines = [f"*{request.id}*: {spec.get('subscription_num')} server(s), {billing_text(spec)}", status_line(request)]
+    if request.job_id:
+        lines.append(f"Cloud job `{request.job_id}`")
+    elif request.order_id:
+        lines.append(f"Cloud order `{request.order_id}`")
+    if request.outcome_sentence:
+        lines.append(request.outcome_sentence)
+    return "\n".join(lines)
+
+
+async def _list(ctx: BotContext, user: str) -> str:
+    mine = await asyncio.to_thread(ctx.store.for_requester, user, 10)
+    lines = ["*Your recent requests*"] + [f"• {r.id}: {LABELS[State(r.state)]}" for r in mine] if mine else \
+        ["You have no requests yet. Start one with `/appserver create`."]
+    if await ctx.workflow.is_approver(user):
+        pending = [r for r in await asyncio.to_thread(ctx.store.in_states, [State.PENDING_APPROVAL], 50)
+                   if r.requester_id != user]
+        lines.append("*Waiting for your decision*")
+        lines += [f"• {r.id} from <@{r.requester_id}>" for r in pending] or ["Nothing waits for you."]
+    return "\n".join(lines)

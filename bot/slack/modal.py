@@ -1,0 +1,115 @@
+"""The create modal's interactions: choosing a group, switching billing, group search, and submitting."""
+
+from __future__ import annotations
+
+import asyncio
+import logging
+from typing import Any
+
+from slack_bolt.async_app import AsyncAck, AsyncApp
+from slack_sdk.errors import SlackApiError
+from slack_sdk.web.async_client import AsyncWebClient
+
+from bot.cloud.errors import CloudError, describe
+from bot.notify import Event
+from bot.progress import Progress
+from bot.slack import forms
+from bot.slack.context import BotContext
+from bot.slack.ids import Action, Block, Callback
+from bot.spec import CreateAppServersRequest, SpecError, parse_spec
+
+log = logging.getLogger(__name__)
+QUOTA_CHECK_SECONDS = 1.5  # the whole view_submission must be answered within 3 s
+
+
+def register(app: AsyncApp, ctx: BotContext) -> None:
+    @app.action(Action.GROUP_SELECT.value)
+    async def group_chosen(ack: AsyncAck, body: dict[str, Any], client: AsyncWebClient) -> None:
+        await ack()
+        view = body.get("view") or {}
+        form = forms.read_form((view.get("state") or {}).get("values"))
+        context = forms.ModalContext.load(view.get("private_metadata"))
+        if not form.group_id:
+            return
+        try:
+            catalogue = await ctx.catalogue.get()
+            form, context = await ctx.catalogue.prefill_from_group(form.group_id, form, context)
+        except CloudError as error:
+            context = context.model_copy(update={"network_error": describe(error)})
+            catalogue = forms.Catalogue()
+        await _update(client, view, forms.create_view(catalogue, form, context, sandbox=ctx.sandbox))
+
+    @app.action(Action.BILLING_CHANGE.value)
+    async def billing_changed(ack: AsyncAck, body: dict[str, Any], client: AsyncWebClient) -> None:
+        await ack()
+        view = body.get("view") or {}
+        form = forms.read_form((view.get("state") or {}).get("values"))
+        context = forms.ModalContext.load(view.get("private_metadata"))
+        try:
+            catalogue = await ctx.catalogue.get()
+        except CloudError:
+            return
+        await _update(client, view, forms.create_view(catalogue, form, context, sandbox=ctx.sandbox))
+
+    @app.options(Action.GROUP_SELECT.value)
+    async def group_options(ack: AsyncAck, body: dict[str, Any]) -> None:
+        typed = str(body.get("value") or "").lower()
+        try:
+            catalogue = await asyncio.wait_for(ctx.catalogue.get(), timeout=2.0)
+        except (CloudError, TimeoutError):
+            await ack(options=[])
+            return
+        matches = [g for g in catalogue.groups if typed in (g.name or "").lower() or typed in g.id.lower()]
+        await ack(options=[forms.group_option(g).to_dict() for g in matches[: forms.STATIC_SELECT_LIMIT]])
+
+    @app.view(Callback.CREATE.value)
+    async def create_submitted(ack: AsyncAck, body: dict[str, Any], view: dict[str, Any]) -> None:
+        user = str((body.get("user") or {}).get("id", ""))
+        form = forms.read_form((view.get("state") or {}).get("values"))
+        context = forms.ModalContext.load(view.get("private_metadata"))
+        try:
+            spec = parse_spec(forms.spec_body(form, context))
+            errors = forms.modal_errors({}, form, context)
+        except SpecError as invalid:
+            errors = forms.modal_errors(invalid.errors, form, context)
+            spec = None
+        if errors or spec is None:
+            await ack(response_action="errors", errors=errors or {Block.GROUP.value: "Choose a server group."})
+            return
+        quota_note, quota_error = await _check_quota(ctx, spec)
+        if quota_error:
+            await ack(response_action="errors", errors={Block.COUNT.value: quota_error})
+            return
+        # Stored before the ack: once the user sees the modal close, the request cannot be lost.
+        request = await ctx.workflow.submit(spec, user, channel_id=context.channel_id, reason=form.reason)
+        await asyncio.to_thread(ctx.store.update_fields, request.id, actor="bot", action="quota_checked",
+                                detail=quota_note,
+                                progress_json=Progress(total=spec.subscription_num, quota_note=quota_note).model_dump_json())
+        await ack()
+        await ctx.notifier.request_changed(request, Event.CREATED)
+        ctx.wake_tracker()
+
+
+async def _update(client: AsyncWebClient, view: dict[str, Any], new_view: Any) -> None:
+    try:
+        await client.views_update(view_id=view.get("id"), hash=view.get("hash"), view=new_view)
+    except SlackApiError as error:
+        log.info("views.update skipped: %s", error.response.get("error"))
+
+
+async def _check_quota(ctx: BotContext, spec: CreateAppServersRequest) -> tuple[str, str | None]:
+    """CheckQuota within the ack's time budget. Returns (note for the approver, error for the form)."""
+    try:
+        quota = await asyncio.wait_for(ctx.cloud.workspace.check_quota(
+            product_id=spec.product_id, subscription_num=spec.subscription_num, disk_size=spec.root_volume.size,
+            disk_num=1, is_period=spec.is_prepaid, flavor_id=spec.flavor_id,
+        ), timeout=QUOTA_CHECK_SECONDS)
+    except TimeoutError:
+        return "Quota could not be checked in time; the cloud checks it again on create.", None
+    except CloudError as error:
+        return f"Quota could not be checked: {describe(error)}", None
+    if not quota.is_enough:
+        short = "; ".join(f"{q.type} needs {q.need}, {q.remainder} left" for q in quota.shortfalls())
+        return f"Quota is not enough: {short}", f"Not enough quota for this many servers: {short or 'the cloud says no'}."
+    left = ", ".join(f"{q.type} {q.remainder} left" for q in quota.quota_remainder)
+    return f"Quota OK ({left})" if left else "Quota OK", None

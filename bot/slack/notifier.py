@@ -1,0 +1,120 @@
+"""Tells people what happened: the request's thread (edited in place, with replies), the approval card,
+the notify channel and the requester's DM. Implements the `Notifier` port for the lifecycle and tracker.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import logging
+from dataclasses import dataclass
+
+from bot.lifecycle import State
+from bot.notify import Event
+from bot.progress import Progress
+from bot.slack import messages
+from bot.slack.writer import SlackWriter
+from bot.store.models import AppRequest
+from bot.store.repository import RequestStore
+
+log = logging.getLogger(__name__)
+
+# Errors after which the bot keeps the thread in the requester's DM instead of the channel.
+CHANNEL_UNUSABLE = frozenset({"not_in_channel", "channel_not_found", "is_archived", "restricted_action",
+                              "cant_post_in_channel"})
+DECISION_FINAL = frozenset({State.REJECTED, State.EXPIRED, State.CANCELLED})
+
+
+@dataclass
+class SlackNotifier:
+    writer: SlackWriter
+    store: RequestStore
+    approval_channel: str | None
+    notify_channel: str | None
+    sandbox: bool
+
+    async def _fresh(self, request: AppRequest) -> AppRequest:
+        return await asyncio.to_thread(self.store.get, request.id) or request
+
+    async def request_changed(self, request: AppRequest, event: Event, note: str | None = None) -> None:
+        request = await self._fresh(request)
+        if event is Event.CREATED:
+            await self._created(request)
+            return
+        state = State(request.state)
+        final = event in (Event.FINISHED, Event.DECIDED) or state in DECISION_FINAL
+        await self._update_head(request, final=final)
+        if request.approval_ts and (event is Event.DECIDED or state in DECISION_FINAL):
+            await self._update_card(request)
+        if event is Event.PAYMENT_DUE:
+            await self._reply(request, messages.payment_message(request, sandbox=self.sandbox))
+        elif event is Event.ATTENTION:
+            message = messages.attention_message(request, sandbox=self.sandbox)
+            await self._reply(request, message)
+            if self.approval_channel:
+                await self.writer.post(self.approval_channel, message.text, message.blocks)
+        elif state in DECISION_FINAL or event is Event.FINISHED:
+            await self._final(request)
+        elif event in (Event.SUBMITTED, Event.DECIDED):
+            text = messages.reply_text(request, event.value, note, sandbox=self.sandbox)
+            if text:
+                await self._reply_text(request, text)
+
+    async def _created(self, request: AppRequest) -> None:
+        head = messages.request_message(request, sandbox=self.sandbox)
+        target = request.channel_id or request.requester_id
+        posted = await self.writer.post(target, head.text, head.blocks)
+        if not posted.ok and posted.error in CHANNEL_UNUSABLE and target != request.requester_id:
+            refused = posted.error
+            log.warning("cannot post in %s (%s); keeping %s's thread in the requester's DM", target, refused, request.id)
+            posted = await self.writer.post(request.requester_id, head.text, head.blocks)
+            if posted.ok:
+                await self.writer.post(request.requester_id, f"I can't post in <#{target}> ({refused}); add me to that "
+                                       "channel to keep requests there.", thread_ts=posted.ts)
+        if posted.ok:
+            await asyncio.to_thread(self.store.update_fields, request.id, actor="bot", action="thread_posted",
+                                    detail=f"{posted.channel} {posted.ts}", channel_id=posted.channel,
+                                    thread_ts=posted.ts)
+            request = await self._fresh(request)
+        if State(request.state) != State.PENDING_APPROVAL:
+            return
+        if not self.approval_channel:
+            await self._reply_text(request, "No APPROVAL_CHANNEL is set: approvers decide from the app's Home tab.")
+            return
+        card = messages.approval_card(request, sandbox=self.sandbox, quota=Progress.of(request).quota_note)
+        placed = await self.writer.post(self.approval_channel, card.text, card.blocks)
+        if placed.ok:
+            await asyncio.to_thread(self.store.update_fields, request.id, actor="bot", action="card_posted",
+                                    detail=f"{placed.channel} {placed.ts}", approval_channel_id=placed.channel,
+                                    approval_ts=placed.ts)
+            await self._reply_text(request, f":hourglass: Waiting for an approver in <#{self.approval_channel}>.")
+        else:
+            await self._reply_text(request, f":warning: I could not post the approval card in <#{self.approval_channel}> "
+                                            f"({placed.error}); approvers can still decide from the app's Home tab.")
+
+    async def _update_head(self, request: AppRequest, *, final: bool) -> None:
+        if request.channel_id and request.thread_ts:
+            head = messages.request_message(request, sandbox=self.sandbox)
+            await self.writer.update(request.channel_id, request.thread_ts, head.text, head.blocks, final=final)
+
+    async def _update_card(self, request: AppRequest) -> None:
+        assert request.approval_ts is not None
+        card = messages.approval_card(request, sandbox=self.sandbox, quota=Progress.of(request).quota_note)
+        await self.writer.update(request.approval_channel_id or self.approval_channel or "", request.approval_ts,
+                                 card.text, card.blocks, final=True)
+
+    async def _reply(self, request: AppRequest, message: messages.Message) -> None:
+        if request.channel_id and request.thread_ts:
+            await self.writer.post(request.channel_id, message.text, message.blocks, thread_ts=request.thread_ts)
+
+    async def _reply_text(self, request: AppRequest, text: str) -> None:
+        if request.channel_id and request.thread_ts:
+            await self.writer.post(request.channel_id, text, thread_ts=request.thread_ts)
+
+    async def _final(self, request: AppRequest) -> None:
+        text = messages.outcome_text(request, sandbox=self.sandbox)
+        await self._reply_text(request, text)
+        state = State(request.state)
+        if self.notify_channel and state in (State.SUCCEEDED, State.FAILED, State.SUBMIT_FAILED):
+            await self.writer.post(self.notify_channel, text)
+        if request.channel_id != request.requester_id:
+            await self.writer.post(request.requester_id, text)

@@ -1,0 +1,284 @@
+"""The tracker: follows every job (pay-per-use) and order (prepaid) to its end.
+
+Each cycle it expires stale approvals, recovers crashed submissions, sends approved requests (the
+outbox), then leases the requests whose next poll is due and polls each once. Everything it knows
+lives in the database, so a restart resumes where it stopped, and leases keep several trackers from
+polling the same request at once.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import json
+import logging
+import time
+from collections.abc import Callable
+from dataclasses import dataclass, field
+from datetime import datetime, timedelta
+from typing import Any
+
+from bot.cloud.client import Cloud
+from bot.cloud.errors import CloudError, describe
+from bot.cloud.models import ORDER_CANCELLED, ORDER_COMPLETED, ORDER_PENDING_PAYMENT
+from bot.lifecycle import IN_FLIGHT_STATES, State
+from bot.notify import Event, Notifier
+from bot.progress import Progress
+from bot.store.models import AppRequest, utcnow
+from bot.store.repository import RequestStore
+from bot.workflow import Workflow
+
+log = logging.getLogger(__name__)
+
+SUCCESS = "SUCCESS"
+FAILED_STATES = frozenset({"FAILED", "ABNORMAL", "ROLLBACK"})
+V1_STATUS = {0: "FAILED", 1: "SUCCESS", 2: "RUNNING", 3: "WAITING"}
+MAX_BACKOFF_FACTOR = 10
+# A poll that started on one tracker is not taken by another for this long.
+MIN_POLL_LEASE = timedelta(seconds=60)
+
+
+@dataclass(frozen=True)
+class TrackerConfig:
+    interval: timedelta = timedelta(seconds=30)
+    first_delay: timedelta = timedelta(seconds=10)
+    max_concurrent_calls: int = 8
+    batch: int = 200
+
+
+@dataclass(frozen=True)
+class SubJob:
+    status: str
+    server_id: str | None
+    error: str | None
+
+
+@dataclass(frozen=True)
+class JobView:
+    status: str  # WAITING RUNNING SUCCESS FAILED
+    sub_jobs: tuple[SubJob, ...]
+    expected_end: datetime | None
+    error: str | None
+
+
+def _time(text: str | None) -> datetime | None:
+    if not text:
+        return None
+    try:
+        return datetime.fromisoformat(text.replace("Z", "+00:00"))
+    except ValueError:
+        return None
+
+
+def _error(code: str | None, message: str | None) -> str | None:
+    if not code and not message:
+        return None
+    return " ".join(p for p in (code, f"“{message.strip().rstrip('.')}”" if message else None) if p)
+
+
+@dataclass
+class Tracker:
+    store: RequestStore
+    cloud: Cloud
+    workflow: Workflow
+    notifier: Notifier
+    config: TrackerConfig = field(default_factory=TrackerConfig)
+    on_poll: Callable[[str, str, float, float], None] | None = None  # (request, worker, start, end)
+    _wake: asyncio.Event = field(default_factory=asyncio.Event)
+    last_cycle_at: float | None = None
+
+    @property
+    def worker_id(self) -> str:
+        return self.workflow.worker_id
+
+    def wake(self) -> None:
+        """Run a cycle now (a request was approved) instead of at the next tick."""
+        self._wake.set()
+
+    async def run(self, stop: asyncio.Event) -> None:
+        tick = min(self.config.interval.total_seconds(), 1.0)
+        while not stop.is_set():
+            try:
+                await self.cycle()
+            except Exception:  # the database or a bug: keep the loop alive, say so loudly
+                log.exception("tracker cycle failed; trying again shortly")
+            self._wake.clear()
+            waiters = [asyncio.ensure_future(stop.wait()), asyncio.ensure_future(self._wake.wait())]
+            await asyncio.wait(waiters, timeout=tick, return_when=asyncio.FIRST_COMPLETED)
+            for waiter in waiters:
+                waiter.cancel()
+
+    async def cycle(self) -> int:
+        """One pass; returns how many requests were polled."""
+        for row in await self.workflow.expire_due():
+            await self._tell(row, Event.FINISHED)
+        for row in await self.workflow.recover_stale():
+            await self._tell(row, Event.ATTENTION)
+        for result in await self.workflow.submit_due():
+            event = {State.SUBMITTED: Event.SUBMITTED, State.SUBMIT_FAILED: Event.FINISHED,
+                     State.NEEDS_ATTENTION: Event.ATTENTION}.get(State(result.request.state))
+            if event is not None:
+                await self._tell(result.request, event)
+        lease = max(self.config.interval * 2, MIN_POLL_LEASE)
+        due = await asyncio.to_thread(self.store.claim_due_for_tracking, self.worker_id, lease, self.config.batch)
+        gate = asyncio.Semaphore(self.config.max_concurrent_calls)
+
+        async def guarded(row: AppRequest) -> None:
+            async with gate:
+                await self.poll(row)
+
+        await asyncio.gather(*(guarded(row) for row in due))
+        self.last_cycle_at = time.time()
+        return len(due)
+
+    async def _tell(self, row: AppRequest, event: Event, note: str | None = None) -> None:
+        try:
+            await self.notifier.request_changed(row, event, note)
+        except Exception:  # Slack being down must not stop the tracking; the thread catches up later
+            log.exception("could not tell Slack about %s (%s)", row.id, event)
+
+    # Polling ------------------------------------------------------------------------------------
+
+    async def poll(self, row: AppRequest) -> None:
+        started = time.time()
+        try:
+            if row.job_id:
+                await self._poll_job(row)
+            elif row.order_id:
+                await self._poll_order(row)
+            else:
+                await self._finish(row, State.FAILED, "The cloud returned neither a job nor an order to follow.", [])
+        except CloudError as error:
+            await self._back_off(row, describe(error))
+        except Exception as error:
+            log.exception("polling %s failed", row.id)
+            await self._back_off(row, f"unexpected {type(error).__name__}")
+        finally:
+            if self.on_poll is not None:
+                self.on_poll(row.id, self.worker_id, started, time.time())
+
+    async def _back_off(self, row: AppRequest, sentence: str) -> None:
+        progress = Progress.of(row)
+        progress.cloud_errors += 1
+        factor = min(2 ** progress.cloud_errors, MAX_BACKOFF_FACTOR)
+        await asyncio.to_thread(
+            self.store.save_progress, row.id, self.worker_id, last_error=sentence,
+            progress_json=progress.model_dump_json(), next_poll_at=utcnow() + self.config.interval * factor,
+            lease_owner=None, lease_until=None,
+        )
+
+    async def _job_view(self, job_id: str, first: bool) -> JobView:
+        ws = self.cloud.workspace
+        if not first:
+            try:
+                detail = await ws.show_job_detail(job_id)
+                subs = tuple(SubJob(s.status, s.job_resource_info.resource_id if s.job_resource_info else None,
+                                    _error(s.error_code, s.error_message)) for s in detail.sub_jobs)
+                return JobView(detail.status, subs, None, None)
+            except CloudError as error:
+                if error.retryable_read:
+                    raise
+                log.warning("ShowJobDetail for %s failed (%s); using ShowJob", job_id, describe(error))
+        # ShowJob (v1) on the first poll: it also says when the job is expected to end.
+        job = await ws.show_job(job_id)
+        subs = tuple(SubJob(V1_STATUS.get(s.job_status or 0, "RUNNING"),
+                            next((e.resource_id for e in s.entities if e.resource_id), None),
+                            _error(s.execute_code, s.execute_message)) for s in job.sub_jobs)
+        return JobView(V1_STATUS.get(job.job_status, "RUNNING"), subs, _time(job.expected_end_time),
+                       _error(job.execute_code, job.execute_message))
+
+    async def _poll_job(self, row: AppRequest) -> None:
+        assert row.job_id is not None
+        progress = Progress.of(row)
+        view = await self._job_view(row.job_id, first=progress.polls == 0)
+        before = progress.model_copy()
+        progress.polls += 1
+        progress.cloud_errors = 0
+        progress.total = max(len(view.sub_jobs), row.subscription_num)
+        progress.ready = sum(1 for s in view.sub_jobs if s.status == SUCCESS)
+        progress.failed = sum(1 for s in view.sub_jobs if s.status in FAILED_STATES)
+        progress.expected_end = view.expected_end or progress.expected_end
+        progress.failures = [s.error for s in view.sub_jobs if s.status in FAILED_STATES and s.error][:5]
+        ready_ids = [s.server_id for s in view.sub_jobs if s.status == SUCCESS and s.server_id]
+        if view.status == SUCCESS and not progress.failed:
+            await self._finish(row, State.SUCCEEDED, None, ready_ids, progress)
+        elif view.status in FAILED_STATES or (view.status == SUCCESS and progress.failed):
+            await self._finish(row, State.FAILED, self._job_failure(progress, view), ready_ids, progress)
+        else:
+            await self._continue(row, progress, before)
+
+    @staticmethod
+    def _job_failure(progress: Progress, view: JobView) -> str:
+        reasons = "; ".join(dict.fromkeys(progress.failures)) or view.error or "the cloud gave no reason"
+        if progress.ready:
+            head = f"The cloud could not create {progress.failed or progress.total - progress.ready} of " \
+                   f"{progress.total} servers ({progress.ready} were created)"
+        else:
+            head = "The cloud could not create the servers"
+        return f"{head}: {reasons}. Failed creations are refunded by the cloud."
+
+    async def _poll_order(self, row: AppRequest) -> None:
+        assert row.order_id is not None
+        details = await self.cloud.billing.show_order(row.order_id)
+        info = details.order_info
+        progress = Progress.of(row)
+        before = progress.model_copy()
+        progress.polls += 1
+        progress.cloud_errors = 0
+        progress.order_status = info.status
+        progress.payment_deadline = _time(info.pending_payment_end_time) or progress.payment_deadline
+        if info.status == ORDER_COMPLETED:
+            resources = await self.cloud.billing.list_order_resources(row.order_id)
+            ids = [r.resource_id for r in resources if r.is_main_resource in (None, 1)]
+            if ids:
+                progress.ready = len(ids)
+                await self._finish(row, State.SUCCEEDED, None, ids, progress)
+                return
+        elif info.status == ORDER_CANCELLED:
+            await self._finish(row, State.FAILED, "The order was cancelled (in the Billing Center, or because it was "
+                                                  "not paid in time), so no servers were created.", [], progress)
+            return
+        elif info.status == ORDER_PENDING_PAYMENT:
+            deadline = progress.payment_deadline
+            if deadline is not None and utcnow() > deadline:
+                await self._finish(row, State.FAILED, f"The order was not paid by its deadline "
+                                   f"({deadline:%Y-%m-%d %H:%M UTC}), so no servers were created.", [], progress)
+                return
+            if not progress.payment_prompted:
+                progress.payment_prompted = True
+                await self._continue(row, progress, before, event=Event.PAYMENT_DUE)
+                return
+        await self._continue(row, progress, before)
+
+    async def _continue(self, row: AppRequest, progress: Progress, before: Progress,
+                        event: Event = Event.PROGRESS) -> None:
+        changes: dict[str, Any] = {"progress_json": progress.model_dump_json(), "last_error": None,
+                                   "next_poll_at": utcnow() + self.config.interval, "lease_owner": None,
+                                   "lease_until": None}
+        if row.state == State.SUBMITTED and (progress.ready or progress.order_status != ORDER_PENDING_PAYMENT):
+            result = await asyncio.to_thread(
+                self.store.transition, row.id, State.SUBMITTED, State.PROVISIONING, actor=f"worker:{self.worker_id}",
+                action="provisioning", changes=changes, lease_owner=self.worker_id,
+            )
+            if result is not None and result.won:
+                await self._tell(result.request, event)
+            return
+        await asyncio.to_thread(self.store.save_progress, row.id, self.worker_id, **changes)
+        if event is not Event.PROGRESS or not progress.same_view(before):
+            fresh = await asyncio.to_thread(self.store.get, row.id)
+            if fresh is not None:
+                await self._tell(fresh, event)
+
+    async def _finish(self, row: AppRequest, state: State, sentence: str | None, server_ids: list[str],
+                      progress: Progress | None = None) -> None:
+        changes: dict[str, Any] = {"server_ids_json": json.dumps(server_ids), "outcome_sentence": sentence,
+                                   "finished_at": utcnow(), "next_poll_at": None, "lease_owner": None,
+                                   "lease_until": None, "last_error": None}
+        if progress is not None:
+            changes["progress_json"] = progress.model_dump_json()
+        result = await asyncio.to_thread(
+            self.store.transition, row.id, frozenset(IN_FLIGHT_STATES), state, actor=f"worker:{self.worker_id}",
+            action=state.value, changes=changes, lease_owner=self.worker_id,
+            detail=sentence or f"{len(server_ids)} server(s): {', '.join(server_ids)}",
+        )
+        if result is not None and result.won:
+            await self._tell(result.request, Event.FINISHED)
