@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import json
 import time
 from dataclasses import dataclass, field
 from typing import Any
@@ -18,6 +19,8 @@ class FakeSlack:
     token: str = "xoxb-fake-token"
     calls: list[dict[str, Any]] = field(default_factory=list)
     errors: dict[str, list[str]] = field(default_factory=dict)  # method -> queued Slack error codes
+    group_members: dict[str, list[str]] = field(default_factory=dict)
+    views: dict[str, dict[str, Any]] = field(default_factory=dict)  # view id -> the latest view
 
     def __post_init__(self) -> None:
         self.app = Starlette(routes=[Route("/api/{method}", self._call, methods=["POST", "GET"])])
@@ -28,15 +31,21 @@ class FakeSlack:
     def of(self, method: str) -> list[dict[str, Any]]:
         return [c["args"] for c in self.calls if c["method"] == method]
 
+    def texts(self, method: str = "chat.postMessage", channel: str | None = None) -> list[str]:
+        return [str(a.get("text", "")) for a in self.of(method) if channel is None or a.get("channel") == channel]
+
+    def latest_view(self) -> dict[str, Any]:
+        return list(self.views.values())[-1]
+
     async def _call(self, request: Request) -> JSONResponse:
         method = request.path_params["method"]
         raw = (await request.body()).decode()
         content_type = request.headers.get("content-type", "")
-        args: dict[str, Any] = {}
+        args: dict[str, Any] = dict(request.query_params)
         if "json" in content_type and raw:
-            args = await request.json()
+            args.update(await request.json())
         elif raw:
-            args = dict(parse_qsl(raw))
+            args.update(parse_qsl(raw))
         self.calls.append({"method": method, "args": args, "at": time.time()})
         if request.headers.get("authorization") != f"Bearer {self.token}":
             return JSONResponse({"ok": False, "error": "invalid_auth"})
@@ -49,6 +58,16 @@ class FakeSlack:
         if method == "auth.test":
             return JSONResponse({"ok": True, "url": "https://sandbox.slack.com/", "team": "Sandbox Co",
                                  "user": "appserver", "team_id": "T0SANDBOX", "user_id": "U0BOT", "bot_id": "B0BOT"})
+        if method in ("views.open", "views.update", "views.push"):
+            view_id = args.get("view_id") or f"V{len(self.views) + 1:08d}"
+            view = args.get("view")
+            if isinstance(view, str):
+                view = json.loads(view)
+            stored = {**(view or {}), "id": view_id, "hash": f"{time.time():.6f}.{len(self.calls)}"}
+            self.views[view_id] = stored
+            return JSONResponse({"ok": True, "view": stored})
+        if method == "usergroups.users.list":
+            return JSONResponse({"ok": True, "users": self.group_members.get(str(args.get("usergroup")), [])})
         if method in ("chat.postMessage", "chat.update"):
             channel = args.get("channel", "C0")
             return JSONResponse({"ok": True, "channel": channel, "ts": args.get("ts") or f"{time.time():.6f}",
