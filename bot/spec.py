@@ -74,6 +74,8 @@ class Volume(_ApiModel):
     @field_validator("type", mode="before")
     @classmethod
     def _disk_type(cls, v: object) -> str:
+        if v is None or v == "":
+            _fail("Choose a system disk type.")
         if v not in DISK_TYPES:
             _fail(f"System disk type must be one of {', '.join(DISK_TYPES)} (got {v!r}).")
         return str(v)
@@ -162,6 +164,8 @@ _LABELS = {
 
 
 def _whole_number(v: object, label: str) -> int:
+    if v is None or (isinstance(v, str) and not v.strip()):
+        _fail(f"{label} is required.")
     if isinstance(v, bool):
         _fail(f"{label} must be a whole number.")
     if isinstance(v, int):

@@ -80,7 +80,7 @@ def test_disk_size_must_be_a_multiple_of_ten_in_range(size: int) -> None:
     assert "multiple of 10" in _errors(_base(root_volume={"type": "SAS", "size": size}))["root_volume.size"]
 
 
-@given(st.text(max_size=10).filter(lambda t: t not in DISK_TYPES))
+@given(st.text(min_size=1, max_size=10).filter(lambda t: t not in DISK_TYPES))
 def test_disk_type_must_be_known(kind: str) -> None:
     assert "ESSD, SSD, GPSSD, SAS, SATA" in _errors(_base(root_volume={"type": kind, "size": 80}))["root_volume.type"]
 

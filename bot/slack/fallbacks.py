@@ -17,6 +17,10 @@ ANY = re.compile(".*")
 
 
 def register(app: AsyncApp) -> None:
+    @app.command(ANY)
+    async def other_command(ack: AsyncAck, command: dict[str, Any]) -> None:
+        await ack(text=f"This app answers `/appserver`, not `{command.get('command')}`.")
+
     @app.action(ANY)
     async def other_action(ack: AsyncAck, body: dict[str, Any]) -> None:
         await ack()
