@@ -19,6 +19,8 @@ class FakeSlack:
     token: str = "xoxb-fake-token"
     calls: list[dict[str, Any]] = field(default_factory=list)
     errors: dict[str, list[str]] = field(default_factory=dict)  # method -> queued Slack error codes
+    app_token: str = "xapp-1-fake"
+    socket_url: str | None = None  # what apps.connections.open answers
     group_members: dict[str, list[str]] = field(default_factory=dict)
     views: dict[str, dict[str, Any]] = field(default_factory=dict)  # view id -> the latest view
 
@@ -47,6 +49,10 @@ class FakeSlack:
         elif raw:
             args.update(parse_qsl(raw))
         self.calls.append({"method": method, "args": args, "at": time.time()})
+        if method == "apps.connections.open":
+            if request.headers.get("authorization") != f"Bearer {self.app_token}" or not self.socket_url:
+                return JSONResponse({"ok": False, "error": "invalid_auth"})
+            return JSONResponse({"ok": True, "url": self.socket_url})
         if request.headers.get("authorization") != f"Bearer {self.token}":
             return JSONResponse({"ok": False, "error": "invalid_auth"})
         queued = self.errors.get(method)
