@@ -25,7 +25,13 @@ class FakeSlack:
     views: dict[str, dict[str, Any]] = field(default_factory=dict)  # view id -> the latest view
 
     def __post_init__(self) -> None:
-        self.app = Starlette(routes=[Route("/api/{method}", self._call, methods=["POST", "GET"])])
+        self.app = Starlette(routes=[Route("/api/{method}", self._call, methods=["POST", "GET"]),
+                                     Route("/response", self._response_url, methods=["POST"])])
+        self.responses: list[dict[str, Any]] = []
+
+    async def _response_url(self, request: Request) -> JSONResponse:
+        self.responses.append(await request.json())
+        return JSONResponse({"ok": True})
 
     def fail_next(self, method: str, error: str) -> None:
         self.errors.setdefault(method, []).append(error)

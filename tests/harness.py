@@ -57,6 +57,7 @@ class Bot:
     sandbox: Sandbox
     runtime: Runtime
     http: httpx.Client
+    response_url: str
 
     # Sending --------------------------------------------------------------------------------
 
@@ -67,7 +68,7 @@ class Bot:
     def command(self, text: str, user: str = REQUESTER, channel: str = REQUEST_CHANNEL) -> httpx.Response:
         form = {"token": "x", "team_id": "T0SANDBOX", "team_domain": "sandbox", "channel_id": channel,
                 "channel_name": "requests", "user_id": user, "user_name": user.lower(), "command": "/appserver",
-                "text": text, "api_app_id": "A0APP", "response_url": self.url + "/_unused",
+                "text": text, "api_app_id": "A0APP", "response_url": self.response_url,
                 "trigger_id": f"{time.time()}.1.abc"}
         return self.post(urlencode(form).encode(), "application/x-www-form-urlencoded")
 
@@ -178,4 +179,5 @@ def running_bot(settings: Settings, sandbox: Sandbox, slack: FakeSlack) -> Itera
     runtime = build_runtime(settings)
     app = create_asgi_app(runtime, run_tracker=True)
     with BackgroundServer(app, lifespan=True) as server, httpx.Client(timeout=10) as http:
-        yield Bot(server.url, slack, sandbox, runtime, http)
+        response_url = settings.slack_api_url.removesuffix("/api/") + "/response"
+        yield Bot(server.url, slack, sandbox, runtime, http, response_url)

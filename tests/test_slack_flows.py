@@ -241,3 +241,35 @@ def test_healthz_and_metrics(bot: Bot) -> None:
     assert 'appserver_cloud_call_seconds_count{operation="CreateAppServers"} 1.0' in metrics
     assert 'appserver_slack_calls_total{method="chat.postMessage"}' in metrics
     assert "appserver_poll_lag_seconds" in metrics and "appserver_oldest_in_flight_seconds" in metrics
+
+
+def test_an_expired_trigger_id_is_explained_to_the_user(bot: Bot) -> None:
+    bot.slack.fail_next("views.open", "expired_trigger_id")
+    assert bot.command("create").status_code == 200
+    answer = wait_for(lambda: bot.slack.responses, what="the response_url message")
+    assert "took too long" in answer[0]["text"] and "expired_trigger_id" in answer[0]["text"]
+
+
+def test_a_channel_the_bot_cannot_post_in_moves_the_thread_to_the_dm(bot: Bot) -> None:
+    bot.slack.fail_next("chat.postMessage", "not_in_channel")
+    fill(bot)
+    row = final_state(bot, State.SUCCEEDED)
+    assert row.channel_id == REQUESTER
+    assert any("add me to that channel" in t for t in bot.slack.texts(channel=REQUESTER))
+
+
+def test_a_rate_limited_post_is_retried_after_retry_after(bot: Bot) -> None:
+    bot.slack.fail_next("chat.postMessage", "ratelimited")
+    fill(bot)
+    row = final_state(bot, State.SUCCEEDED)
+
+    def heads() -> list[dict[str, object]]:
+        return [c for c in bot.slack.calls if c["method"] == "chat.postMessage"
+                and c["args"].get("channel") == REQUEST_CHANNEL and "thread_ts" not in c["args"]]
+
+    posts = wait_for(lambda: len(heads()) == 2 and heads(), what="the retried head message")
+    assert posts[1]["at"] - posts[0]["at"] >= 0.9  # sent again after Retry-After: 1
+    row = wait_for(lambda: only_request(bot).thread_ts and only_request(bot), what="the thread recorded")
+    # However late the thread came, it also carries the final word.
+    wait_for(lambda: any("is done" in a.get("text", "") for a in bot.slack.of("chat.postMessage")
+                         if a.get("thread_ts") == row.thread_ts), what="the outcome in the late thread")

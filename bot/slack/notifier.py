@@ -8,7 +8,7 @@ import asyncio
 import logging
 from dataclasses import dataclass
 
-from bot.lifecycle import State
+from bot.lifecycle import FINAL_STATES, State
 from bot.notify import Event
 from bot.progress import Progress
 from bot.slack import messages
@@ -75,6 +75,9 @@ class SlackNotifier:
                                     detail=f"{posted.channel} {posted.ts}", channel_id=posted.channel,
                                     thread_ts=posted.ts)
             request = await self._fresh(request)
+            if State(request.state) in FINAL_STATES:
+                # The tracker finished while the thread was still being posted (Slack was slow): say it here too.
+                await self._reply_text(request, messages.outcome_text(request, sandbox=self.sandbox))
         if State(request.state) != State.PENDING_APPROVAL:
             return
         if not self.approval_channel:
