@@ -19,7 +19,6 @@ class Progress(BaseModel):
     order_status: int | None = None
     payment_deadline: datetime | None = None
     payment_prompted: bool = False
-    payment_by: str | None = None
     quota_note: str | None = None  # the quota check made when the request was submitted
     cloud_errors: int = 0
     polls: int = 0

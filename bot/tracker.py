@@ -33,8 +33,6 @@ SUCCESS = "SUCCESS"
 FAILED_STATES = frozenset({"FAILED", "ABNORMAL", "ROLLBACK"})
 V1_STATUS = {0: "FAILED", 1: "SUCCESS", 2: "RUNNING", 3: "WAITING"}
 MAX_BACKOFF_FACTOR = 10
-# A poll that started on one tracker is not taken by another for this long.
-MIN_POLL_LEASE = timedelta(seconds=60)
 
 
 @dataclass(frozen=True)
@@ -43,6 +41,7 @@ class TrackerConfig:
     first_delay: timedelta = timedelta(seconds=10)
     max_concurrent_calls: int = 8
     batch: int = 200
+    poll_lease: timedelta = timedelta(seconds=60)  # a poll in progress is not taken by another tracker
 
 
 @dataclass(frozen=True)
@@ -118,7 +117,7 @@ class Tracker:
                      State.NEEDS_ATTENTION: Event.ATTENTION}.get(State(result.request.state))
             if event is not None:
                 await self._tell(result.request, event)
-        lease = max(self.config.interval * 2, MIN_POLL_LEASE)
+        lease = max(self.config.interval * 2, self.config.poll_lease)
         due = await asyncio.to_thread(self.store.claim_due_for_tracking, self.worker_id, lease, self.config.batch)
         gate = asyncio.Semaphore(self.config.max_concurrent_calls)
 

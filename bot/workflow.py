@@ -462,16 +462,16 @@ class Workflow:
         if not checked.order_id or checked.state not in (State.SUBMITTED, State.PROVISIONING):
             return await self._refuse(request_id, user_id, "pay_order", Outcome.WRONG_STATE,
                                       f"Request {request_id} has no order waiting for payment.", checked)
-        winner = await self._db(self.store.mark_payment, request_id, user_id)
-        if winner != user_id:
+        holder = await self._db(self.store.mark_payment, request_id, user_id)
+        if holder is not None:
             return await self._refuse(request_id, user_id, "pay_order", Outcome.ALREADY_DECIDED,
-                                      f"<@{winner}> already paid the order of {request_id}.", checked)
+                                      f"<@{holder}> already paid (or is paying) the order of {request_id}.", checked)
         try:
             await self.cloud.pay_order(checked.order_id)
         except CloudError as error:
             sentence = describe(error)
             if not error.outcome_unknown:
-                await self._db(self.store.mark_payment, request_id, None)  # nothing was paid: allow another try
+                await self._db(self.store.clear_payment, request_id)  # nothing was paid: allow another try
             await self._db(self.store.audit, request_id, user_id, "pay_order", allowed=True, detail=f"failed: {sentence}")
             return Decision(Outcome.PAYMENT_FAILED, f"The payment did not go through. {sentence}", checked)
         await self._db(self.store.audit, request_id, user_id, "pay_order", allowed=True,

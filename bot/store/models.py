@@ -59,6 +59,8 @@ class AppRequest(SQLModel, table=True):
     lookup_found: bool | None = None
     # What the tracker last saw: servers ready, expected end, payment deadline (JSON).
     progress_json: str | None = Field(default=None, sa_column=Column(Text))
+    # Who pays the order (claimed once, so a double click cannot pay twice).
+    payment_by: str | None = Field(default=None, max_length=32)
 
 
 class AuditEvent(SQLModel, table=True):

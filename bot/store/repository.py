@@ -258,25 +258,26 @@ class RequestStore:
             )
             return bool(result.rowcount == 1)  # type: ignore[attr-defined]
 
-    def mark_payment(self, request_id: str, user_id: str | None) -> str | None:
-        """Record who pays the order, unless someone already does; returns who does. None clears it."""
-        for _ in range(_CAS_RETRIES):
-            with self._session() as session, session.begin():
-                row = session.get(AppRequest, request_id)
-                if row is None:
-                    return None
-                progress = json.loads(row.progress_json or "{}")
-                if user_id is not None and progress.get("payment_by"):
-                    return str(progress["payment_by"])
-                progress["payment_by"] = user_id
-                result = session.execute(
-                    update(AppRequest).where(col(AppRequest.id) == request_id, col(AppRequest.version) == row.version)
-                    .values(progress_json=json.dumps(progress), version=row.version + 1)
-                    .execution_options(synchronize_session=False)
-                )
-                if result.rowcount == 1:  # type: ignore[attr-defined]
-                    return user_id
-        return None
+    def mark_payment(self, request_id: str, user_id: str) -> str | None:
+        """Claim the payment of the request's order for `user_id` in one conditional update, unless anyone
+        (the same user included: a double click) holds it. Returns the holder when it is not us."""
+        with self._session() as session, session.begin():
+            result = session.execute(
+                update(AppRequest).where(col(AppRequest.id) == request_id, col(AppRequest.payment_by).is_(None))
+                .values(payment_by=user_id, version=AppRequest.version + 1)
+                .execution_options(synchronize_session=False)
+            )
+            if result.rowcount == 1:  # type: ignore[attr-defined]
+                return None
+            row = session.get(AppRequest, request_id)
+            return (row.payment_by if row else None) or "nobody"
+
+    def clear_payment(self, request_id: str) -> None:
+        """Nothing was paid (the cloud refused): allow another try."""
+        with self._session() as session, session.begin():
+            session.execute(update(AppRequest).where(col(AppRequest.id) == request_id)
+                            .values(payment_by=None, version=AppRequest.version + 1)
+                            .execution_options(synchronize_session=False))
 
     def oldest_in_flight(self) -> datetime | None:
         with self._session() as session:

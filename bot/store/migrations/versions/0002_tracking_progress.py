@@ -19,8 +19,10 @@ depends_on = None
 def upgrade() -> None:
     with op.batch_alter_table("requests", schema=None) as batch_op:
         batch_op.add_column(sa.Column("progress_json", sa.Text(), nullable=True))
+        batch_op.add_column(sa.Column("payment_by", sa.String(length=32), nullable=True))
 
 
 def downgrade() -> None:
     with op.batch_alter_table("requests", schema=None) as batch_op:
+        batch_op.drop_column("payment_by")
         batch_op.drop_column("progress_json")

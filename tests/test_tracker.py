@@ -1,0 +1,223 @@
+"""The tracker against the sandbox over loopback HTTP, on SQLite and PostgreSQL."""
+
+from __future__ import annotations
+
+import asyncio
+from collections import defaultdict
+from datetime import timedelta
+from typing import Any
+
+import pytest
+from sqlalchemy import Engine
+
+from bot.cloud.client import Cloud, build_cloud
+from bot.lifecycle import FINAL_STATES, State
+from bot.notify import Event
+from bot.progress import Progress
+from bot.sandbox import Sandbox
+from bot.sandbox.faults import FaultSettings
+from bot.settings import Settings
+from bot.spec import parse_spec
+from bot.store.db import make_engine
+from bot.store.models import AppRequest
+from bot.store.repository import RequestStore, server_ids
+from bot.store.schema import migrate
+from bot.tracker import Tracker, TrackerConfig
+from bot.workflow import CloudAdapter, Policy, Workflow
+from tests.specs import office_body, prepaid_body
+
+APPROVER = "U0APPROVER"
+FAST = TrackerConfig(interval=timedelta(seconds=0.1), first_delay=timedelta(seconds=0.05),
+                     poll_lease=timedelta(seconds=5))
+
+
+class RecordingNotifier:
+    """What the Slack side would be told, in order."""
+
+    def __init__(self) -> None:
+        self.events: list[tuple[str, Event, str]] = []
+
+    async def request_changed(self, request: AppRequest, event: Event, note: str | None = None) -> None:
+        self.events.append((request.id, event, request.state))
+
+    def of(self, request_id: str) -> list[Event]:
+        return [e for r, e, _ in self.events if r == request_id]
+
+
+class NoGroups:
+    async def group_members(self, group_id: str) -> set[str]:
+        return set()
+
+
+def make_tracker(store: RequestStore, cloud: Cloud, worker: str = "tracker-1",
+                 config: TrackerConfig = FAST) -> tuple[Tracker, RecordingNotifier]:
+    workflow = Workflow(store, CloudAdapter(cloud), NoGroups(),
+                        Policy(approvers=frozenset({APPROVER}), first_poll_delay=config.first_delay), worker_id=worker)
+    notifier = RecordingNotifier()
+    return Tracker(store, cloud, workflow, notifier, config), notifier
+
+
+async def run_until(tracker: Tracker, store: RequestStore, ids: list[str], timeout: float = 30.0) -> list[AppRequest]:
+    stop = asyncio.Event()
+    task = asyncio.create_task(tracker.run(stop))
+    deadline = asyncio.get_running_loop().time() + timeout
+    try:
+        while True:
+            rows = [store.get(i) for i in ids]
+            if all(r is not None and State(r.state) in FINAL_STATES for r in rows):
+                return [r for r in rows if r is not None]
+            assert asyncio.get_running_loop().time() < deadline, [(r.id, r.state) for r in rows if r]
+            await asyncio.sleep(0.05)
+    finally:
+        stop.set()
+        await task
+
+
+@pytest.fixture
+def store(engine: Engine) -> RequestStore:
+    return RequestStore(engine)
+
+
+async def test_jobs_of_varied_lengths_each_reach_their_end(store: RequestStore, cloud: Cloud, sandbox: Sandbox) -> None:
+    tracker, notifier = make_tracker(store, cloud)
+    ids = []
+    for seconds, count in ((0.2, 1), (0.8, 3), (1.5, 2)):
+        sandbox.config.job_seconds = seconds
+        ids.append((await tracker.workflow.submit(parse_spec(office_body(count=count)), "U0ASKER")).id)
+        await tracker.cycle()  # submits it now, with this job length
+    rows = await run_until(tracker, store, ids)
+    sandbox.config.job_seconds = 0.6
+    assert [r.state for r in rows] == ["succeeded"] * 3
+    assert [len(server_ids(r)) for r in rows] == [1, 3, 2]
+    for row in rows:
+        events = notifier.of(row.id)
+        assert events[0] is Event.SUBMITTED and events[-1] is Event.FINISHED
+        assert events.count(Event.FINISHED) == 1
+        assert Progress.of(row).ready == row.subscription_num
+    assert Progress.of(rows[0]).expected_end is not None  # from ShowJob on the first poll
+    assert len(sandbox.calls("CreateAppServers")) == 3
+
+
+async def test_a_failing_sub_job_fails_the_request_with_its_reason(store: RequestStore, cloud: Cloud,
+                                                                  sandbox: Sandbox) -> None:
+    sandbox.state.fail_next_jobs = 1
+    tracker, _ = make_tracker(store, cloud)
+    row = await tracker.workflow.submit(parse_spec(office_body(count=3)), "U0ASKER")
+    [done] = await run_until(tracker, store, [row.id])
+    assert done.state == State.FAILED
+    assert done.outcome_sentence and "could not create 1 of 3 servers (2 were created)" in done.outcome_sentence
+    assert "WKS.00211401" in done.outcome_sentence and "refunded" in done.outcome_sentence
+    assert len(server_ids(done)) == 2
+
+
+async def test_an_order_that_is_never_paid_ends_clearly(store: RequestStore, cloud: Cloud, sandbox: Sandbox) -> None:
+    sandbox.config.payment_window_seconds = 1.0
+    try:
+        tracker, notifier = make_tracker(store, cloud)
+        row = await tracker.workflow.submit(parse_spec(prepaid_body()), "U0ASKER")
+        assert (await tracker.workflow.approve(row.id, APPROVER)).ok
+        [done] = await run_until(tracker, store, [row.id])
+    finally:
+        sandbox.config.payment_window_seconds = 7 * 24 * 3600
+    assert done.state == State.FAILED and done.outcome_sentence and "no servers were created" in done.outcome_sentence
+    assert notifier.of(row.id).count(Event.PAYMENT_DUE) == 1  # the payment prompt, once
+    assert Progress.of(done).payment_deadline is not None
+
+
+async def test_an_order_paid_by_an_approver_completes(store: RequestStore, cloud: Cloud, sandbox: Sandbox) -> None:
+    tracker, notifier = make_tracker(store, cloud)
+    row = await tracker.workflow.submit(parse_spec(prepaid_body(count=2)), "U0ASKER")
+    await tracker.workflow.approve(row.id, APPROVER)
+    for _ in range(40):
+        await tracker.cycle()
+        if Event.PAYMENT_DUE in notifier.of(row.id):
+            break
+        await asyncio.sleep(0.05)
+    assert Event.PAYMENT_DUE in notifier.of(row.id)
+    clicks = await asyncio.gather(*(tracker.workflow.pay_order(row.id, APPROVER) for _ in range(5)))
+    assert sum(c.ok for c in clicks) == 1  # a double click pays once
+    [done] = await run_until(tracker, store, [row.id])
+    assert done.state == State.SUCCEEDED and len(server_ids(done)) == 2
+    assert len(sandbox.calls("PayOrders")) == 1
+
+
+async def test_throttling_and_faults_slow_polling_down_but_every_request_ends(
+    store: RequestStore, sandbox: Sandbox, settings: Settings
+) -> None:
+    cloud = build_cloud(settings.model_copy(update={"cloud_retry_attempts": 1}))
+    try:
+        tracker, _ = make_tracker(store, cloud)
+        ids = [(await tracker.workflow.submit(parse_spec(office_body(count=1)), "U0ASKER")).id for _ in range(4)]
+        await tracker.cycle()
+        sandbox.faults.configure(FaultSettings(rate=0.5, kinds=["429", "503"], seed=3,
+                                               operations=["ShowJob", "ShowJobDetail"]))
+        rows = await run_until(tracker, store, ids, timeout=60)
+    finally:
+        await cloud.aclose()
+    assert {r.state for r in rows} == {"succeeded"}
+    assert any(c["status"] in (429, 503) for c in sandbox.calls("ShowJobDetail") + sandbox.calls("ShowJob"))
+    assert len(sandbox.calls("CreateAppServers")) == 4
+
+
+async def test_a_tracker_restarted_mid_job_resumes_from_the_database(store: RequestStore, cloud: Cloud,
+                                                                    sandbox: Sandbox) -> None:
+    sandbox.config.job_seconds = 1.5
+    try:
+        first, _ = make_tracker(store, cloud, "tracker-before")
+        row = await first.workflow.submit(parse_spec(office_body(count=2)), "U0ASKER")
+        for _ in range(10):
+            await first.cycle()
+            await asyncio.sleep(0.1)
+        mid = store.get(row.id)
+        assert mid is not None and mid.state == State.PROVISIONING  # the first tracker stops here
+        second, notifier = make_tracker(store, cloud, "tracker-after")
+        [done] = await run_until(second, store, [row.id])
+    finally:
+        sandbox.config.job_seconds = 0.6
+    assert done.state == State.SUCCEEDED and len(server_ids(done)) == 2
+    assert notifier.of(row.id)[-1] is Event.FINISHED
+    assert len(sandbox.calls("CreateAppServers")) == 1
+
+
+async def test_two_trackers_on_postgres_poll_each_job_one_at_a_time(postgres_url: str, settings: Settings,
+                                                                    sandbox: Sandbox) -> None:
+    engine = make_engine(postgres_url)
+    migrate(engine)
+    store = RequestStore(engine)
+    sandbox.config.job_seconds = 1.0
+    polls: dict[str, list[tuple[str, float, float]]] = defaultdict(list)
+
+    def record(request_id: str, worker: str, start: float, end: float) -> None:
+        polls[request_id].append((worker, start, end))
+
+    clouds = [build_cloud(settings), build_cloud(settings)]
+    try:
+        trackers = []
+        for index, cloud in enumerate(clouds):
+            tracker, _ = make_tracker(store, cloud, f"replica-{index}")
+            tracker.on_poll = record
+            trackers.append(tracker)
+        ids = [(await trackers[0].workflow.submit(parse_spec(office_body(count=1)), "U0ASKER")).id for _ in range(50)]
+        stop = asyncio.Event()
+        tasks = [asyncio.create_task(t.run(stop)) for t in trackers]
+        rows: list[Any] = []
+        for _ in range(600):
+            rows = [store.get(i) for i in ids]
+            if all(State(r.state) in FINAL_STATES for r in rows):
+                break
+            await asyncio.sleep(0.1)
+        stop.set()
+        await asyncio.gather(*tasks)
+    finally:
+        sandbox.config.job_seconds = 0.6
+        for cloud in clouds:
+            await cloud.aclose()
+        engine.dispose()
+    assert [r.state for r in rows] == ["succeeded"] * 50
+    assert len(sandbox.calls("CreateAppServers")) == 50
+    workers = {w for entries in polls.values() for w, _, _ in entries}
+    assert workers == {"replica-0", "replica-1"}  # both took part
+    for request_id, entries in polls.items():
+        ordered = sorted(entries, key=lambda e: e[1])
+        for (_, _, end), (_, start, _) in zip(ordered, ordered[1:], strict=False):
+            assert start >= end, f"{request_id} was polled by two trackers at once"
