@@ -11,7 +11,8 @@ import pytest
 import yaml
 
 ROOT = Path(__file__).resolve().parent.parent
-SCHEMA = json.loads((Path(__file__).parent / "fixtures" / "slack-manifest-schema" / "manifest.schema.1.0.0.json").read_text())
+SCHEMA_FILE = Path(__file__).parent / "fixtures" / "slack-manifest-schema" / "manifest.schema.1.0.0.json"
+SCHEMA = json.loads(SCHEMA_FILE.read_text())
 MANIFESTS = sorted((ROOT / "manifests").glob("*.yaml"))
 
 
@@ -37,7 +38,8 @@ def test_the_schema_does_catch_a_broken_manifest() -> None:
 def test_both_modes_and_least_privilege() -> None:
     http, socket = load(ROOT / "manifests" / "http-mode.yaml"), load(ROOT / "manifests" / "socket-mode.yaml")
     assert http["settings"]["socket_mode_enabled"] is False and socket["settings"]["socket_mode_enabled"] is True
-    assert "url" not in json.dumps(socket["settings"]) and "/slack/events" in http["settings"]["interactivity"]["request_url"]
+    assert "url" not in json.dumps(socket["settings"])
+    assert "/slack/events" in http["settings"]["interactivity"]["request_url"]
     for manifest in (http, socket):
         assert manifest["features"]["slash_commands"][0]["command"] == "/appserver"
         assert set(manifest["oauth_config"]["scopes"]["bot"]) == {"commands", "chat:write", "usergroups:read"}

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import asyncio
+import itertools
 from collections import defaultdict
 from datetime import timedelta
 from typing import Any
@@ -219,5 +220,5 @@ async def test_two_trackers_on_postgres_poll_each_job_one_at_a_time(postgres_url
     assert workers == {"replica-0", "replica-1"}  # both took part
     for request_id, entries in polls.items():
         ordered = sorted(entries, key=lambda e: e[1])
-        for (_, _, end), (_, start, _) in zip(ordered, ordered[1:], strict=False):
+        for (_, _, end), (_, start, _) in itertools.pairwise(ordered):
             assert start >= end, f"{request_id} was polled by two trackers at once"
