@@ -107,7 +107,8 @@ def build_runtime(settings: Settings, *, need_signing_secret: bool = True) -> Ru
     client = new_web_client(bot_token, settings.slack_api_url)
     writer = SlackWriter(client, metrics, post_interval=settings.slack_post_interval_seconds,
                          update_interval=settings.slack_update_interval_seconds,
-                         edit_window=settings.slack_edit_window_seconds)
+                         edit_window=settings.slack_edit_window_seconds,
+                         label="[SANDBOX]" if sandbox_server is not None else None)
     interval = timedelta(seconds=settings.poll_interval_seconds)
     policy = Policy(
         approvers=frozenset(settings.approvers), postpaid_requires_approval=settings.postpaid_requires_approval,

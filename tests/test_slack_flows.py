@@ -273,3 +273,28 @@ def test_a_rate_limited_post_is_retried_after_retry_after(bot: Bot) -> None:
     # However late the thread came, it also carries the final word.
     wait_for(lambda: any("is done" in a.get("text", "") for a in bot.slack.of("chat.postMessage")
                          if a.get("thread_ts") == row.thread_ts), what="the outcome in the late thread")
+
+
+def test_with_no_cloud_credentials_it_runs_on_the_sandbox_and_says_so(slack: tuple[FakeSlack, str], tmp_path: Path,
+                                                                      sandbox: Sandbox) -> None:
+    fake, url = slack
+    from bot.settings import Settings
+
+    settings = Settings(slack_bot_token=fake.token, slack_signing_secret=SIGNING_SECRET, slack_api_url=url,  # type: ignore[arg-type]
+                        approvers=APPROVER, approval_channel=APPROVAL_CHANNEL, notify_channel=NOTIFY_CHANNEL,
+                        database_url=f"sqlite:///{tmp_path}/bot.db", slack_post_interval_seconds=0,
+                        slack_update_interval_seconds=0, poll_interval_seconds=0.2, _env_file=None)  # type: ignore[call-arg]
+    assert settings.sandbox_mode
+    with running_bot(settings, sandbox, fake) as bot:
+        assert bot.runtime.context.sandbox and bot.runtime.sandbox_server is not None
+        view = bot.open_form()
+        assert "SANDBOX" in json.dumps(view)
+        view = bot.choose_group(view, OFFICE["id"])
+        response = bot.submit_form(view, {"group": OFFICE["id"], "product": OFFICE["product_id"], "disk_type": "SAS",
+                                          "disk_size": 80, "count": 1, "billing": "prePaid", "period_unit": "2",
+                                          "period_num": 1})
+        assert response.status_code == 200 and not response.text
+        wait_for(lambda: len(fake.of("chat.postMessage")) >= 3, what="thread, card and reply")
+        assert all(p["text"].startswith("[SANDBOX]") for p in fake.of("chat.postMessage"))
+        assert all("SANDBOX" in json.dumps(p["blocks"]) for p in fake.of("chat.postMessage") if p.get("blocks"))
+        assert bot.sandbox.calls() == []  # the test's sandbox was not used: the bot started its own

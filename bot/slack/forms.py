@@ -266,7 +266,8 @@ def group_option(group: ServerGroup) -> Option:
 def product_label(product: ProductInfo) -> str:
     memory = f"{int(product.memory) // 1024} GiB" if product.memory and product.memory.isdigit() else "?"
     gpu = f" · {product.gpu_desc}" if product.is_gpu and product.gpu_desc else ""
-    return f"{product.cpu or '?'} vCPU · {memory}{gpu} · {product.product_id}"
+    mode = {"0": " · pay-per-use", "1": " · yearly/monthly"}.get(product.charge_mode or "", "")
+    return f"{product.cpu or '?'} vCPU · {memory}{gpu}{mode} · {product.product_id}"
 
 
 def loading_view(title: str = "New app servers") -> View:

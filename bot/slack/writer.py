@@ -74,6 +74,7 @@ class SlackWriter:
     post_interval: float = 1.1
     update_interval: float = 1.25
     edit_window: float = 3.0
+    label: str | None = None  # e.g. "[SANDBOX]": put in front of every text the bot writes
     _posts: _Gate = field(init=False)
     _updates: _Gate = field(init=False)
     _edits: dict[tuple[str, str], _Edit] = field(default_factory=dict, init=False)
@@ -82,7 +83,14 @@ class SlackWriter:
         self._posts = _Gate(self.post_interval)
         self._updates = _Gate(self.update_interval)
 
+    def _labelled(self, text: str) -> str:
+        if self.label and not text.startswith(self.label):
+            return f"{self.label} {text}"
+        return text
+
     async def _call(self, method: str, **kwargs: Any) -> dict[str, Any] | None:
+        if "text" in kwargs:
+            kwargs["text"] = self._labelled(str(kwargs["text"]))
         if self.metrics:
             self.metrics.slack_calls.labels(method).inc()
         try:

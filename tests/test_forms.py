@@ -1,0 +1,100 @@
+"""The create modal's pure parts: building it within Slack's limits, reading every kind of empty value."""
+
+from __future__ import annotations
+
+import json
+from typing import Any
+
+import pytest
+from hypothesis import given
+from hypothesis import strategies as st
+
+from bot.cloud.models import AvailabilityZone, ProductInfo, ServerGroup, VolumeType
+from bot.sandbox import seed
+from bot.slack import forms
+from bot.slack.ids import Action, Block
+
+CATALOGUE = forms.Catalogue(
+    [ServerGroup.model_validate(g) for g in seed.server_groups()],
+    [AvailabilityZone.model_validate(z) for z in seed.AVAILABILITY_ZONES],
+    [ProductInfo.model_validate(p) for p in seed.PRODUCTS],
+    [VolumeType.model_validate(v) for v in seed.VOLUME_TYPES],
+)
+
+
+def view_json(form: forms.FormValues, **catalogue: Any) -> dict[str, Any]:
+    cat = forms.Catalogue(**{**CATALOGUE.__dict__, **catalogue})
+    context = forms.ModalContext(channel_id="C1", group_id=form.group_id, subnet_id="s", vpc_id="v")
+    return forms.create_view(cat, form, context, sandbox=False).to_dict()
+
+
+def block_ids(view: dict[str, Any]) -> list[str]:
+    return [b.get("block_id") for b in view["blocks"] if b.get("block_id")]
+
+
+def test_billing_changes_the_fields() -> None:
+    postpaid = block_ids(view_json(forms.FormValues()))
+    prepaid = block_ids(view_json(forms.FormValues(billing=forms.PREPAID)))
+    assert Block.DEDICATED_HOST.value in postpaid and Block.PERIOD_NUM.value not in postpaid
+    assert {Block.PERIOD_UNIT.value, Block.PERIOD_NUM.value, Block.PREPAID_OPTIONS.value} <= set(prepaid)
+    assert Block.DEDICATED_HOST.value not in prepaid
+
+
+def test_zones_where_the_product_is_sold_out_are_hidden() -> None:
+    gpu = "workspace.appstream.graphics.2xlarge.8"
+    text = json.dumps(view_json(forms.FormValues(product_id=gpu)))
+    assert "cn-north-4a" in text and "cn-north-4c" not in text
+    assert "cn-north-4c" in json.dumps(view_json(forms.FormValues(product_id="workspace.appstream.general.xlarge.2")))
+
+
+def test_product_options_say_cpu_memory_gpu_and_price_mode() -> None:
+    labels = [forms.product_label(p) for p in CATALOGUE.products]
+    assert labels[2].startswith("8 vCPU · 64 GiB · 1 x NVIDIA T4 · pay-per-use")
+
+
+def test_over_100_groups_use_an_external_select() -> None:
+    many = [ServerGroup.model_validate(g) for g in seed.server_groups(150)]
+    element = next(b for b in view_json(forms.FormValues(), groups=many)["blocks"]
+                   if b.get("block_id") == Block.GROUP.value)["element"]
+    assert element["type"] == "external_select" and element["action_id"] == Action.GROUP_SELECT.value
+    few = next(b for b in view_json(forms.FormValues())["blocks"] if b.get("block_id") == Block.GROUP.value)["element"]
+    assert few["type"] == "static_select"
+
+
+@pytest.mark.parametrize("state", [None, {}, [], "x", {"group": None}, {"group": {}}, {"group": {"x": None}},
+                                   {"count": {"value": {"type": "number_input"}}},
+                                   {"count": {"value": {"type": "number_input", "value": "   "}}},
+                                   {"group": {"group_select": {"type": "static_select", "selected_option": None}}},
+                                   {"prepaid_options": {"value": {"type": "checkboxes", "selected_options": None}}},
+                                   {"reason": {"value": {"type": "plain_text_input", "value": None}}}])
+def test_blank_missing_and_null_values_read_as_empty(state: Any) -> None:
+    form = forms.read_form(state)
+    assert form.group_id is None and form.count is None and form.billing == forms.POSTPAID
+    assert form.reason is None and form.auto_pay is False
+
+
+@given(st.recursive(st.none() | st.booleans() | st.integers() | st.text(max_size=20),
+                    lambda children: st.lists(children, max_size=3) | st.dictionaries(st.text(max_size=15), children,
+                                                                                       max_size=4), max_leaves=20))
+def test_any_state_shape_reads_without_an_exception(state: Any) -> None:
+    form = forms.read_form(state)
+    errors = forms.modal_errors({}, form, forms.ModalContext())
+    assert isinstance(errors, dict)
+
+
+def test_prefill_from_the_command_line() -> None:
+    form = forms.parse_prefill('count=3 years=2 group=office-apps auto_pay=yes reason="Q4 hires"', CATALOGUE.groups)
+    assert (form.count, form.billing, form.period_unit, form.period_num) == ("3", forms.PREPAID, "3", "2")
+    assert form.group_id == CATALOGUE.groups[0].id and form.auto_pay and form.reason == "Q4 hires"
+    with pytest.raises(forms.PrefillError, match="billing is"):
+        forms.parse_prefill("billing=free")
+    with pytest.raises(forms.PrefillError, match="could not read"):
+        forms.parse_prefill('reason="unclosed')
+
+
+def test_private_metadata_stays_small_and_survives_garbage() -> None:
+    context = forms.ModalContext(channel_id="C" * 20, group_id="g" * 128, subnet_id="s" * 255, vpc_id="v" * 255,
+                                 ou_name="o" * 255, flavor_id="f" * 128, network_error="e" * 400)
+    assert len(context.dump()) < 3000
+    assert forms.ModalContext.load("not json") == forms.ModalContext()
+    assert forms.ModalContext.load(None) == forms.ModalContext()
