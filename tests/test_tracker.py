@@ -222,3 +222,21 @@ async def test_two_trackers_on_postgres_poll_each_job_one_at_a_time(postgres_url
         ordered = sorted(entries, key=lambda e: e[1])
         for (_, _, end), (_, start, _) in itertools.pairwise(ordered):
             assert start >= end, f"{request_id} was polled by two trackers at once"
+
+
+async def test_paying_with_too_little_balance_says_so_and_allows_another_try(store: RequestStore, cloud: Cloud,
+                                                                            sandbox: Sandbox) -> None:
+    tracker, _ = make_tracker(store, cloud)
+    row = await tracker.workflow.submit(parse_spec(prepaid_body()), "U0ASKER")
+    await tracker.workflow.approve(row.id, APPROVER)
+    await tracker.cycle()
+    sandbox.state.balance = 1.0
+    refused = await tracker.workflow.pay_order(row.id, APPROVER)
+    assert not refused.ok and "balance is not enough" in refused.sentence and "request id" in refused.sentence
+    sandbox.state.balance = 1_000_000.0
+    assert (await tracker.workflow.pay_order(row.id, APPROVER)).ok
+    [done] = await run_until(tracker, store, [row.id])
+    assert done.state == State.SUCCEEDED
+    assert [c["status"] for c in sandbox.calls("PayOrders")] == [400, 204]
+    details = [e.detail or "" for e in store.audit_log(row.id) if e.action == "pay_order"]
+    assert details[0].startswith("failed") and details[1] == f"paid order {done.order_id}"
