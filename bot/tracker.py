@@ -19,7 +19,7 @@ from typing import Any
 
 from bot.cloud.client import Cloud
 from bot.cloud.errors import CloudError, describe
-from bot.cloud.models import ORDER_CANCELLED, ORDER_COMPLETED, ORDER_PENDING_PAYMENT
+from bot.cloud.models import ORDER_CANCELLED, ORDER_COMPLETED, ORDER_PENDING_PAYMENT, parse_cloud_time
 from bot.lifecycle import IN_FLIGHT_STATES, State
 from bot.notify import Event, Notifier
 from bot.progress import Progress
@@ -57,15 +57,6 @@ class JobView:
     sub_jobs: tuple[SubJob, ...]
     expected_end: datetime | None
     error: str | None
-
-
-def _time(text: str | None) -> datetime | None:
-    if not text:
-        return None
-    try:
-        return datetime.fromisoformat(text.replace("Z", "+00:00"))
-    except ValueError:
-        return None
 
 
 def _error(code: str | None, message: str | None) -> str | None:
@@ -182,7 +173,7 @@ class Tracker:
         subs = tuple(SubJob(V1_STATUS.get(s.job_status or 0, "RUNNING"),
                             next((e.resource_id for e in s.entities if e.resource_id), None),
                             _error(s.execute_code, s.execute_message)) for s in job.sub_jobs)
-        return JobView(V1_STATUS.get(job.job_status, "RUNNING"), subs, _time(job.expected_end_time),
+        return JobView(V1_STATUS.get(job.job_status, "RUNNING"), subs, parse_cloud_time(job.expected_end_time),
                        _error(job.execute_code, job.execute_message))
 
     async def _poll_job(self, row: AppRequest) -> None:
@@ -224,7 +215,7 @@ class Tracker:
         progress.polls += 1
         progress.cloud_errors = 0
         progress.order_status = info.status
-        progress.payment_deadline = _time(info.pending_payment_end_time) or progress.payment_deadline
+        progress.payment_deadline = parse_cloud_time(info.pending_payment_end_time) or progress.payment_deadline
         if info.status == ORDER_COMPLETED:
             resources = await self.cloud.billing.list_order_resources(row.order_id)
             ids = [r.resource_id for r in resources if r.is_main_resource in (None, 1)]

@@ -21,7 +21,7 @@ from typing import Any, Protocol, TypeVar
 
 from bot.cloud.client import Cloud
 from bot.cloud.errors import CloudError, describe
-from bot.cloud.models import AppServer, CustomerOrderList
+from bot.cloud.models import AppServer, CustomerOrderList, parse_cloud_time
 from bot.lifecycle import State
 from bot.spec import CreateAppServersRequest, CreateAppServersResponse, SpecError, parse_spec
 from bot.store.models import AppRequest, utcnow
@@ -403,7 +403,7 @@ class Workflow:
 
     async def _find_job(self, row: AppRequest, since: datetime) -> Lookup:
         servers = await self.cloud.list_servers(server_group_id=row.server_group_id)
-        fresh = [s for s in servers if s.job_id and s.create_time and _parse(s.create_time) >= since]
+        fresh = [s for s in servers if s.job_id and (created := parse_cloud_time(s.create_time)) and created >= since]
         taken = await self._db(self.store.linked_elsewhere, row.id, job_ids=sorted({s.job_id for s in fresh if s.job_id}))
         by_job: dict[str, list[str]] = {}
         for server in fresh:
@@ -478,10 +478,6 @@ class Workflow:
                        detail=f"paid order {checked.order_id}")
         return Decision(Outcome.DONE, f"<@{user_id}> paid the order {checked.order_id}.",
                         await self._db(self.store.get, request_id))
-
-
-def _parse(text: str) -> datetime:
-    return datetime.fromisoformat(text.replace("Z", "+00:00"))
 
 
 class CloudAdapter:

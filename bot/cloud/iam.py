@@ -15,7 +15,7 @@ from pydantic import SecretStr
 from bot import logs
 from bot.cloud.errors import CloudError, FailureKind
 from bot.cloud.http import CloudHttp
-from bot.cloud.models import ProjectList
+from bot.cloud.models import ProjectList, parse_cloud_time
 from bot.cloud.signer import utc_now
 
 log = logging.getLogger(__name__)
@@ -35,15 +35,6 @@ class _Token:
     value: str
     expires_at: datetime
     project_id: str | None
-
-
-def _parse_time(text: str | None) -> datetime | None:
-    if not text:
-        return None
-    try:
-        return datetime.fromisoformat(text.replace("Z", "+00:00"))
-    except ValueError:
-        return None
 
 
 class TokenProvider:
@@ -122,7 +113,7 @@ class TokenProvider:
                              error_msg="IAM answered without an X-Subject-Token header")
         logs.add_secret(value)
         body = response.json().get("token", {})
-        expires = _parse_time(body.get("expires_at")) or self._clock() + timedelta(hours=24)
+        expires = parse_cloud_time(body.get("expires_at")) or self._clock() + timedelta(hours=24)
         project = body.get("project") or {}
         log.info("obtained an IAM token for user %s, valid until %s", self._user, expires.isoformat())
         return _Token(value, expires, project.get("id") or self._project_id)

@@ -5,7 +5,19 @@ Every model keeps unknown fields, so a new field in the cloud's answer never bre
 
 from __future__ import annotations
 
+from datetime import datetime
+
 from pydantic import BaseModel, ConfigDict, Field
+
+
+def parse_cloud_time(text: str | None) -> datetime | None:
+    """The cloud's ISO 8601 times (`…Z` or an offset); None when absent or unreadable."""
+    if not text:
+        return None
+    try:
+        return datetime.fromisoformat(text.replace("Z", "+00:00"))
+    except ValueError:
+        return None
 
 
 class CloudModel(BaseModel):

@@ -91,29 +91,24 @@ def register(app: AsyncApp, ctx: BotContext) -> None:
         else:
             await ctx.writer.post(user, decision.sentence)
 
+    async def in_thread_or_tell(body: dict[str, Any], decision: Decision, emoji: str) -> None:
+        """A success is said in the request's thread and wakes the tracker; a refusal goes to the clicker."""
+        if decision.ok and decision.request:
+            request = decision.request
+            if request.channel_id and request.thread_ts:
+                await ctx.writer.post(request.channel_id, f"{emoji} {decision.sentence}", thread_ts=request.thread_ts)
+            ctx.wake_tracker()
+        else:
+            await tell_clicker(body, decision)
+
     @app.action(Action.PAY.value)
     async def pay(ack: AsyncAck, body: dict[str, Any]) -> None:
         await ack()
         user, request_id, _, _ = _clicked(body)
-        decision = await ctx.workflow.pay_order(request_id, user)
-        if decision.ok and decision.request:
-            await ctx.notifier.request_changed(decision.request, Event.PROGRESS)
-            request = decision.request
-            if request.channel_id and request.thread_ts:
-                await ctx.writer.post(request.channel_id, f":credit_card: {decision.sentence}", thread_ts=request.thread_ts)
-            ctx.wake_tracker()
-        else:
-            await tell_clicker(body, decision)
+        await in_thread_or_tell(body, await ctx.workflow.pay_order(request_id, user), ":credit_card:")
 
     @app.action(Action.RETRY.value)
     async def retry(ack: AsyncAck, body: dict[str, Any]) -> None:
         await ack()
         user, request_id, _, _ = _clicked(body)
-        decision = await ctx.workflow.retry_after_attention(request_id, user)
-        if decision.ok and decision.request:
-            request = decision.request
-            if request.channel_id and request.thread_ts:
-                await ctx.writer.post(request.channel_id, f":repeat: {decision.sentence}", thread_ts=request.thread_ts)
-            ctx.wake_tracker()
-        else:
-            await tell_clicker(body, decision)
+        await in_thread_or_tell(body, await ctx.workflow.retry_after_attention(request_id, user), ":repeat:")
