@@ -61,8 +61,9 @@ class Bot:
 
     # Sending --------------------------------------------------------------------------------
 
-    def post(self, body: bytes, content_type: str, headers: dict[str, str] | None = None) -> httpx.Response:
-        all_headers = {"Content-Type": content_type, **sign(body), **(headers or {})}
+    def post(self, body: bytes, content_type: str, headers: dict[str, str] | None = None,
+             timestamp: int | None = None) -> httpx.Response:
+        all_headers = {"Content-Type": content_type, **sign(body, timestamp), **(headers or {})}
         return self.http.post(self.url + "/slack/events", content=body, headers=all_headers)
 
     def command(self, text: str, user: str = REQUESTER, channel: str = REQUEST_CHANNEL) -> httpx.Response:
@@ -80,7 +81,9 @@ class Bot:
         envelope = {"token": "x", "team_id": "T0SANDBOX", "api_app_id": "A0APP", "event": event,
                     "type": "event_callback", "event_id": event_id, "event_time": int(time.time())}
         headers = {"X-Slack-Retry-Num": str(retry), "X-Slack-Retry-Reason": "http_timeout"} if retry else None
-        return self.post(json.dumps(envelope).encode(), "application/json", headers)
+        # Slack signs a retry anew, seconds later.
+        timestamp = int(time.time()) + 3 * retry if retry else None
+        return self.post(json.dumps(envelope).encode(), "application/json", headers, timestamp)
 
     # The create modal -----------------------------------------------------------------------
 

@@ -15,19 +15,23 @@ from bot.slack import forms
 from bot.slack.context import BotContext
 from bot.slack.home import publish_home
 from bot.slack.ids import Action, Block, Callback
+from bot.slack.payloads import as_dict
 from bot.workflow import Decision, Outcome
 
 log = logging.getLogger(__name__)
 
 
 def _clicked(body: dict[str, Any]) -> tuple[str, str, str | None, str | None]:
-    """(user, request id, channel, thread ts) of a button click."""
-    user = str((body.get("user") or {}).get("id", ""))
-    action = (body.get("actions") or [{}])[0]
-    channel = (body.get("channel") or {}).get("id") or (body.get("container") or {}).get("channel_id")
-    message = body.get("message") or {}
+    """(user, request id, channel, thread ts) of a button click; missing parts are empty."""
+    user = str(as_dict(body.get("user")).get("id", ""))
+    actions = body.get("actions")
+    action = as_dict(actions[0]) if isinstance(actions, list) and actions else {}
+    value = action.get("value")
+    channel = as_dict(body.get("channel")).get("id") or as_dict(body.get("container")).get("channel_id")
+    message = as_dict(body.get("message"))
     thread = message.get("thread_ts") or message.get("ts")
-    return user, str(action.get("value") or ""), channel, thread
+    return (user, value if isinstance(value, str) else "", channel if isinstance(channel, str) else None,
+            thread if isinstance(thread, str) else None)
 
 
 def register(app: AsyncApp, ctx: BotContext) -> None:
@@ -39,7 +43,7 @@ def register(app: AsyncApp, ctx: BotContext) -> None:
             await ctx.writer.post(user, decision.sentence)
 
     async def after_click(body: dict[str, Any]) -> None:
-        if (body.get("view") or {}).get("type") == "home":
+        if as_dict(body.get("view")).get("type") == "home":
             await publish_home(ctx, _clicked(body)[0])
 
     @app.action(Action.APPROVE.value)
@@ -73,12 +77,12 @@ def register(app: AsyncApp, ctx: BotContext) -> None:
 
     @app.view(Callback.REJECT.value)
     async def reject_submitted(ack: AsyncAck, body: dict[str, Any], view: dict[str, Any]) -> None:
-        reason = forms.reason_from((view.get("state") or {}).get("values"))
+        reason = forms.reason_from(as_dict(view.get("state")).get("values"))
         if not reason:
             await ack(response_action="errors", errors={Block.REJECT_REASON.value: "Please say why it is rejected."})
             return
         await ack()
-        user = str((body.get("user") or {}).get("id", ""))
+        user = str(as_dict(body.get("user")).get("id", ""))
         try:
             meta = json.loads(view.get("private_metadata") or "{}")
         except ValueError:

@@ -12,6 +12,8 @@ from typing import Any
 
 from slack_bolt.async_app import AsyncAck, AsyncApp
 
+from bot.slack.payloads import as_dict
+
 log = logging.getLogger(__name__)
 ANY = re.compile(".*")
 
@@ -34,7 +36,7 @@ def register(app: AsyncApp) -> None:
     @app.view(ANY)
     async def other_view(ack: AsyncAck, body: dict[str, Any]) -> None:
         await ack()
-        log.info("acknowledged a view no listener handles: %s", (body.get("view") or {}).get("callback_id"))
+        log.info("acknowledged a view no listener handles: %s", as_dict(body.get("view")).get("callback_id"))
 
     @app.view_closed(ANY)
     async def view_closed(ack: AsyncAck) -> None:

@@ -16,6 +16,7 @@ from bot.progress import Progress
 from bot.slack import forms
 from bot.slack.context import BotContext
 from bot.slack.ids import Action, Block, Callback
+from bot.slack.payloads import as_dict
 from bot.spec import CreateAppServersRequest, SpecError, parse_spec
 
 log = logging.getLogger(__name__)
@@ -26,8 +27,8 @@ def register(app: AsyncApp, ctx: BotContext) -> None:
     @app.action(Action.GROUP_SELECT.value)
     async def group_chosen(ack: AsyncAck, body: dict[str, Any], client: AsyncWebClient) -> None:
         await ack()
-        view = body.get("view") or {}
-        form = forms.read_form((view.get("state") or {}).get("values"))
+        view = as_dict(body.get("view"))
+        form = forms.read_form(as_dict(view.get("state")).get("values"))
         context = forms.ModalContext.load(view.get("private_metadata"))
         if not form.group_id:
             return
@@ -42,8 +43,8 @@ def register(app: AsyncApp, ctx: BotContext) -> None:
     @app.action(Action.BILLING_CHANGE.value)
     async def billing_changed(ack: AsyncAck, body: dict[str, Any], client: AsyncWebClient) -> None:
         await ack()
-        view = body.get("view") or {}
-        form = forms.read_form((view.get("state") or {}).get("values"))
+        view = as_dict(body.get("view"))
+        form = forms.read_form(as_dict(view.get("state")).get("values"))
         context = forms.ModalContext.load(view.get("private_metadata"))
         try:
             catalogue = await ctx.catalogue.get()
@@ -64,8 +65,8 @@ def register(app: AsyncApp, ctx: BotContext) -> None:
 
     @app.view(Callback.CREATE.value)
     async def create_submitted(ack: AsyncAck, body: dict[str, Any], view: dict[str, Any]) -> None:
-        user = str((body.get("user") or {}).get("id", ""))
-        form = forms.read_form((view.get("state") or {}).get("values"))
+        user = str(as_dict(body.get("user")).get("id", ""))
+        form = forms.read_form(as_dict(view.get("state")).get("values"))
         context = forms.ModalContext.load(view.get("private_metadata"))
         try:
             spec = parse_spec(forms.spec_body(form, context))
@@ -91,8 +92,10 @@ def register(app: AsyncApp, ctx: BotContext) -> None:
 
 
 async def _update(client: AsyncWebClient, view: dict[str, Any], new_view: Any) -> None:
+    if not isinstance(view.get("id"), str):
+        return  # not a view Slack sent (no id): nothing to update
     try:
-        await client.views_update(view_id=view.get("id"), hash=view.get("hash"), view=new_view)
+        await client.views_update(view_id=view["id"], hash=view.get("hash"), view=new_view)
     except SlackApiError as error:
         log.info("views.update skipped: %s", error.response.get("error"))
 
