@@ -121,7 +121,9 @@ def build_runtime(settings: Settings, *, need_signing_secret: bool = True) -> Ru
                              sandbox=sandbox_server is not None)
     tracker = Tracker(store, cloud, workflow, notifier, TrackerConfig(
         interval=interval, first_delay=timedelta(seconds=settings.poll_first_delay_seconds),
-        max_concurrent_calls=settings.tracker_max_concurrent_calls))
+        max_concurrent_calls=settings.tracker_max_concurrent_calls,
+        # A poll is one cloud call: a little longer than it may take, so a crashed tracker's work moves on soon.
+        poll_lease=timedelta(seconds=settings.cloud_read_timeout_seconds + 5)))
     context = BotContext(settings, store, cloud, workflow, writer, notifier, CatalogueCache(cloud), tracker,
                          sandbox=sandbox_server is not None)
     secret = settings.slack_signing_secret.get_secret_value() if settings.slack_signing_secret else ""
