@@ -7,6 +7,7 @@ import logging
 from dataclasses import dataclass, field
 from datetime import timedelta
 
+import aiohttp
 from pydantic import SecretStr
 from slack_bolt.async_app import AsyncApp
 from sqlalchemy import Engine
@@ -67,6 +68,8 @@ class Runtime:
 
     async def start(self, *, run_tracker: bool) -> None:
         self._stop = asyncio.Event()
+        # One connection pool for every Slack call (slack_sdk opens a session per call otherwise).
+        self.writer.client.session = aiohttp.ClientSession(timeout=aiohttp.ClientTimeout(total=30))
         if run_tracker:
             self._tracker_task = asyncio.create_task(self.tracker.run(self._stop), name="tracker")
             log.info("tracker %s started (interval %ss)", self.tracker.worker_id,
@@ -77,6 +80,8 @@ class Runtime:
         if self._tracker_task is not None:
             await self._tracker_task
         await self.writer.drain()
+        if self.writer.client.session is not None:
+            await self.writer.client.session.close()
         await self.cloud.aclose()
         if self.sandbox_server is not None:
             self.sandbox_server.stop()

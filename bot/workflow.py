@@ -160,6 +160,7 @@ class Workflow:
         thread_ts: str | None = None,
         team_id: str | None = None,
         reason: str | None = None,
+        progress_json: str | None = None,
     ) -> AppRequest:
         """Store a validated request: waiting for approval, or approved at once and queued."""
         approval = self.needs_approval(spec)
@@ -168,15 +169,11 @@ class Workflow:
             charging_mode=spec.charging_mode, subscription_num=spec.subscription_num,
             server_group_id=spec.server_group_id, channel_id=channel_id, thread_ts=thread_ts, team_id=team_id,
             reason=reason, expires_at=utcnow() + self.policy.approval_ttl if approval else None,
+            progress_json=progress_json, decided_at=None if approval else utcnow(),
         )
-        row = await self._db(self.store.create, new, State.PENDING_APPROVAL if approval else State.APPROVED,
-                             requester_id)
-        if not approval:
-            # No human decision: the policy approves it, and the audit log says so.
-            approved = await self._db(self.store.update_fields, row.id, actor="bot", action="auto_approved",
-                                      detail="pay-per-use needs no approval by policy", decided_at=utcnow())
-            return approved or row
-        return row
+        # One transaction: the row, its "created" audit row and, without a human decision, "auto_approved".
+        return await self._db(self.store.create, new, State.PENDING_APPROVAL if approval else State.APPROVED,
+                              requester_id, None if approval else "pay-per-use needs no approval by policy")
 
     # Deciding ----------------------------------------------------------------------------------
 

@@ -26,8 +26,15 @@ class FakeSlack:
 
     def __post_init__(self) -> None:
         self.app = Starlette(routes=[Route("/api/{method}", self._call, methods=["POST", "GET"]),
-                                     Route("/response", self._response_url, methods=["POST"])])
+                                     Route("/response", self._response_url, methods=["POST"]),
+                                     Route("/calls", self._calls, methods=["GET"])])
         self.responses: list[dict[str, Any]] = []
+
+    async def _calls(self, request: Request) -> JSONResponse:
+        """What was called, when (for benchmarks in another process); `?method=` filters."""
+        method = request.query_params.get("method")
+        return JSONResponse([{"method": c["method"], "at": c["at"], "trigger_id": c["args"].get("trigger_id")}
+                             for c in self.calls if method is None or c["method"] == method])
 
     async def _response_url(self, request: Request) -> JSONResponse:
         self.responses.append(await request.json())

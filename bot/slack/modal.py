@@ -82,10 +82,9 @@ def register(app: AsyncApp, ctx: BotContext) -> None:
             await ack(response_action="errors", errors={Block.COUNT.value: quota_error})
             return
         # Stored before the ack: once the user sees the modal close, the request cannot be lost.
-        request = await ctx.workflow.submit(spec, user, channel_id=context.channel_id, reason=form.reason)
-        await asyncio.to_thread(ctx.store.update_fields, request.id, actor="bot", action="quota_checked",
-                                detail=quota_note,
-                                progress_json=Progress(total=spec.subscription_num, quota_note=quota_note).model_dump_json())
+        progress = Progress(total=spec.subscription_num, quota_note=quota_note).model_dump_json()
+        request = await ctx.workflow.submit(spec, user, channel_id=context.channel_id, reason=form.reason,
+                                            progress_json=progress)
         await ack()
         await ctx.notifier.request_changed(request, Event.CREATED)
         ctx.wake_tracker()

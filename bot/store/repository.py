@@ -47,6 +47,8 @@ class NewRequest:
     team_id: str | None = None
     reason: str | None = None
     expires_at: datetime | None = None
+    progress_json: str | None = None
+    decided_at: datetime | None = None
 
 
 def server_ids(request: AppRequest) -> list[str]:
@@ -99,19 +101,23 @@ class RequestStore:
 
     # Writing -----------------------------------------------------------------------------------
 
-    def create(self, new: NewRequest, state: State, actor: str) -> AppRequest:
+    def create(self, new: NewRequest, state: State, actor: str, auto_approved: str | None = None) -> AppRequest:
         now = utcnow()
         row = AppRequest(
             id=new_request_id(), requester_id=new.requester_id, team_id=new.team_id, channel_id=new.channel_id,
             thread_ts=new.thread_ts, reason=new.reason, spec_json=new.spec_json, spec_hash=new.spec_hash,
             charging_mode=new.charging_mode, subscription_num=new.subscription_num,
             server_group_id=new.server_group_id, state=state.value, created_at=now, updated_at=now,
-            expires_at=new.expires_at,
+            expires_at=new.expires_at, progress_json=new.progress_json, decided_at=new.decided_at,
         )
         with self._session() as session, session.begin():
             session.add(row)
+            session.flush()  # the row first: the audit rows point at it
             session.add(AuditEvent(request_id=row.id, actor=actor, action="created", new_state=state.value,
                                    spec_hash=new.spec_hash, at=now))
+            if auto_approved:
+                session.add(AuditEvent(request_id=row.id, actor="bot", action="auto_approved", old_state=state.value,
+                                       new_state=state.value, spec_hash=new.spec_hash, detail=auto_approved, at=now))
         return row
 
     def audit(self, request_id: str, actor: str, action: str, *, allowed: bool, detail: str | None = None) -> None:

@@ -1,0 +1,237 @@
+"""Ack latency and throughput: the bot in HTTP mode against a bare Bolt app that only acks.
+
+Both run as `uvicorn` processes on loopback; the fake Slack Web API and the sandbox run in a third
+process; this process is the load generator. Signed `/appserver create` commands, Approve clicks and
+create-form submissions at 1, 10 and 50 concurrent senders, each measured several times.
+
+    python -m benchmarks.ack_latency [--runs 3] [--requests 300] [--out benchmarks/results/ack.json]
+"""
+
+from __future__ import annotations
+
+import argparse
+import asyncio
+import json
+import os
+import statistics
+import subprocess
+import sys
+import tempfile
+import time
+from collections.abc import Callable
+from pathlib import Path
+from typing import Any
+from urllib.parse import quote, urlencode
+
+import httpx
+
+from bot.lifecycle import State
+from bot.sandbox import SandboxConfig, seed
+from bot.slack import forms
+from bot.slack.ids import Action, Callback
+from bot.spec import parse_spec
+from bot.store.db import make_engine
+from bot.store.repository import NewRequest, RequestStore
+from bot.store.schema import migrate
+from tests.harness import SIGNING_SECRET, form_values, sign
+
+ROOT = Path(__file__).resolve().parent.parent
+CONCURRENCY = (1, 10, 50)
+APPROVERS = [f"U0APPROVER{i:04d}" for i in range(2000)]
+
+
+def percentile(values: list[float], q: float) -> float:
+    ordered = sorted(values)
+    return ordered[min(len(ordered) - 1, int(round(q / 100 * (len(ordered) - 1))))]
+
+
+def start_services() -> tuple[subprocess.Popen[str], dict[str, str]]:
+    proc = subprocess.Popen([sys.executable, "-m", "benchmarks.services"], cwd=ROOT, text=True,
+                            stdout=subprocess.PIPE, env={**os.environ, "PYTHONPATH": str(ROOT)})
+    assert proc.stdout is not None
+    return proc, json.loads(proc.stdout.readline())
+
+
+def free_port() -> int:
+    import socket
+
+    with socket.socket() as s:
+        s.bind(("127.0.0.1", 0))
+        port: int = s.getsockname()[1]
+        return port
+
+
+def wait_up(url: str, proc: subprocess.Popen[str]) -> None:
+    deadline = time.monotonic() + 60
+    while True:
+        try:
+            httpx.post(url + "/slack/events", content=b"", timeout=2)
+            return
+        except httpx.TransportError:
+            if proc.poll() is not None or time.monotonic() > deadline:
+                raise RuntimeError("the app did not start") from None
+            time.sleep(0.2)
+
+
+def start_app(kind: str, urls: dict[str, str], database: str) -> tuple[subprocess.Popen[str], str]:
+    port = free_port()
+    cfg = SandboxConfig()
+    env = {**os.environ, "PYTHONPATH": str(ROOT), "SLACK_BOT_TOKEN": "xoxb-fake-token",
+           "SLACK_SIGNING_SECRET": SIGNING_SECRET, "SLACK_API_URL": urls["slack"] + "/api/",
+           "HUAWEICLOUD_SDK_AK": cfg.access_key, "HUAWEICLOUD_SDK_SK": cfg.secret_key,
+           "HUAWEICLOUD_SDK_PROJECT_ID": cfg.project_id, "WORKSPACE_ENDPOINT": urls["sandbox"],
+           "BSS_ENDPOINT": urls["sandbox"], "VPC_ENDPOINT": urls["sandbox"],
+           "HUAWEICLOUD_SDK_IAM_ENDPOINT": urls["sandbox"], "DATABASE_URL": database,
+           "APPROVERS": ",".join(APPROVERS), "APPROVAL_CHANNEL": "C0APPROVALS", "LOG_LEVEL": "WARNING"}
+    if kind == "bot":
+        args = [sys.executable, "-m", "bot", "serve", "--host", "127.0.0.1", "--port", str(port)]
+    else:
+        args = [sys.executable, "-m", "benchmarks.bare_bolt", str(port)]
+    proc = subprocess.Popen(args, cwd=ROOT, env=env, text=True, stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
+    url = f"http://127.0.0.1:{port}"
+    wait_up(url, proc)
+    return proc, url
+
+
+# Request bodies ---------------------------------------------------------------------------------
+
+def command_body(n: int) -> tuple[bytes, str]:
+    trigger = f"{time.time_ns()}.{n}.bench"
+    form = {"token": "x", "team_id": "T1", "channel_id": "C0REQ", "user_id": "U0ASKER", "command": "/appserver",
+            "text": "create", "response_url": "http://127.0.0.1:9/none", "trigger_id": trigger}
+    return urlencode(form).encode(), trigger
+
+
+def click_body(n: int, request_id: str) -> tuple[bytes, str]:
+    payload = {"type": "block_actions", "user": {"id": APPROVERS[n % len(APPROVERS)]}, "team": {"id": "T1"},
+               "trigger_id": f"{time.time_ns()}.{n}", "channel": {"id": "C0APPROVALS"},
+               "message": {"ts": "1.0"}, "container": {"type": "message", "channel_id": "C0APPROVALS"},
+               "actions": [{"action_id": Action.APPROVE.value, "value": request_id, "type": "button",
+                            "block_id": "b", "action_ts": str(time.time_ns())}]}
+    return ("payload=" + quote(json.dumps(payload))).encode(), ""
+
+
+def submission_body(n: int) -> tuple[bytes, str]:
+    group = seed.server_groups()[0]
+    subnet = next(s for s in seed.SUBNETS if s["id"] == group["subnet_id"])
+    context = forms.ModalContext(channel_id="C0REQ", group_id=group["id"], subnet_id=subnet["id"],
+                                 vpc_id=subnet["vpc_id"], os_type="Windows")
+    values = form_values({"group": group["id"], "product": group["product_id"], "disk_type": "SAS", "disk_size": 80,
+                          "count": 1, "billing": "prePaid", "period_unit": "2", "period_num": 1})
+    payload = {"type": "view_submission", "user": {"id": "U0ASKER"}, "team": {"id": "T1"},
+               "trigger_id": f"{time.time_ns()}.{n}",
+               "view": {"id": f"V{n}", "type": "modal", "callback_id": Callback.CREATE.value, "hash": "h",
+                        "private_metadata": context.dump(), "state": {"values": values}}}
+    return ("payload=" + quote(json.dumps(payload))).encode(), ""
+
+
+async def drive(url: str, make: Callable[[int], tuple[bytes, str]], concurrency: int, total: int
+                ) -> tuple[list[float], float, dict[str, float]]:
+    latencies: list[float] = []
+    sent_at: dict[str, float] = {}
+    counter = iter(range(total))
+
+    async def sender(client: httpx.AsyncClient) -> None:
+        for n in counter:
+            body, trigger = make(n)
+            headers = {"Content-Type": "application/x-www-form-urlencoded", **sign(body)}
+            started = time.perf_counter()
+            if trigger:
+                sent_at[trigger] = time.time()
+            response = await client.post(url + "/slack/events", content=body, headers=headers)
+            latencies.append(time.perf_counter() - started)
+            if response.status_code != 200:
+                raise RuntimeError(f"{response.status_code}: {response.text[:200]}")
+
+    async with httpx.AsyncClient(timeout=30, limits=httpx.Limits(max_connections=concurrency)) as client:
+        started = time.perf_counter()
+        await asyncio.gather(*(sender(client) for _ in range(concurrency)))
+        elapsed = time.perf_counter() - started
+    return latencies, total / elapsed, sent_at
+
+
+def views_open_lags(slack_url: str, sent_at: dict[str, float]) -> list[float]:
+    calls = httpx.get(slack_url + "/calls", params={"method": "views.open"}, timeout=30).json()
+    return [c["at"] - sent_at[c["trigger_id"]] for c in calls if c["trigger_id"] in sent_at]
+
+
+def pending_request(database: str) -> str:
+    store = RequestStore(make_engine(database))
+    spec = parse_spec({"server_group_id": "g", "subscription_num": 1, "product_id": "p",
+                       "root_volume": {"type": "SAS", "size": 80}, "subnet_id": "s", "vpc_id": "v",
+                       "create_server_extend_param": {"charging_mode": "prePaid", "period_type": 2, "period_num": 1}})
+    row = store.create(NewRequest("U0ASKER", spec.canonical_json(), spec.spec_hash(), "prePaid", 1, "g"),
+                       State.PENDING_APPROVAL, "U0ASKER")
+    return row.id
+
+
+def main() -> None:
+    parser = argparse.ArgumentParser()
+    parser.add_argument("--runs", type=int, default=3)
+    parser.add_argument("--requests", type=int, default=300)
+    parser.add_argument("--out", default="benchmarks/results/ack.json")
+    args = parser.parse_args()
+    services, urls = start_services()
+    results: list[dict[str, Any]] = []
+    try:
+        for kind in ("bare", "bot"):
+            for run in range(args.runs):
+                folder = tempfile.mkdtemp()
+                database = f"sqlite:///{folder}/bench.db"
+                migrate(make_engine(database))
+                app, url = start_app(kind, urls, database)
+                try:
+                    request_id = pending_request(database)
+                    scenarios: dict[str, Callable[[int], tuple[bytes, str]]] = {
+                        "command": command_body,
+                        "approve": lambda n: click_body(n, request_id),
+                        "view_submission": submission_body,
+                    }
+                    for name, make in scenarios.items():
+                        for concurrency in CONCURRENCY:
+                            latencies, rps, sent = asyncio.run(drive(url, make, concurrency, args.requests))
+                            row: dict[str, Any] = {
+                                "app": kind, "run": run, "scenario": name, "concurrency": concurrency,
+                                "p50_ms": 1000 * percentile(latencies, 50), "p95_ms": 1000 * percentile(latencies, 95),
+                                "p99_ms": 1000 * percentile(latencies, 99), "rps": rps,
+                            }
+                            if name == "command" and kind == "bot":
+                                time.sleep(1.0)
+                                lags = views_open_lags(urls["slack"], sent)
+                                row["views_open_p99_ms"] = 1000 * percentile(lags, 99) if lags else None
+                                row["views_open_count"] = len(lags)
+                            results.append(row)
+                            print(json.dumps(row), flush=True)
+                finally:
+                    app.terminate()
+                    app.wait(timeout=30)
+    finally:
+        services.terminate()
+        services.wait(timeout=30)
+    Path(args.out).parent.mkdir(parents=True, exist_ok=True)
+    Path(args.out).write_text(json.dumps(results, indent=1))
+    summarize(results)
+
+
+def summarize(results: list[dict[str, Any]]) -> None:
+    print("\n| scenario | senders | app | p50 ms | p95 ms | p99 ms (min–max over runs) | req/s | p99 bot/bare |")
+    print("|---|---|---|---|---|---|---|---|")
+    for scenario in ("command", "approve", "view_submission"):
+        for concurrency in CONCURRENCY:
+            medians = {}
+            for kind in ("bare", "bot"):
+                rows = [r for r in results if r["app"] == kind and r["scenario"] == scenario
+                        and r["concurrency"] == concurrency]
+                p99s = [r["p99_ms"] for r in rows]
+                medians[kind] = statistics.median(p99s)
+                print(f"| {scenario} | {concurrency} | {kind} | {statistics.median(r['p50_ms'] for r in rows):.1f} | "
+                      f"{statistics.median(r['p95_ms'] for r in rows):.1f} | {medians[kind]:.1f} "
+                      f"({min(p99s):.1f}–{max(p99s):.1f}) | {statistics.median(r['rps'] for r in rows):.0f} | "
+                      + (f"{medians['bot'] / medians['bare']:.2f}" if kind == "bot" else "") + " |")
+    lags = [r["views_open_p99_ms"] for r in results if r.get("views_open_p99_ms") is not None]
+    if lags:
+        print(f"\nviews.open after the command, p99 per run and load: {', '.join(f'{x:.0f}' for x in lags)} ms")
+
+
+if __name__ == "__main__":
+    main()
