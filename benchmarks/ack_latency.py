@@ -42,7 +42,7 @@ APPROVERS = [f"U0APPROVER{i:04d}" for i in range(2000)]
 
 def percentile(values: list[float], q: float) -> float:
     ordered = sorted(values)
-    return ordered[min(len(ordered) - 1, int(round(q / 100 * (len(ordered) - 1))))]
+    return ordered[min(len(ordered) - 1, round(q / 100 * (len(ordered) - 1)))]
 
 
 def start_services() -> tuple[subprocess.Popen[str], dict[str, str]]:
@@ -184,7 +184,7 @@ def main() -> None:
                     request_id = pending_request(database)
                     scenarios: dict[str, Callable[[int], tuple[bytes, str]]] = {
                         "command": command_body,
-                        "approve": lambda n: click_body(n, request_id),
+                        "approve": lambda n, pending=request_id: click_body(n, pending),
                         "view_submission": submission_body,
                     }
                     for name, make in scenarios.items():
@@ -214,7 +214,7 @@ def main() -> None:
 
 
 def summarize(results: list[dict[str, Any]]) -> None:
-    print("\n| scenario | senders | app | p50 ms | p95 ms | p99 ms (min–max over runs) | req/s | p99 bot/bare |")
+    print("\n| scenario | senders | app | p50 ms | p95 ms | p99 ms (min-max over runs) | req/s | p99 bot/bare |")
     print("|---|---|---|---|---|---|---|---|")
     for scenario in ("command", "approve", "view_submission"):
         for concurrency in CONCURRENCY:
@@ -226,7 +226,7 @@ def summarize(results: list[dict[str, Any]]) -> None:
                 medians[kind] = statistics.median(p99s)
                 print(f"| {scenario} | {concurrency} | {kind} | {statistics.median(r['p50_ms'] for r in rows):.1f} | "
                       f"{statistics.median(r['p95_ms'] for r in rows):.1f} | {medians[kind]:.1f} "
-                      f"({min(p99s):.1f}–{max(p99s):.1f}) | {statistics.median(r['rps'] for r in rows):.0f} | "
+                      f"({min(p99s):.1f}-{max(p99s):.1f}) | {statistics.median(r['rps'] for r in rows):.0f} | "
                       + (f"{medians['bot'] / medians['bare']:.2f}" if kind == "bot" else "") + " |")
     lags = [r["views_open_p99_ms"] for r in results if r.get("views_open_p99_ms") is not None]
     if lags:
