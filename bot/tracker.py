@@ -74,6 +74,8 @@ class Tracker:
     config: TrackerConfig = field(default_factory=TrackerConfig)
     on_poll: Callable[[str, str, float, float], None] | None = None  # (request, worker, start, end)
     _wake: asyncio.Event = field(default_factory=asyncio.Event)
+    _deliveries: set[asyncio.Task[None]] = field(default_factory=set)
+    _latest: dict[str, asyncio.Task[None]] = field(default_factory=dict)  # per request, to keep their order
     last_cycle_at: float | None = None
 
     @property
@@ -96,6 +98,12 @@ class Tracker:
             await asyncio.wait(waiters, timeout=tick, return_when=asyncio.FIRST_COMPLETED)
             for waiter in waiters:
                 waiter.cancel()
+        await self.drain()
+
+    async def drain(self) -> None:
+        """Wait until every notification handed to Slack so far has been delivered."""
+        while self._deliveries:
+            await asyncio.gather(*list(self._deliveries), return_exceptions=True)
 
     async def cycle(self) -> int:
         """One pass; returns how many requests were polled."""
@@ -121,6 +129,24 @@ class Tracker:
         return len(due)
 
     async def _tell(self, row: AppRequest, event: Event, note: str | None = None) -> None:
+        """Hand the news to Slack without waiting: Slack's pacing (about 1 post per second per channel)
+        must never hold up following the cloud. The database already has the truth."""
+        previous = self._latest.get(row.id)
+        task = asyncio.create_task(self._deliver(row, event, note, previous))
+        self._deliveries.add(task)
+        self._latest[row.id] = task
+
+        def forget(done: asyncio.Task[None]) -> None:
+            self._deliveries.discard(done)
+            if self._latest.get(row.id) is done:
+                del self._latest[row.id]
+
+        task.add_done_callback(forget)
+
+    async def _deliver(self, row: AppRequest, event: Event, note: str | None,
+                       previous: asyncio.Task[None] | None) -> None:
+        if previous is not None:
+            await asyncio.wait([previous])  # the request's earlier news goes out first
         try:
             await self.notifier.request_changed(row, event, note)
         except Exception:  # Slack being down must not stop the tracking; the thread catches up later
