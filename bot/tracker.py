@@ -76,6 +76,7 @@ class Tracker:
     _wake: asyncio.Event = field(default_factory=asyncio.Event)
     _deliveries: set[asyncio.Task[None]] = field(default_factory=set)
     _latest: dict[str, asyncio.Task[None]] = field(default_factory=dict)  # per request, to keep their order
+    _saves: list[dict[str, Any]] = field(default_factory=list)  # progress written once per cycle, batched
     last_cycle_at: float | None = None
 
     @property
@@ -125,6 +126,8 @@ class Tracker:
                 await self.poll(row)
 
         await asyncio.gather(*(guarded(row) for row in due))
+        saves, self._saves = self._saves, []
+        await asyncio.to_thread(self.store.save_progress_many, self.worker_id, saves)
         self.last_cycle_at = time.time()
         return len(due)
 
@@ -176,11 +179,8 @@ class Tracker:
         progress = Progress.of(row)
         progress.cloud_errors += 1
         factor = min(2 ** progress.cloud_errors, MAX_BACKOFF_FACTOR)
-        await asyncio.to_thread(
-            self.store.save_progress, row.id, self.worker_id, last_error=sentence,
-            progress_json=progress.model_dump_json(), next_poll_at=utcnow() + self.config.interval * factor,
-            lease_owner=None, lease_until=None,
-        )
+        self._saves.append({"id": row.id, "progress_json": progress.model_dump_json(), "last_error": sentence,
+                            "next_poll_at": utcnow() + self.config.interval * factor})
 
     async def _job_view(self, job_id: str, first: bool) -> JobView:
         ws = self.cloud.workspace
@@ -278,11 +278,11 @@ class Tracker:
             if result is not None and result.won:
                 await self._tell(result.request, event)
             return
-        await asyncio.to_thread(self.store.save_progress, row.id, self.worker_id, **changes)
+        self._saves.append({"id": row.id, "progress_json": changes["progress_json"], "last_error": None,
+                            "next_poll_at": changes["next_poll_at"]})
         if event is not Event.PROGRESS or not progress.same_view(before):
-            fresh = await asyncio.to_thread(self.store.get, row.id)
-            if fresh is not None:
-                await self._tell(fresh, event)
+            # The row as it will be once this cycle's batch is written; the thread shows it.
+            await self._tell(row.model_copy(update={"progress_json": changes["progress_json"]}), event)
 
     async def _finish(self, row: AppRequest, state: State, sentence: str | None, server_ids: list[str],
                       progress: Progress | None = None) -> None:

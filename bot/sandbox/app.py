@@ -68,6 +68,7 @@ class Sandbox:
             Route("/_sandbox/reset", self._control_reset, methods=["POST"]),
             Route("/_sandbox/tokens", self._control_tokens, methods=["DELETE"]),
             Route("/_sandbox/jobs/fail-next", self._control_fail_next, methods=["POST"]),
+            Route("/_sandbox/jobs/bulk", self._control_bulk_jobs, methods=["POST"]),
             Route("/_sandbox/balance", self._control_balance, methods=["POST"]),
             Route("/{path:path}", self._dispatch, methods=["GET", "POST", "PUT", "PATCH", "DELETE"]),
         ])
@@ -149,7 +150,6 @@ class Sandbox:
                          else "The service is now unavailable to process the request.")
         if fault == "slow":
             await asyncio.sleep(self.faults.settings.slow_seconds)
-        self.state.advance()
         response = await handler(Call(request, params, dict(parse_qsl(request.url.query)), body))
         if fault == "500-after":
             response = error(500, "WKS.00211401", "The requested operation failed. Please try again later.")
@@ -262,6 +262,7 @@ class Sandbox:
         return {**group, "app_server_count": count}
 
     async def _list_groups(self, call: Call) -> Response:
+        self.state.advance()  # servers follow their jobs and orders
         offset, limit = _page(call.query, default_limit=10)
         if limit is None:
             return error(400, "WKS.00169901", "The request message is invalid: limit must be 1 to 100.")
@@ -306,6 +307,7 @@ class Sandbox:
         return ok({"volume_types": VOLUME_TYPES})
 
     async def _check_quota(self, call: Call) -> Response:
+        self.state.advance()  # servers follow their jobs and orders
         q = call.query
         missing = [k for k in ("product_id", "subscription_num", "disk_size", "disk_num") if not q.get(k)]
         if missing:
@@ -324,6 +326,7 @@ class Sandbox:
     # Creating and jobs -------------------------------------------------------------------------
 
     async def _create_servers(self, call: Call) -> Response:
+        self.state.advance()  # servers follow their jobs and orders
         if not isinstance(call.body, dict):
             return error(400, "WKS.0001", "The request message is empty.")
         try:
@@ -352,6 +355,7 @@ class Sandbox:
             return error(400, "WKS.00211102", f"The parameter is invalid: {exceeded}")
 
     async def _list_servers(self, call: Call) -> Response:
+        self.state.advance()  # servers follow their jobs and orders
         offset, limit = _page(call.query, default_limit=10)
         if limit is None:
             return error(400, "WKS.00169901", "The request message is invalid: limit must be 1 to 100.")
@@ -437,6 +441,7 @@ class Sandbox:
         return ok({})
 
     async def _order_resources(self, call: Call) -> Response:
+        self.state.advance()  # servers follow their jobs and orders
         body = call.body if isinstance(call.body, dict) else {}
         order = self.state.orders.get(str(body.get("order_id")))
         if order is None or order.status(time.time(), self.config.order_seconds) != 5:
@@ -479,6 +484,21 @@ class Sandbox:
         body = await request.json() if await request.body() else {}
         self.state.fail_next_jobs += int(body.get("count", 1))
         return Response(status_code=204)
+
+    async def _control_bulk_jobs(self, request: Request) -> Response:
+        """Many one-server jobs at once (benchmarks): {"count": N, "seconds": S} → {"job_ids": [...]}."""
+        body = await request.json()
+        group = next(iter(self.state.groups.values()))
+        subnet = self.state.subnets[group["subnet_id"]]
+        spec = {"server_group_id": group["id"], "subscription_num": 1, "product_id": group["product_id"],
+                "subnet_id": subnet["id"], "vpc_id": subnet["vpc_id"]}
+        saved = self.config.job_seconds, self.config.instance_quota
+        self.config.job_seconds, self.config.instance_quota = float(body.get("seconds", 60)), 10**9
+        try:
+            ids = [self.state.create_job(spec).id for _ in range(int(body["count"]))]
+        finally:
+            self.config.job_seconds, self.config.instance_quota = saved
+        return JSONResponse({"job_ids": ids})
 
     async def _control_balance(self, request: Request) -> Response:
         body = await request.json()

@@ -36,7 +36,8 @@ class SlackNotifier:
         return await asyncio.to_thread(self.store.get, request.id) or request
 
     async def request_changed(self, request: AppRequest, event: Event, note: str | None = None) -> None:
-        request = await self._fresh(request)
+        if event is not Event.PROGRESS or not request.thread_ts:
+            request = await self._fresh(request)  # progress comes with the row as the tracker just saw it
         if event is Event.CREATED:
             await self._created(request)
             return

@@ -11,7 +11,7 @@ from dataclasses import dataclass
 from datetime import datetime, timedelta
 from typing import Any
 
-from sqlalchemy import Engine, func, or_, update
+from sqlalchemy import Engine, Table, bindparam, func, or_, update
 from sqlmodel import Session, col, select
 
 from bot.lifecycle import IN_FLIGHT_STATES, State, TransitionRefused, can_move
@@ -263,6 +263,25 @@ class RequestStore:
                 .execution_options(synchronize_session=False)
             )
             return bool(result.rowcount == 1)  # type: ignore[attr-defined]
+
+    def save_progress_many(self, owner: str, rows: list[dict[str, Any]]) -> int:
+        """Many `save_progress` writes as one batched statement (the tracker's steady state): each dict has
+        `id`, `progress_json`, `next_poll_at` and `last_error`; rows whose lease is no longer ours are skipped."""
+        if not rows:
+            return 0
+        table: Table = AppRequest.__table__  # type: ignore[attr-defined]
+        statement = (
+            update(table)
+            .where(table.c.id == bindparam("b_id"), table.c.lease_owner == owner)
+            .values(progress_json=bindparam("b_progress"), next_poll_at=bindparam("b_next"),
+                    last_error=bindparam("b_error"), lease_owner=None, lease_until=None,
+                    version=table.c.version + 1, updated_at=utcnow())
+        )
+        params = [{"b_id": r["id"], "b_progress": r["progress_json"], "b_next": r["next_poll_at"],
+                   "b_error": r["last_error"]} for r in rows]
+        with self.engine.begin() as connection:
+            result = connection.execute(statement, params)
+            return int(result.rowcount or 0)
 
     def mark_payment(self, request_id: str, user_id: str) -> str | None:
         """Claim the payment of the request's order for `user_id` in one conditional update, unless anyone
