@@ -55,7 +55,7 @@ def start_services() -> tuple[subprocess.Popen[str], dict[str, str]]:
     return proc, json.loads(proc.stdout.readline())
 
 
-def seed_requests(store: RequestStore, job_ids: list[str]) -> list[str]:
+def seed_requests(store: RequestStore, job_ids: list[str]) -> None:
     now = utcnow()
     spec = '{"subscription_num": 1}'
     rows = [{
@@ -68,7 +68,7 @@ def seed_requests(store: RequestStore, job_ids: list[str]) -> list[str]:
     with store.engine.begin() as connection:
         for start in range(0, len(rows), 1000):
             connection.execute(insert(AppRequest), rows[start:start + 1000])
-    return [r["id"] for r in rows]
+
 
 
 async def run(args: argparse.Namespace, urls: dict[str, str]) -> dict[str, Any]:
@@ -79,7 +79,7 @@ async def run(args: argparse.Namespace, urls: dict[str, str]) -> dict[str, Any]:
     engine = make_engine(database)
     migrate(engine)
     store = RequestStore(engine)
-    ids = seed_requests(store, job_ids)
+    seed_requests(store, job_ids)
     statements = Counter[str]()
     event.listen(engine, "before_cursor_execute", lambda *a, **k: statements.update(["n"]))
 
