@@ -25,8 +25,10 @@ from urllib.parse import quote, urlencode
 
 import httpx
 
+from benchmarks import services
 from bot.lifecycle import State
 from bot.sandbox import SandboxConfig, seed
+from bot.sandbox.server import free_port
 from bot.slack import forms
 from bot.slack.ids import Action, Callback
 from bot.spec import parse_spec
@@ -45,20 +47,6 @@ def percentile(values: list[float], q: float) -> float:
     return ordered[min(len(ordered) - 1, round(q / 100 * (len(ordered) - 1)))]
 
 
-def start_services() -> tuple[subprocess.Popen[str], dict[str, str]]:
-    proc = subprocess.Popen([sys.executable, "-m", "benchmarks.services"], cwd=ROOT, text=True,
-                            stdout=subprocess.PIPE, env={**os.environ, "PYTHONPATH": str(ROOT)})
-    assert proc.stdout is not None
-    return proc, json.loads(proc.stdout.readline())
-
-
-def free_port() -> int:
-    import socket
-
-    with socket.socket() as s:
-        s.bind(("127.0.0.1", 0))
-        port: int = s.getsockname()[1]
-        return port
 
 
 def wait_up(url: str, proc: subprocess.Popen[str]) -> None:
@@ -171,7 +159,7 @@ def main() -> None:
     parser.add_argument("--requests", type=int, default=300)
     parser.add_argument("--out", default="benchmarks/results/ack.json")
     args = parser.parse_args()
-    services, urls = start_services()
+    server, urls = services.start()
     results: list[dict[str, Any]] = []
     try:
         for kind in ("bare", "bot"):
@@ -206,8 +194,8 @@ def main() -> None:
                     app.terminate()
                     app.wait(timeout=30)
     finally:
-        services.terminate()
-        services.wait(timeout=30)
+        server.terminate()
+        server.wait(timeout=30)
     Path(args.out).parent.mkdir(parents=True, exist_ok=True)
     Path(args.out).write_text(json.dumps(results, indent=1))
     summarize(results)

@@ -7,12 +7,26 @@ generator and the bot under test do not share their CPU time with them.
 from __future__ import annotations
 
 import json
+import os
 import signal
+import subprocess
+import sys
 import threading
+from pathlib import Path
 
 from bot.sandbox import Sandbox, SandboxConfig
 from bot.sandbox.server import BackgroundServer
 from tests.fake_slack import FakeSlack
+
+
+def start() -> tuple[subprocess.Popen[str], dict[str, str]]:
+    """Start this module in a process of its own; returns the process and the two base URLs."""
+    root = Path(__file__).resolve().parent.parent
+    proc = subprocess.Popen([sys.executable, "-m", "benchmarks.services"], cwd=root, text=True,
+                            stdout=subprocess.PIPE, env={**os.environ, "PYTHONPATH": str(root)})
+    assert proc.stdout is not None
+    urls: dict[str, str] = json.loads(proc.stdout.readline())
+    return proc, urls
 
 
 def main() -> None:

@@ -6,9 +6,7 @@
 from __future__ import annotations
 
 import argparse
-import json
 import os
-import socket
 import statistics
 import subprocess
 import sys
@@ -18,17 +16,14 @@ from pathlib import Path
 
 import httpx
 
+from benchmarks import services
 from bot.sandbox import SandboxConfig
+from bot.sandbox.server import free_port
 from tests.harness import SIGNING_SECRET
 
 ROOT = Path(__file__).resolve().parent.parent
 
 
-def free_port() -> int:
-    with socket.socket() as s:
-        s.bind(("127.0.0.1", 0))
-        port: int = s.getsockname()[1]
-        return port
 
 
 def rss_mb(pid: int) -> float:
@@ -70,10 +65,7 @@ def main() -> None:
     parser = argparse.ArgumentParser()
     parser.add_argument("--runs", type=int, default=5)
     args = parser.parse_args()
-    services = subprocess.Popen([sys.executable, "-m", "benchmarks.services"], cwd=ROOT, text=True,
-                                stdout=subprocess.PIPE, env={**os.environ, "PYTHONPATH": str(ROOT)})
-    assert services.stdout is not None
-    urls = json.loads(services.stdout.readline())
+    server, urls = services.start()
     try:
         for label, with_cloud in (("cloud credentials", True), ("sandbox mode (built-in cloud)", False)):
             runs = [one_start(urls, with_cloud) for _ in range(args.runs)]
@@ -82,8 +74,8 @@ def main() -> None:
             print(f"{label}: ready in {statistics.median(ready):.2f} s (min {min(ready):.2f}, max {max(ready):.2f}); "
                   f"RSS {statistics.median(rss):.0f} MB (min {min(rss):.0f}, max {max(rss):.0f})", flush=True)
     finally:
-        services.terminate()
-        services.wait(timeout=30)
+        server.terminate()
+        server.wait(timeout=30)
 
 
 if __name__ == "__main__":

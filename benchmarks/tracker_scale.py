@@ -12,10 +12,7 @@ from __future__ import annotations
 import argparse
 import asyncio
 import json
-import os
 import resource
-import subprocess
-import sys
 import tempfile
 import time
 from collections import Counter
@@ -26,6 +23,7 @@ from typing import Any
 import httpx
 from sqlalchemy import event, insert
 
+from benchmarks import services
 from bot.cloud.client import build_cloud
 from bot.lifecycle import FINAL_STATES, State
 from bot.sandbox import SandboxConfig
@@ -48,11 +46,6 @@ class NoGroups:
         return set()
 
 
-def start_services() -> tuple[subprocess.Popen[str], dict[str, str]]:
-    proc = subprocess.Popen([sys.executable, "-m", "benchmarks.services"], cwd=ROOT, text=True,
-                            stdout=subprocess.PIPE, env={**os.environ, "PYTHONPATH": str(ROOT)})
-    assert proc.stdout is not None
-    return proc, json.loads(proc.stdout.readline())
 
 
 def seed_requests(store: RequestStore, job_ids: list[str]) -> None:
@@ -147,12 +140,12 @@ def main() -> None:
     parser.add_argument("--drain-seconds", type=float, default=60.0)
     parser.add_argument("--out", default="benchmarks/results/tracker_scale.json")
     args = parser.parse_args()
-    services, urls = start_services()
+    server, urls = services.start()
     try:
         result = asyncio.run(run(args, urls))
     finally:
-        services.terminate()
-        services.wait(timeout=30)
+        server.terminate()
+        server.wait(timeout=30)
     Path(args.out).parent.mkdir(parents=True, exist_ok=True)
     Path(args.out).write_text(json.dumps(result, indent=1))
     print(json.dumps({k: v for k, v in result.items() if k != "cycles"}, indent=1))

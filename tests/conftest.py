@@ -17,6 +17,7 @@ from bot.sandbox.server import BackgroundServer
 from bot.settings import Settings
 from bot.store.db import make_engine
 from bot.store.schema import migrate
+from tests.fake_slack import FakeSlack
 
 # The machine is shared and noisy: judge properties, never the time one example takes.
 hypothesis_settings.register_profile("default", deadline=None)
@@ -40,6 +41,14 @@ def sandbox(sandbox_session: tuple[Sandbox, BackgroundServer]) -> Sandbox:
 @pytest.fixture
 def sandbox_url(sandbox: Sandbox, sandbox_session: tuple[Sandbox, BackgroundServer]) -> str:
     return sandbox_session[1].url
+
+
+@pytest.fixture
+def fake_slack() -> Iterator[tuple[FakeSlack, str]]:
+    """A fake Slack Web API on loopback, and its base URL for SLACK_API_URL."""
+    fake = FakeSlack()
+    with BackgroundServer(fake.app) as server:
+        yield fake, server.url + "/api/"
 
 
 def sandbox_settings(url: str, sandbox: Sandbox, **overrides: Any) -> Settings:

@@ -7,11 +7,9 @@ import json
 import os
 import random
 import signal
-import socket
 import subprocess
 import sys
 import time
-from collections.abc import Iterator
 from datetime import timedelta
 from pathlib import Path
 from urllib.parse import quote
@@ -23,7 +21,7 @@ from bot.cloud.client import Cloud
 from bot.lifecycle import FINAL_STATES, State
 from bot.sandbox import Sandbox
 from bot.sandbox.faults import FaultSettings
-from bot.sandbox.server import BackgroundServer
+from bot.sandbox.server import free_port
 from bot.slack.ids import Action
 from bot.spec import parse_spec
 from bot.store.db import make_engine
@@ -39,18 +37,8 @@ ROOT = Path(__file__).resolve().parent.parent
 CLICKERS = [f"U0CLICK{i:03d}" for i in range(200)]
 
 
-def free_port() -> int:
-    with socket.socket() as s:
-        s.bind(("127.0.0.1", 0))
-        port: int = s.getsockname()[1]
-        return port
 
 
-@pytest.fixture
-def fake_slack() -> Iterator[tuple[FakeSlack, str]]:
-    fake = FakeSlack()
-    with BackgroundServer(fake.app) as server:
-        yield fake, server.url + "/api/"
 
 
 def bot_env(sandbox: Sandbox, sandbox_url: str, slack_url: str, database_url: str, **extra: str) -> dict[str, str]:

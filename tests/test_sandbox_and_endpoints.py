@@ -4,7 +4,6 @@ from __future__ import annotations
 
 import os
 import signal
-import socket
 import subprocess
 import sys
 import time
@@ -19,6 +18,7 @@ from bot.cloud.credentials import IamPasswordCredentials
 from bot.cloud.endpoints import resolve_endpoints, workspace_endpoint
 from bot.sandbox import Sandbox, SandboxConfig
 from bot.sandbox.faults import FaultSettings
+from bot.sandbox.server import free_port
 from bot.settings import Settings
 from bot.spec import parse_spec
 from tests.conftest import iam_settings
@@ -109,15 +109,10 @@ async def test_iam_token_is_renewed_before_it_ends(sandbox: Sandbox, sandbox_url
         await cloud.aclose()
 
 
-def _free_port() -> int:
-    with socket.socket() as s:
-        s.bind(("127.0.0.1", 0))
-        port: int = s.getsockname()[1]
-        return port
 
 
 async def test_the_sandbox_command_serves_signed_calls(tmp_path: Path) -> None:
-    port = _free_port()
+    port = free_port()
     env = {**os.environ, "PYTHONPATH": str(ROOT)}
     proc = subprocess.Popen([sys.executable, "-m", "bot", "sandbox", "--port", str(port), "--job-seconds", "0.2"],
                             cwd=tmp_path, env=env, stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True)

@@ -12,6 +12,14 @@ import uvicorn
 from starlette.types import ASGIApp
 
 
+def free_port(host: str = "127.0.0.1") -> int:
+    """A port nobody listens on right now (for a server started in another process)."""
+    with socket.socket() as probe:
+        probe.bind((host, 0))
+        port: int = probe.getsockname()[1]
+        return port
+
+
 class BackgroundServer:
     """Serves an ASGI app on 127.0.0.1 in a thread; port 0 picks a free ephemeral port."""
 

@@ -27,9 +27,7 @@ def register(app: AsyncApp, ctx: BotContext) -> None:
     @app.action(Action.GROUP_SELECT.value)
     async def group_chosen(ack: AsyncAck, body: dict[str, Any], client: AsyncWebClient) -> None:
         await ack()
-        view = as_dict(body.get("view"))
-        form = forms.read_form(as_dict(view.get("state")).get("values"))
-        context = forms.ModalContext.load(view.get("private_metadata"))
+        view, form, context = _open_form(body)
         if not form.group_id:
             return
         try:
@@ -43,9 +41,7 @@ def register(app: AsyncApp, ctx: BotContext) -> None:
     @app.action(Action.BILLING_CHANGE.value)
     async def billing_changed(ack: AsyncAck, body: dict[str, Any], client: AsyncWebClient) -> None:
         await ack()
-        view = as_dict(body.get("view"))
-        form = forms.read_form(as_dict(view.get("state")).get("values"))
-        context = forms.ModalContext.load(view.get("private_metadata"))
+        view, form, context = _open_form(body)
         try:
             catalogue = await ctx.catalogue.get()
         except CloudError:
@@ -88,6 +84,13 @@ def register(app: AsyncApp, ctx: BotContext) -> None:
         await ack()
         await ctx.notifier.request_changed(request, Event.CREATED)
         ctx.wake_tracker()
+
+
+def _open_form(body: dict[str, Any]) -> tuple[dict[str, Any], forms.FormValues, forms.ModalContext]:
+    """The modal a block action came from: the view, what is typed in it, and its context."""
+    view = as_dict(body.get("view"))
+    return view, forms.read_form(as_dict(view.get("state")).get("values")), forms.ModalContext.load(
+        view.get("private_metadata"))
 
 
 async def _update(client: AsyncWebClient, view: dict[str, Any], new_view: Any) -> None:
