@@ -22,9 +22,9 @@ log = logging.getLogger(__name__)
 
 USAGE = """*`/appserver`* orders Huawei Cloud Workspace app servers.
 • `/appserver create [key=value …]`: open the request form; values prefill it, e.g. `count=3 months=6 group=office-apps`
-• `/appserver status AS-XXXXXXXX`: where a request stands
+• `/appserver status AS-7K3F9QX2`: where a request stands
 • `/appserver list`: your requests (and, for approvers, what waits for you)
-• `/appserver cancel AS-XXXXXXXX`: cancel your request before it is ordered
+• `/appserver cancel AS-7K3F9QX2`: cancel your request before it is ordered
 • `/appserver help`: this message"""
 
 
