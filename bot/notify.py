@@ -1,4 +1,4 @@
-"""The port through which the lifecycle and the tracker tell people what happened (Slack implements it)."""
+"""The news the lifecycle and the tracker queue for people, and the port that tells them (Slack implements it)."""
 
 from __future__ import annotations
 
@@ -19,4 +19,4 @@ class Event(StrEnum):
 
 
 class Notifier(Protocol):
-    async def request_changed(self, request: AppRequest, event: Event, note: str | None = None) -> None: ...
+    async def request_changed(self, request: AppRequest, event: Event) -> None: ...

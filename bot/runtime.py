@@ -13,6 +13,7 @@ from slack_bolt.async_app import AsyncApp
 from sqlalchemy import Engine
 
 from bot.cloud.client import Cloud, build_cloud
+from bot.courier import Courier
 from bot.metrics import Metrics
 from bot.sandbox import Sandbox, SandboxConfig
 from bot.sandbox.server import BackgroundServer
@@ -23,6 +24,7 @@ from bot.slack.context import BotContext
 from bot.slack.notifier import SlackNotifier
 from bot.slack.writer import SlackWriter, new_web_client
 from bot.store.db import make_engine
+from bot.store.news import NewsStore
 from bot.store.repository import RequestStore
 from bot.store.schema import SchemaBehind, ensure_schema
 from bot.tracker import Tracker, TrackerConfig
@@ -60,25 +62,27 @@ class Runtime:
     metrics: Metrics
     writer: SlackWriter
     tracker: Tracker
+    courier: Courier
     context: BotContext
     app: AsyncApp
     sandbox_server: BackgroundServer | None = None
     _stop: asyncio.Event = field(default_factory=asyncio.Event)
-    _tracker_task: asyncio.Task[None] | None = None
+    _tasks: list[asyncio.Task[None]] = field(default_factory=list)
 
     async def start(self, *, run_tracker: bool) -> None:
         self._stop = asyncio.Event()
         # One connection pool for every Slack call (slack_sdk opens a session per call otherwise).
         self.writer.client.session = aiohttp.ClientSession(timeout=aiohttp.ClientTimeout(total=30))
         if run_tracker:
-            self._tracker_task = asyncio.create_task(self.tracker.run(self._stop), name="tracker")
-            log.info("tracker %s started (interval %ss)", self.tracker.worker_id,
+            # The worker's jobs: follow the cloud, and deliver the Slack news everybody queued.
+            self._tasks = [asyncio.create_task(self.tracker.run(self._stop), name="tracker"),
+                           asyncio.create_task(self.courier.run(self._stop), name="courier")]
+            log.info("tracker and courier %s started (interval %ss)", self.tracker.worker_id,
                      self.settings.poll_interval_seconds)
 
     async def stop(self) -> None:
         self._stop.set()
-        if self._tracker_task is not None:
-            await self._tracker_task
+        await asyncio.gather(*self._tasks)
         await self.writer.drain()
         if self.writer.client.session is not None:
             await self.writer.client.session.close()
@@ -124,13 +128,14 @@ def build_runtime(settings: Settings, *, need_signing_secret: bool = True) -> Ru
     workflow = Workflow(store, CloudAdapter(cloud), CachedDirectory(SlackDirectory(writer)), policy)
     notifier = SlackNotifier(writer, store, settings.approval_channel, settings.notify_channel,
                              sandbox=sandbox_server is not None)
-    tracker = Tracker(store, cloud, workflow, notifier, TrackerConfig(
+    courier = Courier(NewsStore(engine), store, notifier, workflow.worker_id)
+    tracker = Tracker(store, cloud, workflow, TrackerConfig(
         interval=interval, first_delay=timedelta(seconds=settings.poll_first_delay_seconds),
         max_concurrent_calls=settings.tracker_max_concurrent_calls,
         # A poll is one cloud call: a little longer than it may take, so a crashed tracker's work moves on soon.
-        poll_lease=timedelta(seconds=settings.cloud_read_timeout_seconds + 5)))
-    context = BotContext(settings, store, cloud, workflow, writer, notifier, CatalogueCache(cloud), tracker,
+        poll_lease=timedelta(seconds=settings.cloud_read_timeout_seconds + 5)), on_news=courier.wake)
+    context = BotContext(settings, store, cloud, workflow, writer, CatalogueCache(cloud), tracker, courier,
                          sandbox=sandbox_server is not None)
     secret = settings.slack_signing_secret.get_secret_value() if settings.slack_signing_secret else ""
     app = build_app(context, client, signing_secret=secret)
-    return Runtime(settings, engine, store, cloud, metrics, writer, tracker, context, app, sandbox_server)
+    return Runtime(settings, engine, store, cloud, metrics, writer, tracker, courier, context, app, sandbox_server)

@@ -1,9 +1,10 @@
 """The tracker: follows every job (pay-per-use) and order (prepaid) to its end.
 
 Each cycle it expires stale approvals, recovers crashed submissions, sends approved requests (the
-outbox), then leases the requests whose next poll is due and polls each once. Everything it knows
-lives in the database, so a restart resumes where it stopped, and leases keep several trackers from
-polling the same request at once.
+outbox), then leases the requests whose next poll is due and polls each once. What the polls learned
+(progress, state changes, their audit rows and the news for Slack) is written at the end of the cycle
+in one transaction of batched statements. Everything it knows lives in the database, so a restart
+resumes where it stopped, and leases keep several trackers from polling the same request at once.
 """
 
 from __future__ import annotations
@@ -21,10 +22,10 @@ from bot.cloud.client import Cloud
 from bot.cloud.errors import CloudError, describe
 from bot.cloud.models import ORDER_CANCELLED, ORDER_COMPLETED, ORDER_PENDING_PAYMENT, parse_cloud_time
 from bot.lifecycle import IN_FLIGHT_STATES, State
-from bot.notify import Event, Notifier
+from bot.notify import Event
 from bot.progress import Progress
 from bot.store.models import AppRequest, utcnow
-from bot.store.repository import RequestStore
+from bot.store.repository import Move, RequestStore
 from bot.workflow import Workflow
 
 log = logging.getLogger(__name__)
@@ -70,13 +71,14 @@ class Tracker:
     store: RequestStore
     cloud: Cloud
     workflow: Workflow
-    notifier: Notifier
     config: TrackerConfig = field(default_factory=TrackerConfig)
     on_poll: Callable[[str, str, float, float], None] | None = None  # (request, worker, start, end)
+    on_news: Callable[[], None] | None = None  # news was queued for Slack: wake the courier
     _wake: asyncio.Event = field(default_factory=asyncio.Event)
-    _deliveries: set[asyncio.Task[None]] = field(default_factory=set)
-    _latest: dict[str, asyncio.Task[None]] = field(default_factory=dict)  # per request, to keep their order
-    _saves: list[dict[str, Any]] = field(default_factory=list)  # progress written once per cycle, batched
+    # What this cycle's polls learned, written together at its end.
+    _saves: list[dict[str, Any]] = field(default_factory=list)
+    _moves: list[Move] = field(default_factory=list)
+    _news: list[tuple[str, Event]] = field(default_factory=list)
     last_cycle_at: float | None = None
 
     @property
@@ -99,24 +101,12 @@ class Tracker:
             await asyncio.wait(waiters, timeout=tick, return_when=asyncio.FIRST_COMPLETED)
             for waiter in waiters:
                 waiter.cancel()
-        await self.drain()
-
-    async def drain(self) -> None:
-        """Wait until every notification handed to Slack so far has been delivered."""
-        while self._deliveries:
-            await asyncio.gather(*list(self._deliveries), return_exceptions=True)
 
     async def cycle(self) -> int:
         """One pass; returns how many requests were polled."""
-        for row in await self.workflow.expire_due():
-            await self._tell(row, Event.FINISHED)
-        for row in await self.workflow.recover_stale():
-            await self._tell(row, Event.ATTENTION)
-        for result in await self.workflow.submit_due():
-            event = {State.SUBMITTED: Event.SUBMITTED, State.SUBMIT_FAILED: Event.FINISHED,
-                     State.NEEDS_ATTENTION: Event.ATTENTION}.get(State(result.request.state))
-            if event is not None:
-                await self._tell(result.request, event)
+        changed = bool(await self.workflow.expire_due())
+        changed |= bool(await self.workflow.recover_stale())
+        changed |= bool(await self.workflow.submit_due())
         lease = max(self.config.interval * 2, self.config.poll_lease)
         due = await asyncio.to_thread(self.store.claim_due_for_tracking, self.worker_id, lease, self.config.batch)
         gate = asyncio.Semaphore(self.config.max_concurrent_calls)
@@ -126,34 +116,14 @@ class Tracker:
                 await self.poll(row)
 
         await asyncio.gather(*(guarded(row) for row in due))
-        saves, self._saves = self._saves, []
-        await asyncio.to_thread(self.store.save_progress_many, self.worker_id, saves)
+        saves, moves, news = self._saves, self._moves, self._news
+        self._saves, self._moves, self._news = [], [], []
+        if saves or moves:
+            await asyncio.to_thread(self.store.apply_cycle, self.worker_id, saves, moves, news)
+        if (changed or moves or news) and self.on_news is not None:
+            self.on_news()
         self.last_cycle_at = time.time()
         return len(due)
-
-    async def _tell(self, row: AppRequest, event: Event, note: str | None = None) -> None:
-        """Hand the news to Slack without waiting: Slack's pacing (about 1 post per second per channel)
-        must never hold up following the cloud. The database already has the truth."""
-        previous = self._latest.get(row.id)
-        task = asyncio.create_task(self._deliver(row, event, note, previous))
-        self._deliveries.add(task)
-        self._latest[row.id] = task
-
-        def forget(done: asyncio.Task[None]) -> None:
-            self._deliveries.discard(done)
-            if self._latest.get(row.id) is done:
-                del self._latest[row.id]
-
-        task.add_done_callback(forget)
-
-    async def _deliver(self, row: AppRequest, event: Event, note: str | None,
-                       previous: asyncio.Task[None] | None) -> None:
-        if previous is not None:
-            await asyncio.wait([previous])  # the request's earlier news goes out first
-        try:
-            await self.notifier.request_changed(row, event, note)
-        except Exception:  # Slack being down must not stop the tracking; the thread catches up later
-            log.exception("could not tell Slack about %s (%s)", row.id, event)
 
     # Polling ------------------------------------------------------------------------------------
 
@@ -271,18 +241,13 @@ class Tracker:
                                    "next_poll_at": utcnow() + self.config.interval, "lease_owner": None,
                                    "lease_until": None}
         if row.state == State.SUBMITTED and (progress.ready or progress.order_status != ORDER_PENDING_PAYMENT):
-            result = await asyncio.to_thread(
-                self.store.transition, row.id, State.SUBMITTED, State.PROVISIONING, actor=f"worker:{self.worker_id}",
-                action="provisioning", changes=changes, lease_owner=self.worker_id,
-            )
-            if result is not None and result.won:
-                await self._tell(result.request, event)
+            self._moves.append(Move(row.id, frozenset({State.SUBMITTED}), State.PROVISIONING, "provisioning",
+                                    changes, news=event))
             return
         self._saves.append({"id": row.id, "progress_json": changes["progress_json"], "last_error": None,
                             "next_poll_at": changes["next_poll_at"]})
         if event is not Event.PROGRESS or not progress.same_view(before):
-            # The row as it will be once this cycle's batch is written; the thread shows it.
-            await self._tell(row.model_copy(update={"progress_json": changes["progress_json"]}), event)
+            self._news.append((row.id, event))
 
     async def _finish(self, row: AppRequest, state: State, sentence: str | None, server_ids: list[str],
                       progress: Progress | None = None) -> None:
@@ -291,10 +256,6 @@ class Tracker:
                                    "lease_until": None, "last_error": None}
         if progress is not None:
             changes["progress_json"] = progress.model_dump_json()
-        result = await asyncio.to_thread(
-            self.store.transition, row.id, frozenset(IN_FLIGHT_STATES), state, actor=f"worker:{self.worker_id}",
-            action=state.value, changes=changes, lease_owner=self.worker_id,
-            detail=sentence or f"{len(server_ids)} server(s): {', '.join(server_ids)}",
-        )
-        if result is not None and result.won:
-            await self._tell(result.request, Event.FINISHED)
+        self._moves.append(Move(row.id, frozenset(IN_FLIGHT_STATES), state, state.value, changes,
+                                detail=sentence or f"{len(server_ids)} server(s): {', '.join(server_ids)}",
+                                news=Event.FINISHED))

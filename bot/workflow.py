@@ -23,6 +23,7 @@ from bot.cloud.client import Cloud
 from bot.cloud.errors import CloudError, describe
 from bot.cloud.models import AppServer, CustomerOrderList, parse_cloud_time
 from bot.lifecycle import State
+from bot.notify import Event
 from bot.spec import CreateAppServersRequest, CreateAppServersResponse, SpecError, parse_spec
 from bot.store.models import AppRequest, utcnow
 from bot.store.repository import NewRequest, RequestStore, Transition, server_ids
@@ -33,6 +34,8 @@ T = TypeVar("T")
 # How far before the recorded submit time a server may have been created (clock skew between us and the cloud).
 LOOKUP_SKEW = timedelta(minutes=2)
 MAX_REQUEUES = 5
+# An unknown outcome is announced with what the lookup found; without a lookup, after this long anyway.
+NEWS_WAITS_FOR_LOOKUP = timedelta(seconds=60)
 
 
 class CloudPort(Protocol):
@@ -221,7 +224,7 @@ class Workflow:
         result = await self._db(
             self.store.transition, request_id, State.PENDING_APPROVAL, State.APPROVED,
             actor=user_id, action="approve", changes={"decided_by": user_id, "decided_at": now},
-            detail=f"approved spec {checked.spec_hash}",
+            detail=f"approved spec {checked.spec_hash}", news=Event.DECIDED,
         )
         return await self._decision_from(result, request_id, user_id, "approve",
                                           f"<@{user_id}> approved {request_id}.")
@@ -237,7 +240,7 @@ class Workflow:
             actor=user_id, action="reject",
             changes={"decided_by": user_id, "decided_at": utcnow(), "decision_reason": reason.strip()[:2000],
                      "finished_at": utcnow()},
-            detail=reason.strip()[:2000],
+            detail=reason.strip()[:2000], news=Event.DECIDED,
         )
         return await self._decision_from(result, request_id, user_id, "reject",
                                           f"<@{user_id}> rejected {request_id}: {reason.strip()}")
@@ -260,7 +263,7 @@ class Workflow:
                                       "Only the person who asked can cancel a request.", row)
         result = await self._db(
             self.store.transition, request_id, frozenset({State.PENDING_APPROVAL, State.APPROVED}), State.CANCELLED,
-            actor=user_id, action="cancel", changes={"finished_at": utcnow()},
+            actor=user_id, action="cancel", changes={"finished_at": utcnow()}, news=Event.FINISHED,
         )
         if result is not None and result.won:
             return Decision(Outcome.DONE, f"Request {request_id} is cancelled.", result.request)
@@ -271,7 +274,7 @@ class Workflow:
     async def expire(self, row: AppRequest) -> bool:
         result = await self._db(
             self.store.transition, row.id, State.PENDING_APPROVAL, State.EXPIRED, actor="bot", action="expire",
-            changes={"finished_at": utcnow()}, detail=f"no decision by {_when(row.expires_at)}",
+            changes={"finished_at": utcnow()}, detail=f"no decision by {_when(row.expires_at)}", news=Event.FINISHED,
         )
         return bool(result and result.won)
 
@@ -317,6 +320,7 @@ class Workflow:
             self.store.transition, row.id, frozenset({State.SUBMITTING, State.NEEDS_ATTENTION}), State.SUBMITTED,
             actor=actor, action="submitted", changes=changes, lease_owner=self.worker_id,
             detail=f"job {response.job_id}" if response.job_id else f"order {response.order_id}",
+            news=Event.SUBMITTED,
         )
         if result is None or not result.won:
             log.error("request %s: created (%s) but the row moved on; recorded in the audit log",
@@ -328,7 +332,7 @@ class Workflow:
     async def _finish(self, row: AppRequest, state: State, actor: str, action: str, sentence: str) -> AppRequest:
         result = await self._db(
             self.store.transition, row.id, frozenset({State.SUBMITTING, State.NEEDS_ATTENTION}), state,
-            actor=actor, action=action, lease_owner=self.worker_id, detail=sentence,
+            actor=actor, action=action, lease_owner=self.worker_id, detail=sentence, news=Event.FINISHED,
             changes={"outcome_sentence": sentence, "last_error": sentence, "lease_owner": None, "lease_until": None,
                      "finished_at": utcnow() if state == State.SUBMIT_FAILED else None},
         )
@@ -355,6 +359,7 @@ class Workflow:
             self.store.transition, row.id, State.SUBMITTING, State.NEEDS_ATTENTION, actor=actor,
             action="outcome_unknown", lease_owner=self.worker_id, detail=why,
             changes={"outcome_sentence": sentence, "last_error": why},
+            news=Event.ATTENTION, news_delay=NEWS_WAITS_FOR_LOOKUP,
         )
         current = result.request if result else row
         await self.look_for_created(current)
@@ -371,6 +376,7 @@ class Workflow:
                 self.store.transition, row.id, State.SUBMITTING, State.NEEDS_ATTENTION,
                 actor=f"worker:{self.worker_id}", action="recovered_stale", detail=why,
                 changes={"outcome_sentence": sentence, "last_error": why, "lease_owner": None, "lease_until": None},
+                news=Event.ATTENTION, news_delay=NEWS_WAITS_FOR_LOOKUP,
             )
             if result is not None and result.won:
                 await self.look_for_created(result.request)
@@ -395,7 +401,8 @@ class Workflow:
                 f" with {len(lookup.server_ids)} server(s): {', '.join(lookup.server_ids)}"
         else:
             detail = f"nothing created since {_when(since)}"
-        await self._db(self.store.update_fields, row.id, actor="bot", action="lookup", detail=detail, **changes)
+        await self._db(self.store.update_fields, row.id, actor="bot", action="lookup", detail=detail,
+                       release_news=True, **changes)
         return lookup
 
     async def _find_job(self, row: AppRequest, since: datetime) -> Lookup:

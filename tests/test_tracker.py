@@ -21,6 +21,7 @@ from bot.settings import Settings
 from bot.spec import parse_spec
 from bot.store.db import make_engine
 from bot.store.models import AppRequest
+from bot.store.news import NewsStore
 from bot.store.repository import RequestStore, server_ids
 from bot.store.schema import migrate
 from bot.tracker import Tracker, TrackerConfig
@@ -32,17 +33,14 @@ FAST = TrackerConfig(interval=timedelta(seconds=0.1), first_delay=timedelta(seco
                      poll_lease=timedelta(seconds=5))
 
 
-class RecordingNotifier:
-    """What the Slack side would be told, in order."""
+class NewsLog:
+    """What Slack will be told, in order: the news queued in the database (no courier runs here)."""
 
-    def __init__(self) -> None:
-        self.events: list[tuple[str, Event, str]] = []
-
-    async def request_changed(self, request: AppRequest, event: Event, note: str | None = None) -> None:
-        self.events.append((request.id, event, request.state))
+    def __init__(self, store: RequestStore) -> None:
+        self.news = NewsStore(store.engine)
 
     def of(self, request_id: str) -> list[Event]:
-        return [e for r, e, _ in self.events if r == request_id]
+        return [Event(n.event) for n in self.news.pending(request_id)]
 
 
 class NoGroups:
@@ -51,11 +49,10 @@ class NoGroups:
 
 
 def make_tracker(store: RequestStore, cloud: Cloud, worker: str = "tracker-1",
-                 config: TrackerConfig = FAST) -> tuple[Tracker, RecordingNotifier]:
+                 config: TrackerConfig = FAST) -> tuple[Tracker, NewsLog]:
     workflow = Workflow(store, CloudAdapter(cloud), NoGroups(),
                         Policy(approvers=frozenset({APPROVER}), first_poll_delay=config.first_delay), worker_id=worker)
-    notifier = RecordingNotifier()
-    return Tracker(store, cloud, workflow, notifier, config), notifier
+    return Tracker(store, cloud, workflow, config), NewsLog(store)
 
 
 async def run_until(tracker: Tracker, store: RequestStore, ids: list[str], timeout: float = 30.0) -> list[AppRequest]:
@@ -80,7 +77,7 @@ def store(engine: Engine) -> RequestStore:
 
 
 async def test_jobs_of_varied_lengths_each_reach_their_end(store: RequestStore, cloud: Cloud, sandbox: Sandbox) -> None:
-    tracker, notifier = make_tracker(store, cloud)
+    tracker, news = make_tracker(store, cloud)
     ids = []
     for seconds, count in ((0.2, 1), (0.8, 3), (1.5, 2)):
         sandbox.config.job_seconds = seconds
@@ -91,8 +88,8 @@ async def test_jobs_of_varied_lengths_each_reach_their_end(store: RequestStore, 
     assert [r.state for r in rows] == ["succeeded"] * 3
     assert [len(server_ids(r)) for r in rows] == [1, 3, 2]
     for row in rows:
-        events = notifier.of(row.id)
-        assert events[0] is Event.SUBMITTED and events[-1] is Event.FINISHED
+        events = news.of(row.id)
+        assert events[:2] == [Event.CREATED, Event.SUBMITTED] and events[-1] is Event.FINISHED
         assert events.count(Event.FINISHED) == 1
         assert Progress.of(row).ready == row.subscription_num
     assert Progress.of(rows[0]).expected_end is not None  # from ShowJob on the first poll
@@ -114,27 +111,27 @@ async def test_a_failing_sub_job_fails_the_request_with_its_reason(store: Reques
 async def test_an_order_that_is_never_paid_ends_clearly(store: RequestStore, cloud: Cloud, sandbox: Sandbox) -> None:
     sandbox.config.payment_window_seconds = 1.0
     try:
-        tracker, notifier = make_tracker(store, cloud)
+        tracker, news = make_tracker(store, cloud)
         row = await tracker.workflow.submit(parse_spec(prepaid_body()), "U0ASKER")
         assert (await tracker.workflow.approve(row.id, APPROVER)).ok
         [done] = await run_until(tracker, store, [row.id])
     finally:
         sandbox.config.payment_window_seconds = 7 * 24 * 3600
     assert done.state == State.FAILED and done.outcome_sentence and "no servers were created" in done.outcome_sentence
-    assert notifier.of(row.id).count(Event.PAYMENT_DUE) == 1  # the payment prompt, once
+    assert news.of(row.id).count(Event.PAYMENT_DUE) == 1  # the payment prompt, once
     assert Progress.of(done).payment_deadline is not None
 
 
 async def test_an_order_paid_by_an_approver_completes(store: RequestStore, cloud: Cloud, sandbox: Sandbox) -> None:
-    tracker, notifier = make_tracker(store, cloud)
+    tracker, news = make_tracker(store, cloud)
     row = await tracker.workflow.submit(parse_spec(prepaid_body(count=2)), "U0ASKER")
     await tracker.workflow.approve(row.id, APPROVER)
     for _ in range(40):
         await tracker.cycle()
-        if Event.PAYMENT_DUE in notifier.of(row.id):
+        if Event.PAYMENT_DUE in news.of(row.id):
             break
         await asyncio.sleep(0.05)
-    assert Event.PAYMENT_DUE in notifier.of(row.id)
+    assert Event.PAYMENT_DUE in news.of(row.id)
     clicks = await asyncio.gather(*(tracker.workflow.pay_order(row.id, APPROVER) for _ in range(5)))
     assert sum(c.ok for c in clicks) == 1  # a double click pays once
     [done] = await run_until(tracker, store, [row.id])
@@ -171,12 +168,12 @@ async def test_a_tracker_restarted_mid_job_resumes_from_the_database(store: Requ
             await asyncio.sleep(0.1)
         mid = store.get(row.id)
         assert mid is not None and mid.state == State.PROVISIONING  # the first tracker stops here
-        second, notifier = make_tracker(store, cloud, "tracker-after")
+        second, news = make_tracker(store, cloud, "tracker-after")
         [done] = await run_until(second, store, [row.id])
     finally:
         sandbox.config.job_seconds = 0.6
     assert done.state == State.SUCCEEDED and len(server_ids(done)) == 2
-    assert notifier.of(row.id)[-1] is Event.FINISHED
+    assert news.of(row.id)[-1] is Event.FINISHED
     assert len(sandbox.calls("CreateAppServers")) == 1
 
 

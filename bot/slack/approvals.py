@@ -10,7 +10,6 @@ from slack_bolt.async_app import AsyncAck, AsyncApp
 from slack_sdk.errors import SlackApiError
 from slack_sdk.web.async_client import AsyncWebClient
 
-from bot.notify import Event
 from bot.slack import forms
 from bot.slack.context import BotContext
 from bot.slack.home import publish_home
@@ -51,9 +50,8 @@ def register(app: AsyncApp, ctx: BotContext) -> None:
         await ack()
         user, request_id, _, _ = _clicked(body)
         decision = await ctx.workflow.approve(request_id, user)
-        if decision.ok and decision.request:
-            ctx.wake_tracker()
-            await ctx.notifier.request_changed(decision.request, Event.DECIDED)
+        if decision.ok:
+            ctx.wake_workers()  # the order goes out, and the card and thread say so
         else:
             await tell_clicker(body, decision)
         await after_click(body)
@@ -88,8 +86,8 @@ def register(app: AsyncApp, ctx: BotContext) -> None:
         except ValueError:
             meta = {}
         decision = await ctx.workflow.reject(str(meta.get("request_id", "")), user, reason)
-        if decision.ok and decision.request:
-            await ctx.notifier.request_changed(decision.request, Event.DECIDED)
+        if decision.ok:
+            ctx.wake_workers()
         elif meta.get("channel"):
             await ctx.writer.ephemeral(meta["channel"], user, decision.sentence, thread_ts=meta.get("thread") or None)
         else:
@@ -101,7 +99,7 @@ def register(app: AsyncApp, ctx: BotContext) -> None:
             request = decision.request
             if request.channel_id and request.thread_ts:
                 await ctx.writer.post(request.channel_id, f"{emoji} {decision.sentence}", thread_ts=request.thread_ts)
-            ctx.wake_tracker()
+            ctx.wake_workers()
         else:
             await tell_clicker(body, decision)
 

@@ -12,7 +12,6 @@ from slack_sdk.web.async_client import AsyncWebClient
 
 from bot.cloud.errors import CloudError, describe
 from bot.lifecycle import LABELS, State
-from bot.notify import Event
 from bot.slack import forms
 from bot.slack.context import BotContext
 from bot.slack.messages import billing_text, spec_of, status_line
@@ -49,8 +48,8 @@ def register(app: AsyncApp, ctx: BotContext) -> None:
             await ack()
             decision = await ctx.workflow.cancel(rest.strip().upper(), user)
             await respond(response_type="ephemeral", text=decision.sentence)
-            if decision.ok and decision.request:
-                await ctx.notifier.request_changed(decision.request, Event.FINISHED)
+            if decision.ok:
+                ctx.wake_workers()
         else:
             await ack(text=f"I don't know `{sub}`.\n{USAGE}")
 

@@ -5,9 +5,9 @@ from __future__ import annotations
 from dataclasses import dataclass
 
 from bot.cloud.client import Cloud
+from bot.courier import Courier
 from bot.settings import Settings
 from bot.slack.catalogue import CatalogueCache
-from bot.slack.notifier import SlackNotifier
 from bot.slack.writer import SlackWriter
 from bot.store.repository import RequestStore
 from bot.tracker import Tracker
@@ -21,10 +21,12 @@ class BotContext:
     cloud: Cloud
     workflow: Workflow
     writer: SlackWriter
-    notifier: SlackNotifier
     catalogue: CatalogueCache
     tracker: Tracker
+    courier: Courier
     sandbox: bool
 
-    def wake_tracker(self) -> None:
+    def wake_workers(self) -> None:
+        """Something changed here: in a process that runs them, the tracker and the courier act now."""
         self.tracker.wake()
+        self.courier.wake()

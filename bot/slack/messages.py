@@ -242,7 +242,7 @@ def outcome_text(request: AppRequest, *, sandbox: bool) -> str:
     return f"{prefix}:red_circle: {request.id} failed. {sentence}{extra}"
 
 
-def reply_text(request: AppRequest, event: str, note: str | None, *, sandbox: bool) -> str | None:
+def reply_text(request: AppRequest, event: str, *, sandbox: bool) -> str | None:
     prefix = "[SANDBOX] " if sandbox else ""
     state = State(request.state)
     if event == "submitted":
@@ -250,8 +250,6 @@ def reply_text(request: AppRequest, event: str, note: str | None, *, sandbox: bo
         return f"{prefix}:outbox_tray: Ordered from the cloud ({ref}). I'll follow it here."
     if event == "decided" and state == State.APPROVED:
         return f"{prefix}:white_check_mark: Approved by <@{request.decided_by}>. Ordering now."
-    if note:
-        return f"{prefix}{note}"
     return None
 
 

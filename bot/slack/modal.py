@@ -11,7 +11,6 @@ from slack_sdk.errors import SlackApiError
 from slack_sdk.web.async_client import AsyncWebClient
 
 from bot.cloud.errors import CloudError, describe
-from bot.notify import Event
 from bot.progress import Progress
 from bot.slack import forms
 from bot.slack.context import BotContext
@@ -79,11 +78,11 @@ def register(app: AsyncApp, ctx: BotContext) -> None:
             return
         # Stored before the ack: once the user sees the modal close, the request cannot be lost.
         progress = Progress(total=spec.subscription_num, quota_note=quota_note).model_dump_json()
-        request = await ctx.workflow.submit(spec, user, channel_id=context.channel_id, reason=form.reason,
-                                            progress_json=progress)
+        # The same transaction queues its thread and approval card for the courier.
+        await ctx.workflow.submit(spec, user, channel_id=context.channel_id, reason=form.reason,
+                                  progress_json=progress)
         await ack()
-        await ctx.notifier.request_changed(request, Event.CREATED)
-        ctx.wake_tracker()
+        ctx.wake_workers()
 
 
 def _open_form(body: dict[str, Any]) -> tuple[dict[str, Any], forms.FormValues, forms.ModalContext]:

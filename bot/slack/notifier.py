@@ -1,5 +1,6 @@
 """Tells people what happened: the request's thread (edited in place, with replies), the approval card,
-the notify channel and the requester's DM. Implements the `Notifier` port for the lifecycle and tracker.
+the notify channel and the requester's DM. Implements the `Notifier` port; the courier calls it with
+each request's news in order, and the row as it stands now.
 """
 
 from __future__ import annotations
@@ -8,7 +9,7 @@ import asyncio
 import logging
 from dataclasses import dataclass
 
-from bot.lifecycle import FINAL_STATES, State
+from bot.lifecycle import State
 from bot.notify import Event
 from bot.progress import Progress
 from bot.slack import messages
@@ -35,9 +36,7 @@ class SlackNotifier:
     async def _fresh(self, request: AppRequest) -> AppRequest:
         return await asyncio.to_thread(self.store.get, request.id) or request
 
-    async def request_changed(self, request: AppRequest, event: Event, note: str | None = None) -> None:
-        if event is not Event.PROGRESS or not request.thread_ts:
-            request = await self._fresh(request)  # progress comes with the row as the tracker just saw it
+    async def request_changed(self, request: AppRequest, event: Event) -> None:
         if event is Event.CREATED:
             await self._created(request)
             return
@@ -56,7 +55,7 @@ class SlackNotifier:
         elif state in DECISION_FINAL or event is Event.FINISHED:
             await self._final(request)
         elif event in (Event.SUBMITTED, Event.DECIDED):
-            text = messages.reply_text(request, event.value, note, sandbox=self.sandbox)
+            text = messages.reply_text(request, event.value, sandbox=self.sandbox)
             if text:
                 await self._reply_text(request, text)
 
@@ -76,9 +75,6 @@ class SlackNotifier:
                                     detail=f"{posted.channel} {posted.ts}", channel_id=posted.channel,
                                     thread_ts=posted.ts)
             request = await self._fresh(request)
-            if State(request.state) in FINAL_STATES:
-                # The tracker finished while the thread was still being posted (Slack was slow): say it here too.
-                await self._reply_text(request, messages.outcome_text(request, sandbox=self.sandbox))
         if State(request.state) != State.PENDING_APPROVAL:
             return
         if not self.approval_channel:

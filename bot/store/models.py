@@ -1,4 +1,5 @@
-"""The tables: one row per request (its state, ids and tracking lease) and an append-only audit log."""
+"""The tables: one row per request (its state, ids and leases), an append-only audit log, and the
+Slack news outbox (what people still have to be told, written in the same transaction as the change)."""
 
 from __future__ import annotations
 
@@ -61,6 +62,9 @@ class AppRequest(SQLModel, table=True):
     progress_json: str | None = Field(default=None, sa_column=Column(Text))
     # Who pays the order (claimed once, so a double click cannot pay twice).
     payment_by: str | None = Field(default=None, max_length=32)
+    # Which courier tells Slack about this request now, and until when (one at a time keeps the order).
+    news_owner: str | None = Field(default=None, max_length=64)
+    news_until: datetime | None = None
 
 
 class AuditEvent(SQLModel, table=True):
@@ -76,3 +80,17 @@ class AuditEvent(SQLModel, table=True):
     spec_hash: str | None = Field(default=None, max_length=64)
     allowed: bool = Field(default=True)
     detail: str | None = Field(default=None, sa_column=Column(Text))
+
+
+class SlackNews(SQLModel, table=True):
+    """One piece of news for Slack about a request, delivered in `id` order and deleted once delivered."""
+
+    __tablename__ = "slack_news"
+    __table_args__ = (Index("ix_slack_news_due", "available_at", "request_id"),)
+
+    id: int | None = Field(default=None, primary_key=True)
+    request_id: str = Field(max_length=16, index=True, foreign_key="requests.id")
+    event: str = Field(max_length=16)
+    created_at: datetime = Field(default_factory=utcnow)
+    available_at: datetime = Field(default_factory=utcnow)  # later for news that waits for a lookup
+    attempts: int = Field(default=0)

@@ -1,5 +1,6 @@
 """Reading and changing requests. Every state change is a compare-and-set on the row's version, and
-writes its audit row in the same transaction, so exactly one of any number of racing callers wins.
+writes its audit row (and the news it means for Slack) in the same transaction, so exactly one of any
+number of racing callers wins, and what it announces cannot be lost.
 """
 
 from __future__ import annotations
@@ -11,15 +12,18 @@ from dataclasses import dataclass
 from datetime import datetime, timedelta
 from typing import Any
 
-from sqlalchemy import Engine, Table, bindparam, func, or_, update
+from sqlalchemy import Engine, Table, bindparam, func, insert, or_, update
 from sqlmodel import Session, col, select
 
 from bot.lifecycle import IN_FLIGHT_STATES, State, TransitionRefused, can_move
-from bot.store.models import AppRequest, AuditEvent, utcnow
+from bot.notify import Event
+from bot.store.models import AppRequest, AuditEvent, SlackNews, utcnow
+from bot.store.news import news_row
 
 # Crockford's alphabet: no I, L, O or U, so an id read aloud or typed is not mistaken.
 _ID_ALPHABET = "0123456789ABCDEFGHJKMNPQRSTVWXYZ"
 _CAS_RETRIES = 5
+_IN_CHUNK = 500  # ids per IN (...) list: well inside SQLite's limit on bound parameters
 
 
 def new_request_id() -> str:
@@ -32,6 +36,19 @@ class Transition:
 
     won: bool
     request: AppRequest
+
+
+@dataclass(frozen=True)
+class Move:
+    """A state change the tracker decided during a cycle, written with the others at the cycle's end."""
+
+    request_id: str
+    expected: frozenset[State]
+    new: State
+    action: str
+    changes: dict[str, Any]
+    detail: str | None = None
+    news: Event | None = None
 
 
 @dataclass(frozen=True)
@@ -115,6 +132,7 @@ class RequestStore:
             session.flush()  # the row first: the audit rows point at it
             session.add(AuditEvent(request_id=row.id, actor=actor, action="created", new_state=state.value,
                                    spec_hash=new.spec_hash, at=now))
+            session.add(SlackNews(**news_row(row.id, Event.CREATED, now=now)))
             if auto_approved:
                 session.add(AuditEvent(request_id=row.id, actor="bot", action="auto_approved", old_state=state.value,
                                        new_state=state.value, spec_hash=new.spec_hash, detail=auto_approved, at=now))
@@ -141,11 +159,14 @@ class RequestStore:
         changes: dict[str, Any] | None = None,
         detail: str | None = None,
         lease_owner: str | None = None,
+        news: Event | None = None,
+        news_delay: timedelta | None = None,
     ) -> Transition | None:
         """Move the request to `new` if it is in `expected` (and, if given, leased by `lease_owner`).
 
         Returns None when the request does not exist. Losing a race is not an error: the caller gets
-        `won=False` and the row as the winner left it.
+        `won=False` and the row as the winner left it. The winner's `news` is queued for Slack, after
+        `news_delay` when it should wait for more facts.
         """
         allowed = expected if isinstance(expected, frozenset) else frozenset({expected})
         for state in allowed:
@@ -161,6 +182,8 @@ class RequestStore:
                 if not self._compare_and_set(session, row, new, actor=actor, action=action, changes=changes,
                                              detail=detail):
                     continue  # someone else changed the row since we read it: read again
+                if news is not None:
+                    session.add(SlackNews(**news_row(request_id, news, delay=news_delay)))
             fresh = self.get(request_id)
             assert fresh is not None
             return Transition(True, fresh)
@@ -189,8 +212,9 @@ class RequestStore:
         return True
 
     def update_fields(self, request_id: str, *, actor: str, action: str, detail: str | None = None,
-                      **changes: Any) -> AppRequest | None:
-        """Change fields other than the state (thread ts, lookup results), audited, version bumped."""
+                      release_news: bool = False, **changes: Any) -> AppRequest | None:
+        """Change fields other than the state (thread ts, lookup results), audited, version bumped.
+        `release_news`: the request's news that waited for these facts may go out now."""
         with self._session() as session, session.begin():
             row = session.get(AppRequest, request_id)
             if row is None:
@@ -203,6 +227,9 @@ class RequestStore:
             )
             session.add(AuditEvent(request_id=request_id, actor=actor, action=action, old_state=state,
                                    new_state=state, spec_hash=spec_hash, detail=detail))
+            if release_news:
+                session.execute(update(SlackNews).where(col(SlackNews.request_id) == request_id)
+                                .values(available_at=utcnow()).execution_options(synchronize_session=False))
         return self.get(request_id)
 
     # The outbox --------------------------------------------------------------------------------
@@ -253,35 +280,56 @@ class RequestStore:
             return list(session.exec(select(AppRequest).where(col(AppRequest.id).in_(ids),
                                                               AppRequest.lease_owner == owner)))
 
-    def save_progress(self, request_id: str, owner: str, **changes: Any) -> bool:
-        """Write what a poll saw (no state change, no audit row) while the lease is still ours."""
-        with self._session() as session, session.begin():
-            result = session.execute(
-                update(AppRequest)
-                .where(col(AppRequest.id) == request_id, col(AppRequest.lease_owner) == owner)
-                .values(version=AppRequest.version + 1, updated_at=utcnow(), **changes)
-                .execution_options(synchronize_session=False)
-            )
-            return bool(result.rowcount == 1)  # type: ignore[attr-defined]
+    def apply_cycle(self, owner: str, saves: list[dict[str, Any]], moves: list[Move],
+                    news: list[tuple[str, Event]]) -> set[str]:
+        """Everything a tracker cycle learned, in one transaction and a constant number of batched
+        statements per 500 requests: progress saves, state changes (with their audit rows) and the news
+        for Slack. Only rows still leased to `owner` are touched. Returns the ids whose move was made.
 
-    def save_progress_many(self, owner: str, rows: list[dict[str, Any]]) -> int:
-        """Many `save_progress` writes as one batched statement (the tracker's steady state): each dict has
-        `id`, `progress_json`, `next_poll_at` and `last_error`; rows whose lease is no longer ours are skipped."""
-        if not rows:
-            return 0
+        `news` is progress news, written only where the save was; a move brings its own news.
+        """
         table: Table = AppRequest.__table__  # type: ignore[attr-defined]
-        statement = (
-            update(table)
-            .where(table.c.id == bindparam("b_id"), table.c.lease_owner == owner)
-            .values(progress_json=bindparam("b_progress"), next_poll_at=bindparam("b_next"),
-                    last_error=bindparam("b_error"), lease_owner=None, lease_until=None,
-                    version=table.c.version + 1, updated_at=utcnow())
-        )
-        params = [{"b_id": r["id"], "b_progress": r["progress_json"], "b_next": r["next_poll_at"],
-                   "b_error": r["last_error"]} for r in rows]
-        with self.engine.begin() as connection:
-            result = connection.execute(statement, params)
-            return int(result.rowcount or 0)
+        now = utcnow()
+        moved: set[str] = set()
+        with self._session() as session, session.begin():
+            wanted = [m.request_id for m in moves] + [r["id"] for r in saves]
+            held: dict[str, tuple[str, str]] = {}
+            for start in range(0, len(wanted), _IN_CHUNK):
+                # FOR UPDATE: on PostgreSQL nobody changes these rows until we commit (SQLite: BEGIN IMMEDIATE).
+                query = (select(AppRequest.id, AppRequest.state, AppRequest.spec_hash)
+                         .where(col(AppRequest.id).in_(wanted[start:start + _IN_CHUNK]), AppRequest.lease_owner == owner)
+                         .with_for_update())
+                held.update({i: (state, spec_hash) for i, state, spec_hash in session.exec(query)})
+            winners = [m for m in moves if m.request_id in held and State(held[m.request_id][0]) in m.expected]
+            by_columns: dict[tuple[str, ...], list[Move]] = {}
+            for move in winners:
+                by_columns.setdefault(tuple(sorted(move.changes)), []).append(move)
+            for columns, group in by_columns.items():
+                statement = (update(table).where(table.c.id == bindparam("b_id"), table.c.lease_owner == owner)
+                             .values(state=bindparam("b_state"), version=table.c.version + 1, updated_at=now,
+                                     **{c: bindparam(f"b_{c}") for c in columns}))
+                session.execute(statement, [{"b_id": m.request_id, "b_state": m.new.value,
+                                             **{f"b_{c}": m.changes[c] for c in columns}} for m in group])
+            if winners:
+                session.execute(insert(AuditEvent), [
+                    {"request_id": m.request_id, "actor": f"worker:{owner}", "action": m.action, "allowed": True,
+                     "old_state": held[m.request_id][0], "new_state": m.new.value, "spec_hash": held[m.request_id][1],
+                     "detail": m.detail, "at": now} for m in winners])
+            moved = {m.request_id for m in winners}
+            kept = [r for r in saves if r["id"] in held and r["id"] not in moved]
+            if kept:
+                statement = (update(table).where(table.c.id == bindparam("b_id"), table.c.lease_owner == owner)
+                             .values(progress_json=bindparam("b_progress"), next_poll_at=bindparam("b_next"),
+                                     last_error=bindparam("b_error"), lease_owner=None, lease_until=None,
+                                     version=table.c.version + 1, updated_at=now))
+                session.execute(statement, [{"b_id": r["id"], "b_progress": r["progress_json"],
+                                             "b_next": r["next_poll_at"], "b_error": r["last_error"]} for r in kept])
+            saved = {r["id"] for r in kept}
+            announced = [news_row(m.request_id, m.news, now=now) for m in winners if m.news is not None]
+            announced += [news_row(i, event, now=now) for i, event in news if i in saved]
+            if announced:
+                session.execute(insert(SlackNews), announced)
+        return moved
 
     def mark_payment(self, request_id: str, user_id: str) -> str | None:
         """Claim the payment of the request's order for `user_id` in one conditional update, unless anyone

@@ -1,0 +1,129 @@
+"""The courier: delivers the Slack news outbox at Slack's pace, in order per request.
+
+News waits in the database (`bot.store.news`), written in the same transaction as the change it
+announces. So the process that acks Slack never waits on Slack's pacing, a backlog costs rows rather
+than memory, and a crash or a restart delays news but does not lose it. Several couriers (replicas)
+share the work; each request's news is leased to one of them at a time, which keeps its thread in order.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import logging
+from collections.abc import Sequence
+from dataclasses import dataclass, field
+from datetime import timedelta
+
+from bot.notify import Event, Notifier
+from bot.store.models import SlackNews
+from bot.store.news import Claimed, NewsStore
+from bot.store.repository import RequestStore
+
+log = logging.getLogger(__name__)
+
+
+@dataclass(frozen=True)
+class CourierConfig:
+    concurrency: int = 16  # requests being told at once; Slack's pacing, not this, sets the real rate
+    lease: timedelta = timedelta(minutes=5)  # how long a crashed courier's requests wait for another
+    tick_seconds: float = 1.0  # how often to look for news written by other processes
+    retry_in: timedelta = timedelta(seconds=15)  # after a failed delivery, doubled on each attempt
+    max_attempts: int = 8
+    shutdown_grace_seconds: float = 5.0
+
+
+def superseded(news: Sequence[SlackNews]) -> set[int]:
+    """Progress news followed by any other news of the same request: the later one redraws the thread
+    head anyway, so the earlier progress need not be sent."""
+    return {item.id for item in news[:-1] if item.event == Event.PROGRESS and item.id is not None}
+
+
+@dataclass
+class Courier:
+    news: NewsStore
+    store: RequestStore
+    notifier: Notifier
+    owner: str
+    config: CourierConfig = field(default_factory=CourierConfig)
+    _wake: asyncio.Event = field(default_factory=asyncio.Event)
+    _busy: dict[str, asyncio.Task[None]] = field(default_factory=dict)  # request id → its delivery
+
+    def wake(self) -> None:
+        """News was just written in this process: look now instead of at the next tick."""
+        self._wake.set()
+
+    async def run(self, stop: asyncio.Event) -> None:
+        while not stop.is_set():
+            try:
+                await self.fill()
+            except Exception:  # the database: keep going, say so
+                log.exception("could not claim Slack news; trying again shortly")
+            self._wake.clear()
+            waiters = [asyncio.ensure_future(stop.wait()), asyncio.ensure_future(self._wake.wait())]
+            await asyncio.wait([*waiters, *self._busy.values()], timeout=self.config.tick_seconds,
+                               return_when=asyncio.FIRST_COMPLETED)
+            for waiter in waiters:
+                waiter.cancel()
+        await self._finish_or_leave()
+
+    async def fill(self) -> int:
+        """Claim news for as many requests as there is room for; returns how many were claimed."""
+        room = self.config.concurrency - len(self._busy)
+        if room <= 0:
+            return 0
+        claimed = await asyncio.to_thread(self.news.claim, self.owner, self.config.lease, room,
+                                          exclude=list(self._busy))
+        for batch in claimed:
+            self._start(batch)
+        return len(claimed)
+
+    def _start(self, batch: Claimed) -> None:
+        task = asyncio.create_task(self._deliver(batch), name=f"news:{batch.request_id}")
+        self._busy[batch.request_id] = task
+
+        def done(_: asyncio.Task[None]) -> None:
+            self._busy.pop(batch.request_id, None)
+
+        task.add_done_callback(done)
+
+    async def deliver_due(self) -> None:
+        """Deliver everything that is due now, and what that brings (tests, benchmarks, one-off runs)."""
+        while await self.fill() or self._busy:
+            await asyncio.wait(list(self._busy.values()), return_when=asyncio.FIRST_COMPLETED)
+
+    async def _finish_or_leave(self) -> None:
+        """At shutdown: a moment to finish what is under way; the rest stays in the database."""
+        if self._busy:
+            _, pending = await asyncio.wait(list(self._busy.values()), timeout=self.config.shutdown_grace_seconds)
+            for task in pending:
+                task.cancel()
+            await asyncio.gather(*pending, return_exceptions=True)
+
+    async def _deliver(self, batch: Claimed) -> None:
+        try:
+            skip = superseded(batch.news)
+            if skip:
+                await asyncio.to_thread(self.news.delivered, sorted(skip))
+            for item in batch.news:
+                if item.id in skip:
+                    continue
+                if not await self._deliver_one(item):
+                    return  # the rest of this request's news waits behind it
+        finally:
+            await asyncio.to_thread(self.news.release, self.owner, [batch.request_id])
+
+    async def _deliver_one(self, item: SlackNews) -> bool:
+        assert item.id is not None
+        request = await asyncio.to_thread(self.store.get, item.request_id)
+        if request is not None:
+            try:
+                await self.notifier.request_changed(request, Event(item.event))
+            except Exception:
+                if item.attempts + 1 < self.config.max_attempts:
+                    log.exception("could not tell Slack about %s (%s); trying again later", item.request_id, item.event)
+                    await asyncio.to_thread(self.news.failed, item, self.config.retry_in * 2 ** item.attempts)
+                    return False
+                log.exception("gave up telling Slack about %s (%s) after %d attempts; the request itself is "
+                              "unaffected (see /appserver status)", item.request_id, item.event, item.attempts + 1)
+        await asyncio.to_thread(self.news.delivered, [item.id])
+        return True

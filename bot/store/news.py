@@ -1,0 +1,107 @@
+"""The Slack news outbox: what people still have to be told about a request.
+
+News is written in the same transaction as the change it announces, so a crash can delay it but never
+lose it. A courier claims a request's news (one courier per request at a time, so its thread stays in
+order), delivers it and deletes each piece once delivered.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Sequence
+from dataclasses import dataclass
+from datetime import datetime, timedelta
+from typing import Any
+
+from sqlalchemy import Engine, delete, func, or_, update
+from sqlmodel import Session, col, select
+
+from bot.notify import Event
+from bot.store.models import AppRequest, SlackNews, utcnow
+
+
+def news_row(request_id: str, event: Event, *, now: datetime | None = None,
+             delay: timedelta | None = None) -> dict[str, Any]:
+    """The values of one news row, for a single insert or a batched one."""
+    at = now or utcnow()
+    return {"request_id": request_id, "event": event.value, "created_at": at,
+            "available_at": at + delay if delay else at, "attempts": 0}
+
+
+@dataclass(frozen=True)
+class Claimed:
+    """A request and its news, oldest first, leased to one courier."""
+
+    request_id: str
+    news: tuple[SlackNews, ...]
+
+
+class NewsStore:
+    def __init__(self, engine: Engine) -> None:
+        self.engine = engine
+
+    def _session(self) -> Session:
+        return Session(self.engine, expire_on_commit=False)
+
+    def claim(self, owner: str, lease: timedelta, limit: int, *, exclude: Sequence[str] = (),
+              now: datetime | None = None) -> list[Claimed]:
+        """Lease up to `limit` requests that have news due and no live courier; return their news.
+
+        The lease is a conditional update of the request row, so two couriers racing for the same request
+        cannot both win it: on PostgreSQL the second update waits for the first and then finds the lease
+        taken; SQLite runs one writer at a time.
+        """
+        now = now or utcnow()
+        free = or_(col(AppRequest.news_until).is_(None), col(AppRequest.news_until) < now)
+        with self._session() as session, session.begin():
+            candidates = (select(SlackNews.request_id).join(AppRequest, col(AppRequest.id) == SlackNews.request_id)
+                          .where(col(SlackNews.available_at) <= now, free)
+                          .group_by(col(SlackNews.request_id)).order_by(func.min(SlackNews.id)).limit(limit))
+            if exclude:
+                candidates = candidates.where(col(SlackNews.request_id).not_in(list(exclude)))
+            ids = list(session.exec(candidates))
+            if not ids:
+                return []
+            session.execute(update(AppRequest).where(col(AppRequest.id).in_(ids), free)
+                            .values(news_owner=owner, news_until=now + lease)
+                            .execution_options(synchronize_session=False))
+            won = list(session.exec(select(AppRequest.id).where(col(AppRequest.id).in_(ids),
+                                                                AppRequest.news_owner == owner)))
+            news = list(session.exec(select(SlackNews).where(col(SlackNews.request_id).in_(won),
+                                                             col(SlackNews.available_at) <= now)
+                                     .order_by(col(SlackNews.id))))
+        by_request: dict[str, list[SlackNews]] = {i: [] for i in won}
+        for item in news:
+            by_request[item.request_id].append(item)
+        return [Claimed(i, tuple(items)) for i, items in by_request.items() if items]
+
+    def delivered(self, news_ids: Sequence[int]) -> None:
+        with self.engine.begin() as connection:
+            connection.execute(delete(SlackNews).where(col(SlackNews.id).in_(list(news_ids))))
+
+    def failed(self, item: SlackNews, retry_in: timedelta) -> None:
+        """Delivery failed (Slack down, a bug): try again later, not in a tight loop. The request's later
+        news waits too, so its thread stays in order."""
+        later = utcnow() + retry_in
+        with self.engine.begin() as connection:
+            connection.execute(update(SlackNews).where(col(SlackNews.id) == item.id)
+                               .values(attempts=SlackNews.attempts + 1, available_at=later))
+            connection.execute(update(SlackNews).where(col(SlackNews.request_id) == item.request_id,
+                                                       col(SlackNews.id) > item.id, col(SlackNews.available_at) < later)
+                               .values(available_at=later))
+
+    def release(self, owner: str, request_ids: Sequence[str]) -> None:
+        with self.engine.begin() as connection:
+            connection.execute(update(AppRequest)
+                               .where(col(AppRequest.id).in_(list(request_ids)), col(AppRequest.news_owner) == owner)
+                               .values(news_owner=None, news_until=None))
+
+    def pending(self, request_id: str | None = None) -> list[SlackNews]:
+        with self._session() as session:
+            query = select(SlackNews).order_by(col(SlackNews.id))
+            if request_id is not None:
+                query = query.where(col(SlackNews.request_id) == request_id)
+            return list(session.exec(query))
+
+    def backlog(self) -> int:
+        with self._session() as session:
+            return int(session.exec(select(func.count()).select_from(SlackNews)).one())
