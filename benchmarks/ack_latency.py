@@ -27,15 +27,14 @@ import httpx
 
 from benchmarks import services
 from bot.lifecycle import State
-from bot.sandbox import SandboxConfig, seed
+from bot.sandbox import SandboxConfig
 from bot.sandbox.server import free_port
-from bot.slack import forms
-from bot.slack.ids import Action, Callback
+from bot.slack.ids import Action
 from bot.spec import parse_spec
 from bot.store.db import make_engine
 from bot.store.repository import NewRequest, RequestStore
 from bot.store.schema import migrate
-from tests.harness import SIGNING_SECRET, form_values, sign
+from tests.harness import SIGNING_SECRET, create_submission, sign
 
 ROOT = Path(__file__).resolve().parent.parent
 CONCURRENCY = (1, 10, 50)
@@ -100,17 +99,7 @@ def click_body(n: int, request_id: str) -> tuple[bytes, str]:
 
 
 def submission_body(n: int) -> tuple[bytes, str]:
-    group = seed.server_groups()[0]
-    subnet = next(s for s in seed.SUBNETS if s["id"] == group["subnet_id"])
-    context = forms.ModalContext(channel_id="C0REQ", group_id=group["id"], subnet_id=subnet["id"],
-                                 vpc_id=subnet["vpc_id"], os_type="Windows")
-    values = form_values({"group": group["id"], "product": group["product_id"], "disk_type": "SAS", "disk_size": 80,
-                          "count": 1, "billing": "prePaid", "period_unit": "2", "period_num": 1})
-    payload = {"type": "view_submission", "user": {"id": "U0ASKER"}, "team": {"id": "T1"},
-               "trigger_id": f"{time.time_ns()}.{n}",
-               "view": {"id": f"V{n}", "type": "modal", "callback_id": Callback.CREATE.value, "hash": "h",
-                        "private_metadata": context.dump(), "state": {"values": values}}}
-    return ("payload=" + quote(json.dumps(payload))).encode(), ""
+    return create_submission(n), ""
 
 
 async def drive(url: str, make: Callable[[int], tuple[bytes, str]], concurrency: int, total: int

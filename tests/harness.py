@@ -16,10 +16,11 @@ from urllib.parse import quote, urlencode
 import httpx
 
 from bot.runtime import Runtime, build_runtime
-from bot.sandbox import Sandbox
+from bot.sandbox import Sandbox, seed
 from bot.sandbox.server import BackgroundServer
 from bot.server import create_asgi_app
 from bot.settings import Settings
+from bot.slack import forms
 from bot.slack.ids import Action, Block, Callback
 from tests.fake_slack import FakeSlack
 
@@ -184,3 +185,18 @@ def running_bot(settings: Settings, sandbox: Sandbox, slack: FakeSlack) -> Itera
     with BackgroundServer(app, lifespan=True) as server, httpx.Client(timeout=10) as http:
         response_url = settings.slack_api_url.removesuffix("/api/") + "/response"
         yield Bot(server.url, slack, sandbox, runtime, http, response_url)
+
+
+def create_submission(n: int, channel: str = "C0REQ", user: str = "U0ASKER") -> bytes:
+    """A signed-ready body: a valid yearly/monthly create form for the sandbox's first group (unique per n)."""
+    group = seed.server_groups()[0]
+    subnet = next(s for s in seed.SUBNETS if s["id"] == group["subnet_id"])
+    context = forms.ModalContext(channel_id=channel, group_id=group["id"], subnet_id=subnet["id"],
+                                 vpc_id=subnet["vpc_id"], os_type="Windows")
+    values = form_values({"group": group["id"], "product": group["product_id"], "disk_type": "SAS", "disk_size": 80,
+                          "count": 1, "billing": "prePaid", "period_unit": "2", "period_num": 1})
+    payload = {"type": "view_submission", "user": {"id": user}, "team": {"id": "T1"},
+               "trigger_id": f"{time.time_ns()}.{n}",
+               "view": {"id": f"V{n}", "type": "modal", "callback_id": Callback.CREATE.value, "hash": "h",
+                        "private_metadata": context.dump(), "state": {"values": values}}}
+    return ("payload=" + quote(json.dumps(payload))).encode()

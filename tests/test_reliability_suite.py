@@ -25,11 +25,12 @@ from bot.sandbox.server import free_port
 from bot.slack.ids import Action
 from bot.spec import parse_spec
 from bot.store.db import make_engine
+from bot.store.news import NewsStore
 from bot.store.repository import RequestStore
 from bot.store.schema import migrate
 from bot.tracker import TrackerConfig
 from tests.fake_slack import FakeSlack
-from tests.harness import SIGNING_SECRET, sign
+from tests.harness import SIGNING_SECRET, create_submission, sign, wait_for
 from tests.specs import office_body, prepaid_body
 from tests.test_tracker import make_tracker
 
@@ -122,6 +123,45 @@ async def test_two_serve_processes_200_concurrent_approvals_one_create(
     assert len(sandbox.calls("CreateAppServers")) == 1
     decisions = [e for e in store.audit_log(row.id) if e.action == "approve"]
     assert sum(e.allowed for e in decisions) == 1 and len(decisions) == 200
+
+
+def test_procfile_web_never_writes_to_slack_and_its_news_waits_for_a_worker(
+    postgres_url: str, sandbox: Sandbox, sandbox_url: str, fake_slack: tuple[FakeSlack, str]
+) -> None:
+    """The Procfile's shape: `web` answers Slack and stores; `worker` tells Slack. With no worker running,
+    nothing is lost: the news waits in the database until one starts."""
+    fake, slack_url = fake_slack
+    engine = make_engine(postgres_url)
+    migrate(engine)
+    env = bot_env(sandbox, sandbox_url, slack_url, postgres_url, APPROVAL_CHANNEL="C0APPROVALS",
+                  APPROVERS="U0APPROVER")
+    port = free_port()
+    web = subprocess.Popen([sys.executable, "-m", "bot", "serve", "--no-tracker", "--host", "127.0.0.1",
+                            "--port", str(port)], env=env, cwd=ROOT, text=True, stdout=subprocess.DEVNULL,
+                           stderr=subprocess.DEVNULL)
+    worker = None
+    try:
+        wait_healthy(f"http://127.0.0.1:{port}", web)
+        body = create_submission(1, channel="C0REQ")
+        response = httpx.post(f"http://127.0.0.1:{port}/slack/events", content=body, timeout=10,
+                              headers={"Content-Type": "application/x-www-form-urlencoded", **sign(body)})
+        assert response.status_code == 200 and response.text == ""  # the modal closes: the request is stored
+        [row] = RequestStore(engine).in_states([State.PENDING_APPROVAL])
+        assert [n.event for n in NewsStore(engine).pending(row.id)] == ["created"]
+        assert fake.of("chat.postMessage") == []
+        worker = subprocess.Popen([sys.executable, "-m", "bot", "worker"], env=env, cwd=ROOT, text=True,
+                                  stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
+        wait_for(lambda: fake.texts(channel="C0APPROVALS"), timeout=60, what="the approval card from the worker")
+        assert any(row.id in t for t in fake.texts(channel="C0REQ"))  # the request's thread, first
+        wait_for(lambda: NewsStore(engine).pending() == [], what="the news to be delivered")
+        fresh = RequestStore(engine).get(row.id)
+        assert fresh is not None and fresh.thread_ts and fresh.approval_ts
+    finally:
+        for proc in (web, worker):
+            if proc is not None:
+                proc.send_signal(signal.SIGTERM)
+                proc.wait(timeout=30)
+        engine.dispose()
 
 
 @pytest.mark.parametrize("seed", [20261126])
