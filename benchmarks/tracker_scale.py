@@ -1,8 +1,9 @@
 """Tracker scale: many requests in flight in the sandbox, followed by one tracker to their end.
 
-Measures per poll cycle the wall time, CPU time and database statements, then cloud calls per request
-per interval, peak RSS, Slack writes per minute by method, and the lag until every final state is in
-the database and until every final message has reached Slack.
+Runs what a `worker` process runs: the tracker and the Slack news courier, side by side. Measures per
+poll cycle the wall time, CPU time and the tracker's database statements, then cloud calls per request
+per interval, peak RSS, Slack writes per minute by method, the lag until every final state is in the
+database, and how much Slack news is still waiting (in the database) at the end.
 
     python -m benchmarks.tracker_scale --requests 10000 --interval 30 --job-seconds 60
 """
@@ -25,6 +26,7 @@ from sqlalchemy import event, insert
 
 from benchmarks import services
 from bot.cloud.client import build_cloud
+from bot.courier import Courier
 from bot.lifecycle import FINAL_STATES, State
 from bot.sandbox import SandboxConfig
 from bot.settings import Settings
@@ -32,6 +34,7 @@ from bot.slack.notifier import SlackNotifier
 from bot.slack.writer import SlackWriter, new_web_client
 from bot.store.db import make_engine
 from bot.store.models import AppRequest, utcnow
+from bot.store.news import NewsStore
 from bot.store.repository import RequestStore
 from bot.store.schema import migrate
 from bot.tracker import Tracker, TrackerConfig
@@ -83,11 +86,17 @@ async def run(args: argparse.Namespace, urls: dict[str, str]) -> dict[str, Any]:
                         huaweicloud_sdk_iam_endpoint=urls["sandbox"], _env_file=None)  # type: ignore[call-arg]
     cloud = build_cloud(settings)
     writer = SlackWriter(new_web_client("xoxb-fake-token", urls["slack"] + "/api/"))
-    notifier = SlackNotifier(writer, store, None, "C0NOTIFY", sandbox=False)
+    # The courier has an engine of its own, so the statements counted are the tracker's alone.
+    courier_engine = make_engine(database)
+    courier_store = RequestStore(courier_engine)
+    notifier = SlackNotifier(writer, courier_store, None, "C0NOTIFY", sandbox=False)
+    courier = Courier(NewsStore(courier_engine), courier_store, notifier, "bench")
     config = TrackerConfig(interval=timedelta(seconds=args.interval), max_concurrent_calls=args.concurrency,
                            batch=args.requests)
     workflow = Workflow(store, CloudAdapter(cloud), CachedDirectory(NoGroups()), Policy(), worker_id="bench")
-    tracker = Tracker(store, cloud, workflow, notifier, config)
+    tracker = Tracker(store, cloud, workflow, config, on_news=courier.wake)
+    stop_courier = asyncio.Event()
+    courier_task = asyncio.create_task(courier.run(stop_courier))
 
     cycles = []
     started = time.time()
@@ -102,10 +111,11 @@ async def run(args: argparse.Namespace, urls: dict[str, str]) -> dict[str, Any]:
             all_final_at = time.time()
             break
         await asyncio.sleep(max(0.0, args.interval - (time.perf_counter() - wall0)))
-    pending_deliveries = len(tracker._deliveries)
-    delivery_deadline = time.time() + args.drain_seconds
-    while tracker._deliveries and time.time() < delivery_deadline:
-        await asyncio.sleep(1)
+    news = NewsStore(engine)
+    pending_news = news.backlog()
+    await asyncio.sleep(args.drain_seconds)
+    stop_courier.set()
+    await courier_task
     calls = httpx.get(urls["slack"] + "/calls", timeout=60).json()
     per_minute: dict[str, int] = {}
     for method in ("chat.postMessage", "chat.update"):
@@ -122,10 +132,12 @@ async def run(args: argparse.Namespace, urls: dict[str, str]) -> dict[str, Any]:
         "peak_rss_mb": resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024,
         "slack_writes_per_minute_max": per_minute,
         "lag_after_jobs_end_until_all_final_s": (all_final_at - jobs_end) if all_final_at else None,
-        "slack_posts_delivered": notify_posts, "slack_deliveries_pending_at_end": pending_deliveries,
-        "slack_deliveries_still_pending_after_drain": len(tracker._deliveries),
+        "slack_posts_delivered": notify_posts, "slack_news_waiting_in_db_at_end": pending_news,
+        "slack_news_waiting_in_db_after_drain": news.backlog(),
     }
     await cloud.aclose()
+    await writer.drain()
+    courier_engine.dispose()
     return result
 
 

@@ -93,7 +93,8 @@ class Tracker:
         tick = min(self.config.interval.total_seconds(), 1.0)
         while not stop.is_set():
             try:
-                await self.cycle()
+                if await self.cycle() >= self.config.batch:
+                    continue  # a full batch: more are due now, so no pause before the next
             except Exception:  # the database or a bug: keep the loop alive, say so loudly
                 log.exception("tracker cycle failed; trying again shortly")
             self._wake.clear()

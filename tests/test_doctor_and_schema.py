@@ -5,19 +5,25 @@ from __future__ import annotations
 import os
 import subprocess
 import sys
+import threading
 from collections.abc import Iterator
 from pathlib import Path
 
 import pytest
 from alembic.autogenerate import compare_metadata
 from alembic.runtime.migration import MigrationContext
+from sqlalchemy import text
 from sqlmodel import SQLModel
 
+from bot.lifecycle import State
 from bot.sandbox import Sandbox
 from bot.sandbox.server import BackgroundServer
-from bot.store.db import make_engine, normalize_url
+from bot.spec import parse_spec
+from bot.store.db import Sessions, make_engine, normalize_url
+from bot.store.repository import NewRequest, RequestStore
 from bot.store.schema import SchemaBehind, ensure_schema, head_revision, migrate, schema_status
 from tests.fake_slack import FakeSlack
+from tests.specs import office_body
 
 ROOT = Path(__file__).resolve().parent.parent
 
@@ -113,3 +119,38 @@ def test_doctor_accepts_a_plain_postgresql_url(sandbox: Sandbox, sandbox_url: st
     result = run_cli("doctor", env=env, cwd=tmp_path)
     assert result.returncode == 0, result.stdout + result.stderr
     assert result.stdout.splitlines()[2].startswith("ok    database")
+
+
+def test_on_sqlite_reads_go_on_while_a_write_is_open_and_writers_queue(tmp_path: Path) -> None:
+    engine = make_engine(f"sqlite:///{tmp_path}/bot.db")
+    migrate(engine)
+    store = RequestStore(engine)
+    spec = parse_spec(office_body())
+    row = store.create(NewRequest("U0ASKER", spec.canonical_json(), spec.spec_hash(), "postPaid", 1, "g"),
+                       State.APPROVED, "U0ASKER")
+    sessions = Sessions(engine)
+    writing, release = threading.Event(), threading.Event()
+
+    def long_write() -> None:
+        with sessions.write() as session:
+            session.execute(text("UPDATE requests SET reason = 'x'"))
+            writing.set()
+            release.wait(10)
+
+    writer = threading.Thread(target=long_write)
+    writer.start()
+    try:
+        assert writing.wait(10)
+        fresh = store.get(row.id)  # a deferred read: WAL serves the last committed state at once
+        assert fresh is not None and fresh.reason is None
+        second = threading.Thread(target=store.audit, args=(row.id, "U0X", "look"), kwargs={"allowed": True})
+        second.start()
+        second.join(0.5)
+        assert second.is_alive()  # the second writer waits for the first ...
+    finally:
+        release.set()
+        writer.join(10)
+    second.join(10)
+    assert not second.is_alive()  # ... and goes as soon as it commits
+    assert [e.action for e in store.audit_log(row.id)] == ["created", "look"]
+    engine.dispose()

@@ -41,8 +41,7 @@ class SlackNotifier:
             await self._created(request)
             return
         state = State(request.state)
-        final = event in (Event.FINISHED, Event.DECIDED) or state in DECISION_FINAL
-        await self._update_head(request, final=final)
+        await self._update_head(request)
         if request.approval_ts and (event is Event.DECIDED or state in DECISION_FINAL):
             await self._update_card(request)
         if event is Event.PAYMENT_DUE:
@@ -91,16 +90,16 @@ class SlackNotifier:
             await self._reply_text(request, f":warning: I could not post the approval card in <#{self.approval_channel}> "
                                             f"({placed.error}); approvers can still decide from the app's Home tab.")
 
-    async def _update_head(self, request: AppRequest, *, final: bool) -> None:
+    async def _update_head(self, request: AppRequest) -> None:
         if request.channel_id and request.thread_ts:
             head = messages.request_message(request, sandbox=self.sandbox)
-            await self.writer.update(request.channel_id, request.thread_ts, head.text, head.blocks, final=final)
+            await self.writer.update(request.channel_id, request.thread_ts, head.text, head.blocks)
 
     async def _update_card(self, request: AppRequest) -> None:
         assert request.approval_ts is not None
         card = messages.approval_card(request, sandbox=self.sandbox, quota=Progress.of(request).quota_note)
         await self.writer.update(request.approval_channel_id or self.approval_channel or "", request.approval_ts,
-                                 card.text, card.blocks, final=True)
+                                 card.text, card.blocks)
 
     async def _reply(self, request: AppRequest, message: messages.Message) -> None:
         if request.channel_id and request.thread_ts:

@@ -2,8 +2,8 @@
 
 chat.postMessage: at most one per `post_interval` per channel (Slack allows about 1/s per channel).
 chat.update: at most one per `update_interval` in all (Tier 3, 50+/min), and at most one edit of the
-same message per `edit_window`; edits in between are merged, and the latest content is always sent,
-so a final state is never lost to coalescing. 429s are retried after Retry-After by the client.
+same message per `edit_window`; edits that arrive meanwhile are merged, and the latest content is
+always sent, so a final state is never lost to coalescing. 429s are retried after Retry-After by the client.
 """
 
 from __future__ import annotations
@@ -130,15 +130,14 @@ class SlackWriter:
             return (await self.post(user, text)).ok
         return True
 
-    async def update(self, channel: str, ts: str, text: str, blocks: list[dict[str, Any]], *,
-                     final: bool = False) -> None:
-        """Edit a message. Returns at once for progress; waits until sent when `final`."""
+    async def update(self, channel: str, ts: str, text: str, blocks: list[dict[str, Any]]) -> None:
+        """Edit a message; returns once Slack has the content (this or a newer edit of the same message).
+        Waiting is the courier's back-pressure: edits wait in the database, not in memory."""
         edit = self._edits.setdefault((channel, ts), _Edit())
         edit.content = (text, blocks)
         if edit.task is None or edit.task.done():
             edit.task = asyncio.create_task(self._flush(channel, ts, edit))
-        if final:
-            await asyncio.shield(edit.task)
+        await asyncio.shield(edit.task)
 
     async def _flush(self, channel: str, ts: str, edit: _Edit) -> None:
         while edit.content is not None:

@@ -13,9 +13,10 @@ from datetime import datetime, timedelta
 from typing import Any
 
 from sqlalchemy import Engine, delete, func, or_, update
-from sqlmodel import Session, col, select
+from sqlmodel import col, select
 
 from bot.notify import Event
+from bot.store.db import Sessions
 from bot.store.models import AppRequest, SlackNews, utcnow
 
 
@@ -38,34 +39,36 @@ class Claimed:
 class NewsStore:
     def __init__(self, engine: Engine) -> None:
         self.engine = engine
-
-    def _session(self) -> Session:
-        return Session(self.engine, expire_on_commit=False)
+        self._db = Sessions(engine)
 
     def claim(self, owner: str, lease: timedelta, limit: int, *, exclude: Sequence[str] = (),
               now: datetime | None = None) -> list[Claimed]:
         """Lease up to `limit` requests that have news due and no live courier; return their news.
 
-        The lease is a conditional update of the request row, so two couriers racing for the same request
-        cannot both win it: on PostgreSQL the second update waits for the first and then finds the lease
-        taken; SQLite runs one writer at a time.
+        The lease is a conditional update of the locked request row, so two couriers racing for the same
+        request cannot both win it; on PostgreSQL each skips the rows the other is claiming, and SQLite
+        runs one writer at a time.
         """
         now = now or utcnow()
         free = or_(col(AppRequest.news_until).is_(None), col(AppRequest.news_until) < now)
-        with self._session() as session, session.begin():
-            candidates = (select(SlackNews.request_id).join(AppRequest, col(AppRequest.id) == SlackNews.request_id)
-                          .where(col(SlackNews.available_at) <= now, free)
-                          .group_by(col(SlackNews.request_id)).order_by(func.min(SlackNews.id)).limit(limit))
+        with self._db.write() as session:
+            oldest_first = (select(SlackNews.request_id).where(col(SlackNews.available_at) <= now)
+                            .group_by(col(SlackNews.request_id)).order_by(func.min(SlackNews.id)).limit(limit * 4))
             if exclude:
-                candidates = candidates.where(col(SlackNews.request_id).not_in(list(exclude)))
-            ids = list(session.exec(candidates))
+                oldest_first = oldest_first.where(col(SlackNews.request_id).not_in(list(exclude)))
+            candidates = list(session.exec(oldest_first))
+            if not candidates:
+                return []
+            # PostgreSQL: rows another courier is claiming right now are skipped, not waited for.
+            ids = list(session.exec(select(AppRequest.id).where(col(AppRequest.id).in_(candidates), free)
+                                    .limit(limit).with_for_update(skip_locked=True)))
             if not ids:
                 return []
             session.execute(update(AppRequest).where(col(AppRequest.id).in_(ids), free)
                             .values(news_owner=owner, news_until=now + lease)
                             .execution_options(synchronize_session=False))
             won = list(session.exec(select(AppRequest.id).where(col(AppRequest.id).in_(ids),
-                                                                AppRequest.news_owner == owner)))
+                                                                col(AppRequest.news_owner) == owner)))
             news = list(session.exec(select(SlackNews).where(col(SlackNews.request_id).in_(won),
                                                              col(SlackNews.available_at) <= now)
                                      .order_by(col(SlackNews.id))))
@@ -75,14 +78,14 @@ class NewsStore:
         return [Claimed(i, tuple(items)) for i, items in by_request.items() if items]
 
     def delivered(self, news_ids: Sequence[int]) -> None:
-        with self.engine.begin() as connection:
+        with self._db.write_connection() as connection:
             connection.execute(delete(SlackNews).where(col(SlackNews.id).in_(list(news_ids))))
 
     def failed(self, item: SlackNews, retry_in: timedelta) -> None:
         """Delivery failed (Slack down, a bug): try again later, not in a tight loop. The request's later
         news waits too, so its thread stays in order."""
         later = utcnow() + retry_in
-        with self.engine.begin() as connection:
+        with self._db.write_connection() as connection:
             connection.execute(update(SlackNews).where(col(SlackNews.id) == item.id)
                                .values(attempts=SlackNews.attempts + 1, available_at=later))
             connection.execute(update(SlackNews).where(col(SlackNews.request_id) == item.request_id,
@@ -90,18 +93,18 @@ class NewsStore:
                                .values(available_at=later))
 
     def release(self, owner: str, request_ids: Sequence[str]) -> None:
-        with self.engine.begin() as connection:
+        with self._db.write_connection() as connection:
             connection.execute(update(AppRequest)
                                .where(col(AppRequest.id).in_(list(request_ids)), col(AppRequest.news_owner) == owner)
                                .values(news_owner=None, news_until=None))
 
     def pending(self, request_id: str | None = None) -> list[SlackNews]:
-        with self._session() as session:
+        with self._db.read() as session:
             query = select(SlackNews).order_by(col(SlackNews.id))
             if request_id is not None:
                 query = query.where(col(SlackNews.request_id) == request_id)
             return list(session.exec(query))
 
     def backlog(self) -> int:
-        with self._session() as session:
+        with self._db.read() as session:
             return int(session.exec(select(func.count()).select_from(SlackNews)).one())

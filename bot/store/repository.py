@@ -17,6 +17,7 @@ from sqlmodel import Session, col, select
 
 from bot.lifecycle import IN_FLIGHT_STATES, State, TransitionRefused, can_move
 from bot.notify import Event
+from bot.store.db import Sessions
 from bot.store.models import AppRequest, AuditEvent, SlackNews, utcnow
 from bot.store.news import news_row
 
@@ -76,30 +77,28 @@ def server_ids(request: AppRequest) -> list[str]:
 class RequestStore:
     def __init__(self, engine: Engine) -> None:
         self.engine = engine
-
-    def _session(self) -> Session:
-        return Session(self.engine, expire_on_commit=False)
+        self._db = Sessions(engine)
 
     # Reading -----------------------------------------------------------------------------------
 
     def get(self, request_id: str) -> AppRequest | None:
-        with self._session() as session:
+        with self._db.read() as session:
             return session.get(AppRequest, request_id)
 
     def for_requester(self, user_id: str, limit: int = 10) -> list[AppRequest]:
-        with self._session() as session:
+        with self._db.read() as session:
             query = (select(AppRequest).where(AppRequest.requester_id == user_id)
                      .order_by(col(AppRequest.created_at).desc()).limit(limit))
             return list(session.exec(query))
 
     def in_states(self, states: Iterable[State], limit: int = 100) -> list[AppRequest]:
-        with self._session() as session:
+        with self._db.read() as session:
             query = (select(AppRequest).where(col(AppRequest.state).in_([s.value for s in states]))
                      .order_by(col(AppRequest.created_at)).limit(limit))
             return list(session.exec(query))
 
     def audit_log(self, request_id: str) -> list[AuditEvent]:
-        with self._session() as session:
+        with self._db.read() as session:
             query = select(AuditEvent).where(AuditEvent.request_id == request_id).order_by(col(AuditEvent.id))
             return list(session.exec(query))
 
@@ -112,7 +111,7 @@ class RequestStore:
             conditions.append(col(AppRequest.order_id).in_(list(order_ids)))
         if not conditions:
             return set()
-        with self._session() as session:
+        with self._db.read() as session:
             rows = session.exec(select(AppRequest).where(or_(*conditions), AppRequest.id != request_id))
             return {i for r in rows for i in (r.job_id, r.order_id) if i}
 
@@ -127,7 +126,7 @@ class RequestStore:
             server_group_id=new.server_group_id, state=state.value, created_at=now, updated_at=now,
             expires_at=new.expires_at, progress_json=new.progress_json, decided_at=new.decided_at,
         )
-        with self._session() as session, session.begin():
+        with self._db.write() as session:
             session.add(row)
             session.flush()  # the row first: the audit rows point at it
             session.add(AuditEvent(request_id=row.id, actor=actor, action="created", new_state=state.value,
@@ -140,7 +139,7 @@ class RequestStore:
 
     def audit(self, request_id: str, actor: str, action: str, *, allowed: bool, detail: str | None = None) -> None:
         """Record an attempt that changed nothing (a refused click, a lookup)."""
-        with self._session() as session, session.begin():
+        with self._db.write() as session:
             row = session.get(AppRequest, request_id)
             session.add(AuditEvent(
                 request_id=request_id, actor=actor, action=action, allowed=allowed, detail=detail,
@@ -173,7 +172,7 @@ class RequestStore:
             if not can_move(state, new):
                 raise TransitionRefused(state, new)
         for _ in range(_CAS_RETRIES):
-            with self._session() as session, session.begin():
+            with self._db.write() as session:
                 row = session.get(AppRequest, request_id)
                 if row is None:
                     return None
@@ -215,7 +214,7 @@ class RequestStore:
                       release_news: bool = False, **changes: Any) -> AppRequest | None:
         """Change fields other than the state (thread ts, lookup results), audited, version bumped.
         `release_news`: the request's news that waited for these facts may go out now."""
-        with self._session() as session, session.begin():
+        with self._db.write() as session:
             row = session.get(AppRequest, request_id)
             if row is None:
                 return None
@@ -242,7 +241,7 @@ class RequestStore:
         """
         now = utcnow()
         claimed_ids = []
-        with self._session() as session, session.begin():
+        with self._db.write() as session:
             # The row locks are held until this transaction commits, across the updates below.
             query = (select(AppRequest).where(AppRequest.state == State.APPROVED.value)
                      .order_by(col(AppRequest.decided_at)).limit(limit).with_for_update(skip_locked=True))
@@ -262,7 +261,7 @@ class RequestStore:
         one tracker at a time.
         """
         now = now or utcnow()
-        with self._session() as session, session.begin():
+        with self._db.write() as session:
             query = (select(AppRequest.id)
                      .where(col(AppRequest.state).in_([s.value for s in IN_FLIGHT_STATES]),
                             col(AppRequest.next_poll_at) <= now,
@@ -276,7 +275,7 @@ class RequestStore:
                 .values(lease_owner=owner, lease_until=now + lease, version=AppRequest.version + 1)
                 .execution_options(synchronize_session=False)
             )
-        with self._session() as session:
+        with self._db.read() as session:
             return list(session.exec(select(AppRequest).where(col(AppRequest.id).in_(ids),
                                                               AppRequest.lease_owner == owner)))
 
@@ -291,7 +290,7 @@ class RequestStore:
         table: Table = AppRequest.__table__  # type: ignore[attr-defined]
         now = utcnow()
         moved: set[str] = set()
-        with self._session() as session, session.begin():
+        with self._db.write() as session:
             wanted = [m.request_id for m in moves] + [r["id"] for r in saves]
             held: dict[str, tuple[str, str]] = {}
             for start in range(0, len(wanted), _IN_CHUNK):
@@ -334,7 +333,7 @@ class RequestStore:
     def mark_payment(self, request_id: str, user_id: str) -> str | None:
         """Claim the payment of the request's order for `user_id` in one conditional update, unless anyone
         (the same user included: a double click) holds it. Returns the holder when it is not us."""
-        with self._session() as session, session.begin():
+        with self._db.write() as session:
             result = session.execute(
                 update(AppRequest).where(col(AppRequest.id) == request_id, col(AppRequest.payment_by).is_(None))
                 .values(payment_by=user_id, version=AppRequest.version + 1)
@@ -347,20 +346,20 @@ class RequestStore:
 
     def clear_payment(self, request_id: str) -> None:
         """Nothing was paid (the cloud refused): allow another try."""
-        with self._session() as session, session.begin():
+        with self._db.write() as session:
             session.execute(update(AppRequest).where(col(AppRequest.id) == request_id)
                             .values(payment_by=None, version=AppRequest.version + 1)
                             .execution_options(synchronize_session=False))
 
     def oldest_in_flight(self) -> datetime | None:
-        with self._session() as session:
+        with self._db.read() as session:
             query = select(func.min(AppRequest.submitted_at)).where(
                 col(AppRequest.state).in_([s.value for s in IN_FLIGHT_STATES]))
             value: datetime | None = session.exec(query).one()
             return value
 
     def most_overdue_poll(self, now: datetime | None = None) -> datetime | None:
-        with self._session() as session:
+        with self._db.read() as session:
             query = select(func.min(AppRequest.next_poll_at)).where(
                 col(AppRequest.state).in_([s.value for s in IN_FLIGHT_STATES]),
                 col(AppRequest.next_poll_at) <= (now or utcnow()))
@@ -369,20 +368,20 @@ class RequestStore:
 
     def stale_submissions(self, now: datetime | None = None) -> list[AppRequest]:
         """Requests left in `submitting` by a worker whose lease ran out (it crashed or hung)."""
-        with self._session() as session:
+        with self._db.read() as session:
             query = select(AppRequest).where(
                 AppRequest.state == State.SUBMITTING.value, col(AppRequest.lease_until) < (now or utcnow())
             )
             return list(session.exec(query))
 
     def due_for_expiry(self, now: datetime | None = None) -> list[AppRequest]:
-        with self._session() as session:
+        with self._db.read() as session:
             query = select(AppRequest).where(
                 AppRequest.state == State.PENDING_APPROVAL.value, col(AppRequest.expires_at) < (now or utcnow())
             )
             return list(session.exec(query))
 
     def count_by_state(self) -> dict[str, int]:
-        with self._session() as session:
+        with self._db.read() as session:
             rows = session.exec(select(AppRequest.state, func.count()).group_by(AppRequest.state))
             return {state: count for state, count in rows}
