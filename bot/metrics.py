@@ -11,6 +11,7 @@ from prometheus_client.core import GaugeMetricFamily
 from prometheus_client.registry import Collector
 
 from bot.store.models import utcnow
+from bot.store.news import NewsStore
 from bot.store.repository import RequestStore
 
 
@@ -19,6 +20,7 @@ class _StoreCollector(Collector):
 
     def __init__(self, store: RequestStore) -> None:
         self._store = store
+        self._news = NewsStore(store.engine)
 
     def collect(self) -> Iterator[GaugeMetricFamily]:
         by_state = GaugeMetricFamily("appserver_requests", "Requests by state", labels=["state"])
@@ -30,6 +32,11 @@ class _StoreCollector(Collector):
                    self._store.oldest_in_flight(), now)
         yield _age("appserver_poll_lag_seconds", "How late the most overdue poll is",
                    self._store.most_overdue_poll(now), now)
+        # News waits here when no worker runs, or when Slack's rate limits hold it back.
+        yield GaugeMetricFamily("appserver_slack_news_waiting", "Slack news queued and not yet delivered",
+                                value=self._news.backlog())
+        yield _age("appserver_slack_news_oldest_seconds", "Age of the oldest Slack news not yet delivered",
+                   self._news.oldest(), now)
 
 
 def _age(name: str, doc: str, since: datetime | None, now: datetime) -> GaugeMetricFamily:

@@ -149,6 +149,8 @@ def test_procfile_web_never_writes_to_slack_and_its_news_waits_for_a_worker(
         [row] = RequestStore(engine).in_states([State.PENDING_APPROVAL])
         assert [n.event for n in NewsStore(engine).pending(row.id)] == ["created"]
         assert fake.of("chat.postMessage") == []
+        metrics = httpx.get(f"http://127.0.0.1:{port}/metrics", timeout=10).text
+        assert "appserver_slack_news_waiting 1.0" in metrics  # what an operator alerts on when no worker runs
         worker = subprocess.Popen([sys.executable, "-m", "bot", "worker"], env=env, cwd=ROOT, text=True,
                                   stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
         wait_for(lambda: fake.texts(channel="C0APPROVALS"), timeout=60, what="the approval card from the worker")

@@ -241,6 +241,7 @@ def test_healthz_and_metrics(bot: Bot) -> None:
     assert 'appserver_cloud_call_seconds_count{operation="CreateAppServers"} 1.0' in metrics
     assert 'appserver_slack_calls_total{method="chat.postMessage"}' in metrics
     assert "appserver_poll_lag_seconds" in metrics and "appserver_oldest_in_flight_seconds" in metrics
+    assert "appserver_slack_news_waiting " in metrics and "appserver_slack_news_oldest_seconds" in metrics
 
 
 def test_an_expired_trigger_id_is_explained_to_the_user(bot: Bot) -> None:

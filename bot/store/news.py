@@ -108,3 +108,8 @@ class NewsStore:
     def backlog(self) -> int:
         with self._db.read() as session:
             return int(session.exec(select(func.count()).select_from(SlackNews)).one())
+
+    def oldest(self) -> datetime | None:
+        with self._db.read() as session:
+            value: datetime | None = session.exec(select(func.min(SlackNews.created_at))).one()
+            return value
