@@ -220,6 +220,8 @@ class Workflow:
         checked = await self.check_decider(request_id, user_id, "approve")
         if isinstance(checked, Decision):
             return checked
+        if checked.state != State.PENDING_APPROVAL:  # decided already (nothing moves back): no write to try
+            return await self._decision_from(Transition(False, checked), request_id, user_id, "approve", "")
         now = utcnow()
         result = await self._db(
             self.store.transition, request_id, State.PENDING_APPROVAL, State.APPROVED,
@@ -235,6 +237,8 @@ class Workflow:
         checked = await self.check_decider(request_id, user_id, "reject")
         if isinstance(checked, Decision):
             return checked
+        if checked.state != State.PENDING_APPROVAL:
+            return await self._decision_from(Transition(False, checked), request_id, user_id, "reject", "")
         result = await self._db(
             self.store.transition, request_id, State.PENDING_APPROVAL, State.REJECTED,
             actor=user_id, action="reject",

@@ -12,6 +12,7 @@ from hypothesis import strategies as st
 from bot.cloud.models import AvailabilityZone, ProductInfo, ServerGroup, VolumeType
 from bot.sandbox import seed
 from bot.slack import forms
+from bot.slack.catalogue import CatalogueCache
 from bot.slack.ids import Action, Block
 
 CATALOGUE = forms.Catalogue(
@@ -98,3 +99,20 @@ def test_private_metadata_stays_small_and_survives_garbage() -> None:
     assert len(context.dump()) < 3000
     assert forms.ModalContext.load("not json") == forms.ModalContext()
     assert forms.ModalContext.load(None) == forms.ModalContext()
+
+
+def test_a_rendered_form_is_reused_for_its_catalogue_with_each_channel_in_its_metadata() -> None:
+    cache = CatalogueCache(cloud=None)  # type: ignore[arg-type]  # rendering never calls the cloud
+    form = forms.FormValues(billing=forms.PREPAID)
+    here = cache.create_form(CATALOGUE, form, forms.ModalContext(channel_id="C1"), sandbox=False)
+    there = cache.create_form(CATALOGUE, form, forms.ModalContext(channel_id="C2"), sandbox=False)
+    assert here["blocks"] is there["blocks"]  # rendered once
+    assert forms.ModalContext.load(here["private_metadata"]).channel_id == "C1"
+    assert forms.ModalContext.load(there["private_metadata"]).channel_id == "C2"
+    fresh = forms.Catalogue(**CATALOGUE.__dict__)  # the catalogue was read again from the cloud
+    again = cache.create_form(fresh, form, forms.ModalContext(channel_id="C1"), sandbox=False)
+    assert again["blocks"] is not here["blocks"] and again == here
+    other = cache.create_form(fresh, forms.FormValues(), forms.ModalContext(channel_id="C1"), sandbox=False)
+    assert block_ids(other) != block_ids(here)
+    expected = forms.create_view(CATALOGUE, form, forms.ModalContext(channel_id="C1"), sandbox=False).to_dict()
+    assert here == expected

@@ -4,10 +4,14 @@ from __future__ import annotations
 
 import asyncio
 import time
+from collections import OrderedDict
+from typing import Any
 
 from bot.cloud.client import Cloud
 from bot.cloud.errors import CloudError, describe
-from bot.slack.forms import Catalogue, FormValues, ModalContext
+from bot.slack.forms import Catalogue, FormValues, ModalContext, create_view
+
+RENDERED_FORMS = 256
 
 
 class CatalogueCache:
@@ -16,6 +20,8 @@ class CatalogueCache:
         self._ttl = ttl_seconds
         self._value: tuple[float, Catalogue] | None = None
         self._lock = asyncio.Lock()
+        self._rendered_for: Catalogue | None = None
+        self._rendered: OrderedDict[tuple[str, str, bool], dict[str, Any]] = OrderedDict()
 
     async def get(self) -> Catalogue:
         async with self._lock:
@@ -27,6 +33,26 @@ class CatalogueCache:
             catalogue = Catalogue(groups, zones.availability_zones, products.products, volumes.volume_types)
             self._value = (time.monotonic(), catalogue)
             return catalogue
+
+    def create_form(self, catalogue: Catalogue, form: FormValues, context: ModalContext, *,
+                    sandbox: bool) -> dict[str, Any]:
+        """The create form as Slack's JSON. Building and validating a catalogue's worth of Block Kit options
+        is most of the CPU of opening the form, so each rendering is kept for its catalogue and reused
+        for the same form and context; the channel only changes `private_metadata`."""
+        if self._rendered_for is not catalogue:
+            self._rendered_for = catalogue
+            self._rendered.clear()
+        anywhere = context.model_copy(update={"channel_id": None})
+        key = (form.model_dump_json(), anywhere.dump(), sandbox)
+        view = self._rendered.get(key)
+        if view is None:
+            view = create_view(catalogue, form, anywhere, sandbox=sandbox).to_dict()
+            self._rendered[key] = view
+            if len(self._rendered) > RENDERED_FORMS:
+                self._rendered.popitem(last=False)
+        else:
+            self._rendered.move_to_end(key)
+        return {**view, "private_metadata": context.dump()}
 
     async def prefill_from_group(self, group_id: str, form: FormValues, context: ModalContext) -> tuple[FormValues,
                                                                                                           ModalContext]:

@@ -83,9 +83,9 @@ async def _create(ack: AsyncAck, command: dict[str, Any], client: AsyncWebClient
                 prefill, context = await ctx.catalogue.prefill_from_group(prefill.group_id or "", prefill, context)
             else:
                 prefill = prefill.model_copy(update={"group_id": None})
-        new_view = forms.create_view(catalogue, prefill, context, sandbox=ctx.sandbox)
+        new_view = ctx.catalogue.create_form(catalogue, prefill, context, sandbox=ctx.sandbox)
     except CloudError as error:
-        new_view = forms.message_view(f":warning: The cloud's catalogue could not be read. {describe(error)}")
+        new_view = forms.message_view(f":warning: The cloud's catalogue could not be read. {describe(error)}").to_dict()
     try:
         await client.views_update(view_id=view_id, hash=view_hash, view=new_view)
     except SlackApiError as error:

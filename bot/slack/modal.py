@@ -35,7 +35,7 @@ def register(app: AsyncApp, ctx: BotContext) -> None:
         except CloudError as error:
             context = context.model_copy(update={"network_error": describe(error)})
             catalogue = forms.Catalogue()
-        await _update(client, view, forms.create_view(catalogue, form, context, sandbox=ctx.sandbox))
+        await _update(client, view, ctx.catalogue.create_form(catalogue, form, context, sandbox=ctx.sandbox))
 
     @app.action(Action.BILLING_CHANGE.value)
     async def billing_changed(ack: AsyncAck, body: dict[str, Any], client: AsyncWebClient) -> None:
@@ -45,7 +45,7 @@ def register(app: AsyncApp, ctx: BotContext) -> None:
             catalogue = await ctx.catalogue.get()
         except CloudError:
             return
-        await _update(client, view, forms.create_view(catalogue, form, context, sandbox=ctx.sandbox))
+        await _update(client, view, ctx.catalogue.create_form(catalogue, form, context, sandbox=ctx.sandbox))
 
     @app.options(Action.GROUP_SELECT.value)
     async def group_options(ack: AsyncAck, body: dict[str, Any]) -> None:
