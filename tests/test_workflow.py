@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import asyncio
 import json
+import re
 from datetime import timedelta
 
 import pytest
@@ -15,7 +16,7 @@ from bot.sandbox import Sandbox
 from bot.sandbox.faults import ScriptedFault
 from bot.spec import parse_spec
 from bot.store.models import utcnow
-from bot.store.repository import NewRequest, RequestStore, server_ids
+from bot.store.repository import NewRequest, RequestStore, new_request_id, server_ids
 from bot.workflow import CloudAdapter, Outcome, Policy, Workflow
 from tests.specs import office_body, prepaid_body
 
@@ -315,3 +316,10 @@ def test_concurrent_claims_take_disjoint_requests(store: RequestStore) -> None:
     claimed = [r.id for batch in batches for r in batch]
     assert len(claimed) == len(set(claimed)) == 20 and set(claimed) == ids
     assert all(r.state == State.SUBMITTING and r.lease_owner and r.attempts == 1 for batch in batches for r in batch)
+
+
+def test_request_ids_use_crockfords_alphabet_and_do_not_repeat() -> None:
+    ids = {new_request_id() for _ in range(5000)}
+    assert len(ids) == 5000
+    assert all(re.fullmatch(r"AS-[0-9A-HJKMNP-TV-Z]{8}", i) for i in ids)  # no I, L, O or U
+    assert {c for i in ids for c in i[3:]} == set("0123456789ABCDEFGHJKMNPQRSTVWXYZ")  # every letter is used

@@ -34,10 +34,16 @@ class Cloud:
         await self.http_client.aclose()
 
 
+CLOUD_CONNECTIONS = 16
+
+
 def new_http_client(settings: Settings) -> httpx.AsyncClient:
     return httpx.AsyncClient(
         timeout=default_timeout(settings.cloud_read_timeout_seconds),
-        limits=httpx.Limits(max_connections=50, max_keepalive_connections=20),
+        # Every connection is kept open: closing the ones over a keep-alive limit under load means a new
+        # TCP connection per call. Few of them: the pool scans its connections on each request, and the
+        # cloud's API throttles a tenant long before 16 calls at a time are a limit.
+        limits=httpx.Limits(max_connections=CLOUD_CONNECTIONS, max_keepalive_connections=CLOUD_CONNECTIONS),
         follow_redirects=False,
     )
 
