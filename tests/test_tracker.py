@@ -16,7 +16,7 @@ from bot.lifecycle import FINAL_STATES, State
 from bot.notify import Event
 from bot.progress import Progress
 from bot.sandbox import Sandbox
-from bot.sandbox.faults import FaultSettings
+from bot.sandbox.faults import FaultSettings, ScriptedFault
 from bot.settings import Settings
 from bot.spec import parse_spec
 from bot.store.db import make_engine
@@ -155,6 +155,20 @@ async def test_throttling_and_faults_slow_polling_down_but_every_request_ends(
     assert {r.state for r in rows} == {"succeeded"}
     assert any(c["status"] in (429, 503) for c in sandbox.calls("ShowJobDetail") + sandbox.calls("ShowJob"))
     assert len(sandbox.calls("CreateAppServers")) == 4
+
+
+async def test_where_show_job_detail_is_not_published_the_tracker_follows_with_show_job(
+    store: RequestStore, cloud: Cloud, sandbox: Sandbox
+) -> None:
+    sandbox.faults.add(ScriptedFault(operation="ShowJobDetail", kind="404", count=1000))
+    tracker, news = make_tracker(store, cloud)
+    row = await tracker.workflow.submit(parse_spec(office_body(count=2)), "U0ASKER")
+    [done] = await run_until(tracker, store, [row.id])
+    assert done.state == State.SUCCEEDED and len(server_ids(done)) == 2
+    assert Progress.of(done).ready == 2
+    assert len(sandbox.calls("ShowJob")) >= 2  # the first poll, and every poll after v2 said 404
+    assert {c["status"] for c in sandbox.calls("ShowJobDetail")} == {404}
+    assert news.of(row.id)[-1] is Event.FINISHED
 
 
 async def test_a_tracker_restarted_mid_job_resumes_from_the_database(store: RequestStore, cloud: Cloud,

@@ -148,6 +148,9 @@ class Sandbox:
             return error(int(fault), "WKS.00211401" if fault == "500" else "WKS.00050902",
                          "The requested operation failed. Please try again later." if fault == "500"
                          else "The service is now unavailable to process the request.")
+        if fault == "404":
+            self._record(request, operation, 404, fault, body)
+            return error(404, "APIGW.0101", "The API does not exist or has not been published in the environment.")
         if fault == "slow":
             await asyncio.sleep(self.faults.settings.slow_seconds)
         response = await handler(Call(request, params, dict(parse_qsl(request.url.query)), body))

@@ -11,7 +11,8 @@ from pydantic import BaseModel, Field
 # 429 / 500 / 503: refused before the service acts. "slow": answered late (after `slow_seconds`).
 # "500-after": the service acts, then the gateway answers 500. "hang": it acts, then answers after
 # `hang_seconds`, longer than any client waits: both leave the caller not knowing what happened.
-FaultKind = Literal["429", "500", "503", "slow", "500-after", "hang"]
+# "404": the gateway does not know the API (APIGW.0101), as for an API not published in a region.
+FaultKind = Literal["429", "500", "503", "404", "slow", "500-after", "hang"]
 RANDOM_KINDS: tuple[FaultKind, ...] = ("429", "500", "503", "slow")
 
 
