@@ -16,10 +16,13 @@ from sqlalchemy import Engine, event
 from bot.courier import Courier, CourierConfig
 from bot.lifecycle import State
 from bot.notify import Event
+from bot.slack.notifier import SlackNotifier
+from bot.slack.writer import SlackWriter, new_web_client
 from bot.spec import parse_spec
 from bot.store.models import AppRequest, utcnow
 from bot.store.news import NewsStore
 from bot.store.repository import Move, NewRequest, RequestStore
+from tests.fake_slack import FakeSlack
 from tests.specs import office_body
 
 FAST = CourierConfig(concurrency=4, lease=timedelta(seconds=30), tick_seconds=0.05,
@@ -202,3 +205,18 @@ def test_a_cycle_does_not_touch_rows_another_tracker_holds(store: RequestStore) 
     fresh = store.get(row.id)
     assert fresh is not None and fresh.state == State.SUBMITTED
     assert [n.event for n in NewsStore(store.engine).pending(row.id)] == ["created", "submitted"]
+
+
+async def test_created_news_delivered_again_posts_the_thread_and_the_card_once(
+    store: RequestStore, fake_slack: tuple[FakeSlack, str]
+) -> None:
+    slack, url = fake_slack
+    writer = SlackWriter(new_web_client(slack.token, url), post_interval=0, update_interval=0, edit_window=0)
+    notifier = SlackNotifier(writer, store, "C0APPROVALS", None, sandbox=False)
+    row = new_request(store, State.PENDING_APPROVAL)
+    await notifier.request_changed(row, Event.CREATED)
+    again = store.get(row.id)
+    assert again is not None and again.thread_ts and again.approval_ts
+    await notifier.request_changed(again, Event.CREATED)  # a retry after Slack failed half-way through
+    top_level = [c["channel"] for c in slack.of("chat.postMessage") if not c.get("thread_ts")]
+    assert top_level == ["C0REQ", "C0APPROVALS"]

@@ -59,22 +59,10 @@ class SlackNotifier:
                 await self._reply_text(request, text)
 
     async def _created(self, request: AppRequest) -> None:
-        head = messages.request_message(request, sandbox=self.sandbox)
-        target = request.channel_id or request.requester_id
-        posted = await self.writer.post(target, head.text, head.blocks)
-        if not posted.ok and posted.error in CHANNEL_UNUSABLE and target != request.requester_id:
-            refused = posted.error
-            log.warning("cannot post in %s (%s); keeping %s's thread in the requester's DM", target, refused, request.id)
-            posted = await self.writer.post(request.requester_id, head.text, head.blocks)
-            if posted.ok:
-                await self.writer.post(request.requester_id, f"I can't post in <#{target}> ({refused}); add me to that "
-                                       "channel to keep requests there.", thread_ts=posted.ts)
-        if posted.ok:
-            await asyncio.to_thread(self.store.update_fields, request.id, actor="bot", action="thread_posted",
-                                    detail=f"{posted.channel} {posted.ts}", channel_id=posted.channel,
-                                    thread_ts=posted.ts)
-            request = await self._fresh(request)
-        if State(request.state) != State.PENDING_APPROVAL:
+        # A retry (Slack failed half-way last time) posts only what is not there yet.
+        if not request.thread_ts:
+            request = await self._post_head(request)
+        if State(request.state) != State.PENDING_APPROVAL or request.approval_ts:
             return
         if not self.approval_channel:
             await self._reply_text(request, "No APPROVAL_CHANNEL is set: approvers decide from the app's Home tab.")
@@ -89,6 +77,25 @@ class SlackNotifier:
         else:
             await self._reply_text(request, f":warning: I could not post the approval card in <#{self.approval_channel}> "
                                             f"({placed.error}); approvers can still decide from the app's Home tab.")
+
+    async def _post_head(self, request: AppRequest) -> AppRequest:
+        """The request's thread: in its channel, or in the requester's DM when the bot cannot post there."""
+        head = messages.request_message(request, sandbox=self.sandbox)
+        target = request.channel_id or request.requester_id
+        posted = await self.writer.post(target, head.text, head.blocks)
+        if not posted.ok and posted.error in CHANNEL_UNUSABLE and target != request.requester_id:
+            refused = posted.error
+            log.warning("cannot post in %s (%s); keeping %s's thread in the requester's DM", target, refused, request.id)
+            posted = await self.writer.post(request.requester_id, head.text, head.blocks)
+            if posted.ok:
+                await self.writer.post(request.requester_id, f"I can't post in <#{target}> ({refused}); add me to that "
+                                       "channel to keep requests there.", thread_ts=posted.ts)
+        if posted.ok:
+            await asyncio.to_thread(self.store.update_fields, request.id, actor="bot", action="thread_posted",
+                                    detail=f"{posted.channel} {posted.ts}", channel_id=posted.channel,
+                                    thread_ts=posted.ts)
+            return await self._fresh(request)
+        return request
 
     async def _update_head(self, request: AppRequest) -> None:
         if request.channel_id and request.thread_ts:
