@@ -25,7 +25,9 @@ log = logging.getLogger(__name__)
 @dataclass(frozen=True)
 class CourierConfig:
     concurrency: int = 16  # requests being told at once; Slack's pacing, not this, sets the real rate
-    lease: timedelta = timedelta(minutes=5)  # how long a crashed courier's requests wait for another
+    # Renewed before each delivery, so it only has to outlast one (Slack's pacing and 429 waits included);
+    # it is also how long a crashed courier's requests wait for another.
+    lease: timedelta = timedelta(seconds=90)
     tick_seconds: float = 1.0  # how often to look for news written by other processes
     retry_in: timedelta = timedelta(seconds=15)  # after a failed delivery, doubled on each attempt
     max_attempts: int = 8
@@ -107,6 +109,9 @@ class Courier:
             for item in batch.news:
                 if item.id in skip:
                     continue
+                if not await asyncio.to_thread(self.news.renew, self.owner, batch.request_id, self.config.lease):
+                    log.warning("lost the news lease of %s; another courier goes on with it", batch.request_id)
+                    return
                 if not await self._deliver_one(item):
                     return  # the rest of this request's news waits behind it
         finally:

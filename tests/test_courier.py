@@ -220,3 +220,18 @@ async def test_created_news_delivered_again_posts_the_thread_and_the_card_once(
     await notifier.request_changed(again, Event.CREATED)  # a retry after Slack failed half-way through
     top_level = [c["channel"] for c in slack.of("chat.postMessage") if not c.get("thread_ts")]
     assert top_level == ["C0REQ", "C0APPROVALS"]
+
+
+async def test_a_courier_that_lost_its_lease_stops_and_the_new_owner_goes_on(store: RequestStore) -> None:
+    row = new_request(store)
+    store.transition(row.id, State.APPROVED, State.CANCELLED, actor="U0ASKER", action="cancel", news=Event.FINISHED)
+    log: list[tuple[str, str, Event]] = []
+    short = CourierConfig(lease=timedelta(milliseconds=200), max_attempts=3)
+    stalled = courier(store, RecordingNotifier("a", log, pause=0.5), "a", short)  # Slack holds its first call
+    first = asyncio.create_task(stalled.deliver_due())
+    await asyncio.sleep(0.3)  # its lease has run out meanwhile
+    await courier(store, RecordingNotifier("b", log), "b").deliver_due()
+    await first
+    assert [e for who, _, e in log if who == "b"] == [Event.CREATED, Event.FINISHED]
+    assert [e for who, _, e in log if who == "a"] == [Event.CREATED]  # the call under way; then it stopped
+    assert NewsStore(store.engine).pending() == []

@@ -92,6 +92,14 @@ class NewsStore:
                                                        col(SlackNews.id) > item.id, col(SlackNews.available_at) < later)
                                .values(available_at=later))
 
+    def renew(self, owner: str, request_id: str, lease: timedelta) -> bool:
+        """Extend our lease before the next delivery; False when it ran out and another courier took it."""
+        with self._db.write_connection() as connection:
+            result = connection.execute(update(AppRequest)
+                                        .where(col(AppRequest.id) == request_id, col(AppRequest.news_owner) == owner)
+                                        .values(news_until=utcnow() + lease))
+            return bool(result.rowcount == 1)
+
     def release(self, owner: str, request_ids: Sequence[str]) -> None:
         with self._db.write_connection() as connection:
             connection.execute(update(AppRequest)
