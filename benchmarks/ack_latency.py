@@ -1,10 +1,11 @@
 """Ack latency and throughput: the bot in HTTP mode against a bare Bolt app that only acks.
 
-Both run as `uvicorn` processes on loopback; the fake Slack Web API and the sandbox run in a third
-process; this process is the load generator. Signed `/appserver create` commands, Approve clicks and
+Both run as `uvicorn` processes on loopback (the bot as one `serve`, or with `--shape procfile` as
+the Procfile's web and worker); the fake Slack Web API and the sandbox run in a process of their own;
+this process is the load generator. Signed `/appserver create` commands, Approve clicks and
 create-form submissions at 1, 10 and 50 concurrent senders, each measured several times.
 
-    python -m benchmarks.ack_latency [--runs 3] [--requests 300] [--out benchmarks/results/ack.json]
+    python -m benchmarks.ack_latency [--runs 3] [--requests 300] [--shape serve|procfile] [--postgres URL]
 """
 
 from __future__ import annotations
@@ -13,18 +14,21 @@ import argparse
 import asyncio
 import json
 import os
+import secrets
 import statistics
 import subprocess
 import sys
 import tempfile
 import time
-from collections.abc import Callable
+from collections.abc import Callable, Iterator
+from contextlib import contextmanager
 from pathlib import Path
 from typing import Any
 from urllib.parse import quote, urlencode
 
 import aiohttp
 import httpx
+from sqlalchemy import text
 
 from benchmarks import services
 from bot.lifecycle import State
@@ -61,7 +65,8 @@ def wait_up(url: str, proc: subprocess.Popen[str]) -> None:
             time.sleep(0.2)
 
 
-def start_app(kind: str, urls: dict[str, str], database: str) -> tuple[subprocess.Popen[str], str]:
+def start_app(kind: str, urls: dict[str, str], database: str, shape: str = "serve"
+              ) -> tuple[list[subprocess.Popen[str]], str]:
     port = free_port()
     cfg = SandboxConfig()
     env = {**os.environ, "PYTHONPATH": str(ROOT), "SLACK_BOT_TOKEN": "xoxb-fake-token",
@@ -71,14 +76,40 @@ def start_app(kind: str, urls: dict[str, str], database: str) -> tuple[subproces
            "BSS_ENDPOINT": urls["sandbox"], "VPC_ENDPOINT": urls["sandbox"],
            "HUAWEICLOUD_SDK_IAM_ENDPOINT": urls["sandbox"], "DATABASE_URL": database,
            "APPROVERS": ",".join(APPROVERS), "APPROVAL_CHANNEL": "C0APPROVALS", "LOG_LEVEL": "WARNING"}
+    commands = [[sys.executable, "-m", "benchmarks.bare_bolt", str(port)]]
     if kind == "bot":
-        args = [sys.executable, "-m", "bot", "serve", "--host", "127.0.0.1", "--port", str(port)]
-    else:
-        args = [sys.executable, "-m", "benchmarks.bare_bolt", str(port)]
-    proc = subprocess.Popen(args, cwd=ROOT, env=env, text=True, stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
+        web = [sys.executable, "-m", "bot", "serve", "--host", "127.0.0.1", "--port", str(port)]
+        # "procfile": the web process only answers and stores; a worker process tracks and tells Slack.
+        commands = [web] if shape == "serve" else [[*web, "--no-tracker"], [sys.executable, "-m", "bot", "worker"]]
+    procs = [subprocess.Popen(args, cwd=ROOT, env=env, text=True, stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
+             for args in commands]
     url = f"http://127.0.0.1:{port}"
-    wait_up(url, proc)
-    return proc, url
+    wait_up(url, procs[0])
+    return procs, url
+
+
+@contextmanager
+def fresh_database(postgres: str | None) -> Iterator[str]:
+    """A new, migrated database for one run: an SQLite file, or a schema of its own in PostgreSQL."""
+    if postgres is None:
+        database = f"sqlite:///{tempfile.mkdtemp()}/bench.db"
+        migrate(make_engine(database))
+        yield database
+        return
+    schema = "bench_" + secrets.token_hex(4)
+    admin = make_engine(postgres)
+    with admin.begin() as connection:
+        connection.execute(text(f"CREATE SCHEMA {schema}"))
+    database = f"{postgres}{'&' if '?' in postgres else '?'}options=-csearch_path%3D{schema}"
+    engine = make_engine(database)
+    migrate(engine)
+    engine.dispose()
+    try:
+        yield database
+    finally:
+        with admin.begin() as connection:
+            connection.execute(text(f"DROP SCHEMA {schema} CASCADE"))
+        admin.dispose()
 
 
 # Request bodies ---------------------------------------------------------------------------------
@@ -150,10 +181,49 @@ def pending_request(database: str) -> str:
     return row.id
 
 
+def measure(kind: str, run: int, urls: dict[str, str], database: str, args: argparse.Namespace
+            ) -> list[dict[str, Any]]:
+    """Every scenario at every load against one freshly started app."""
+    procs, url = start_app(kind, urls, database, args.shape)
+    rows: list[dict[str, Any]] = []
+    try:
+        request_id = pending_request(database)
+        scenarios: dict[str, Callable[[int], tuple[bytes, str]]] = {
+            "command": command_body,
+            "approve": lambda n: click_body(n, request_id),
+            "view_submission": submission_body,
+        }
+        for name, make in scenarios.items():
+            for concurrency in CONCURRENCY:
+                latencies, rps, sent = asyncio.run(drive(url, make, concurrency, args.requests))
+                row: dict[str, Any] = {
+                    "app": kind, "run": run, "scenario": name, "concurrency": concurrency, "shape": args.shape,
+                    "database": "postgresql" if args.postgres else "sqlite",
+                    "p50_ms": 1000 * percentile(latencies, 50), "p95_ms": 1000 * percentile(latencies, 95),
+                    "p99_ms": 1000 * percentile(latencies, 99), "rps": rps,
+                }
+                if name == "command" and kind == "bot":
+                    time.sleep(1.0)
+                    lags = views_open_lags(urls["slack"], sent)
+                    row["views_open_p99_ms"] = 1000 * percentile(lags, 99) if lags else None
+                    row["views_open_count"] = len(lags)
+                rows.append(row)
+                print(json.dumps(row), flush=True)
+    finally:
+        for proc in procs:
+            proc.terminate()
+        for proc in procs:
+            proc.wait(timeout=30)
+    return rows
+
+
 def main() -> None:
     parser = argparse.ArgumentParser()
     parser.add_argument("--runs", type=int, default=3)
     parser.add_argument("--requests", type=int, default=300)
+    parser.add_argument("--shape", choices=["serve", "procfile"], default="serve",
+                        help="the bot as one `serve` process, or as the Procfile's web (--no-tracker) and worker")
+    parser.add_argument("--postgres", default=None, help="a PostgreSQL URL to use instead of SQLite files")
     parser.add_argument("--out", default="benchmarks/results/ack.json")
     args = parser.parse_args()
     server, urls = services.start()
@@ -161,35 +231,8 @@ def main() -> None:
     try:
         for kind in ("bare", "bot"):
             for run in range(args.runs):
-                folder = tempfile.mkdtemp()
-                database = f"sqlite:///{folder}/bench.db"
-                migrate(make_engine(database))
-                app, url = start_app(kind, urls, database)
-                try:
-                    request_id = pending_request(database)
-                    scenarios: dict[str, Callable[[int], tuple[bytes, str]]] = {
-                        "command": command_body,
-                        "approve": lambda n, pending=request_id: click_body(n, pending),
-                        "view_submission": submission_body,
-                    }
-                    for name, make in scenarios.items():
-                        for concurrency in CONCURRENCY:
-                            latencies, rps, sent = asyncio.run(drive(url, make, concurrency, args.requests))
-                            row: dict[str, Any] = {
-                                "app": kind, "run": run, "scenario": name, "concurrency": concurrency,
-                                "p50_ms": 1000 * percentile(latencies, 50), "p95_ms": 1000 * percentile(latencies, 95),
-                                "p99_ms": 1000 * percentile(latencies, 99), "rps": rps,
-                            }
-                            if name == "command" and kind == "bot":
-                                time.sleep(1.0)
-                                lags = views_open_lags(urls["slack"], sent)
-                                row["views_open_p99_ms"] = 1000 * percentile(lags, 99) if lags else None
-                                row["views_open_count"] = len(lags)
-                            results.append(row)
-                            print(json.dumps(row), flush=True)
-                finally:
-                    app.terminate()
-                    app.wait(timeout=30)
+                with fresh_database(args.postgres) as database:
+                    results += measure(kind, run, urls, database, args)
     finally:
         server.terminate()
         server.wait(timeout=30)
