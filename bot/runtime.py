@@ -4,7 +4,6 @@ from __future__ import annotations
 
 import asyncio
 import logging
-from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass, field
 from datetime import timedelta
 
@@ -32,7 +31,6 @@ from bot.tracker import Tracker, TrackerConfig
 from bot.workflow import CachedDirectory, CloudAdapter, Policy, Workflow
 
 log = logging.getLogger(__name__)
-DATABASE_THREADS = 16  # fewer than the engine's pooled connections (bot.store.db.POOL)
 
 
 class SlackDirectory:
@@ -73,10 +71,6 @@ class Runtime:
 
     async def start(self, *, run_tracker: bool) -> None:
         self._stop = asyncio.Event()
-        # The store is synchronous and runs in the loop's default executor. Python's default, cores + 4
-        # threads, queues a burst of clicks behind a few PostgreSQL round trips; stay inside the pool.
-        asyncio.get_running_loop().set_default_executor(
-            ThreadPoolExecutor(max_workers=DATABASE_THREADS, thread_name_prefix="db"))
         # One connection pool for every Slack call (slack_sdk opens a session per call otherwise).
         self.writer.client.session = aiohttp.ClientSession(timeout=aiohttp.ClientTimeout(total=30))
         if run_tracker:

@@ -30,18 +30,13 @@ def is_sqlite(engine: Engine) -> bool:
     return engine.dialect.name == "sqlite"
 
 
-# Connections per process: more than the database threads of the runtime, so none waits for one.
-POOL = {"pool_size": 10, "max_overflow": 10}
-
-
 def make_engine(url: str, **kwargs: Any) -> Engine:
     url = normalize_url(url)
     if url.startswith("sqlite"):
-        pool = POOL if make_url(url).database not in (None, "", ":memory:") else {}
-        engine = create_engine(url, connect_args={"check_same_thread": False, "timeout": 30}, **pool, **kwargs)
+        engine = create_engine(url, connect_args={"check_same_thread": False, "timeout": 30}, **kwargs)
         _sqlite_pragmas(engine)
         return engine
-    return create_engine(url, pool_pre_ping=True, **POOL, **kwargs)
+    return create_engine(url, pool_pre_ping=True, pool_size=10, max_overflow=10, **kwargs)
 
 
 def _sqlite_pragmas(engine: Engine) -> None:
