@@ -235,3 +235,20 @@ async def test_a_courier_that_lost_its_lease_stops_and_the_new_owner_goes_on(sto
     assert [e for who, _, e in log if who == "b"] == [Event.CREATED, Event.FINISHED]
     assert [e for who, _, e in log if who == "a"] == [Event.CREATED]  # the call under way; then it stopped
     assert NewsStore(store.engine).pending() == []
+
+
+async def test_news_waiting_for_a_lookup_is_not_overtaken_by_later_news(store: RequestStore) -> None:
+    row = new_request(store)
+    store.transition(row.id, State.APPROVED, State.SUBMITTING, actor="w", action="claim_submit")
+    store.transition(row.id, State.SUBMITTING, State.NEEDS_ATTENTION, actor="w", action="outcome_unknown",
+                     news=Event.ATTENTION, news_delay=timedelta(milliseconds=300))
+    store.transition(row.id, State.NEEDS_ATTENTION, State.SUBMITTED, actor="w", action="submitted",
+                     news=Event.SUBMITTED)  # a late answer to the create, due at once
+    notifier = RecordingNotifier()
+    await courier(store, notifier).deliver_due()
+    assert notifier.of(row.id) == [Event.CREATED]  # SUBMITTED waits behind ATTENTION
+    fresh = store.get(row.id)
+    assert fresh is not None and fresh.news_owner is None  # nothing held while it waits
+    await asyncio.sleep(0.35)
+    await courier(store, notifier).deliver_due()
+    assert notifier.of(row.id) == [Event.CREATED, Event.ATTENTION, Event.SUBMITTED]

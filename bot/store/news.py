@@ -52,11 +52,13 @@ class NewsStore:
         now = now or utcnow()
         free = or_(col(AppRequest.news_until).is_(None), col(AppRequest.news_until) < now)
         with self._db.write() as session:
-            oldest_first = (select(SlackNews.request_id).where(col(SlackNews.available_at) <= now)
-                            .group_by(col(SlackNews.request_id)).order_by(func.min(SlackNews.id)).limit(limit * 4))
+            # A request is due when its oldest news is: later news never overtakes earlier news that waits.
+            oldest = select(func.min(SlackNews.id)).group_by(col(SlackNews.request_id))
+            due = (select(SlackNews.request_id).where(col(SlackNews.id).in_(oldest), col(SlackNews.available_at) <= now)
+                   .order_by(col(SlackNews.id)).limit(limit * 4))
             if exclude:
-                oldest_first = oldest_first.where(col(SlackNews.request_id).not_in(list(exclude)))
-            candidates = list(session.exec(oldest_first))
+                due = due.where(col(SlackNews.request_id).not_in(list(exclude)))
+            candidates = list(session.exec(due))
             if not candidates:
                 return []
             # PostgreSQL: rows another courier is claiming right now are skipped, not waited for.
@@ -69,12 +71,18 @@ class NewsStore:
                             .execution_options(synchronize_session=False))
             won = list(session.exec(select(AppRequest.id).where(col(AppRequest.id).in_(ids),
                                                                 col(AppRequest.news_owner) == owner)))
-            news = list(session.exec(select(SlackNews).where(col(SlackNews.request_id).in_(won),
-                                                             col(SlackNews.available_at) <= now)
+            news = list(session.exec(select(SlackNews).where(col(SlackNews.request_id).in_(won))
                                      .order_by(col(SlackNews.id))))
         by_request: dict[str, list[SlackNews]] = {i: [] for i in won}
-        for item in news:
-            by_request[item.request_id].append(item)
+        waiting: set[str] = set()
+        for item in news:  # each request's news up to the first that is not due yet
+            if item.available_at > now or item.request_id in waiting:
+                waiting.add(item.request_id)
+            else:
+                by_request[item.request_id].append(item)
+        idle = [i for i, items in by_request.items() if not items]
+        if idle:
+            self.release(owner, idle)
         return [Claimed(i, tuple(items)) for i, items in by_request.items() if items]
 
     def delivered(self, news_ids: Sequence[int]) -> None:
