@@ -114,8 +114,13 @@ class Courier:
                     return
                 if not await self._deliver_one(item):
                     return  # the rest of this request's news waits behind it
+        except Exception:  # the database: the news stays, and goes out once the lease is free again
+            log.exception("delivering the news of %s stopped", batch.request_id)
         finally:
-            await asyncio.to_thread(self.news.release, self.owner, [batch.request_id])
+            try:
+                await asyncio.to_thread(self.news.release, self.owner, [batch.request_id])
+            except Exception:
+                log.warning("could not give back the news lease of %s; it runs out by itself", batch.request_id)
 
     async def _deliver_one(self, item: SlackNews) -> bool:
         assert item.id is not None
