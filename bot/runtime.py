@@ -13,7 +13,7 @@ from slack_bolt.async_app import AsyncApp
 from sqlalchemy import Engine
 
 from bot.cloud.client import Cloud, build_cloud
-from bot.courier import Courier
+from bot.courier import Courier, CourierConfig
 from bot.metrics import Metrics
 from bot.sandbox import Sandbox, SandboxConfig
 from bot.sandbox.server import BackgroundServer
@@ -128,7 +128,8 @@ def build_runtime(settings: Settings, *, need_signing_secret: bool = True) -> Ru
     workflow = Workflow(store, CloudAdapter(cloud), CachedDirectory(SlackDirectory(writer)), policy)
     notifier = SlackNotifier(writer, store, settings.approval_channel, settings.notify_channel,
                              sandbox=sandbox_server is not None)
-    courier = Courier(NewsStore(engine), store, notifier, workflow.worker_id)
+    courier = Courier(NewsStore(engine), store, notifier, workflow.worker_id,
+                      CourierConfig(lease=timedelta(seconds=settings.slack_news_lease_seconds)))
     tracker = Tracker(store, cloud, workflow, TrackerConfig(
         interval=interval, first_delay=timedelta(seconds=settings.poll_first_delay_seconds),
         max_concurrent_calls=settings.tracker_max_concurrent_calls,

@@ -76,6 +76,8 @@ class Settings(BaseSettings):
     slack_post_interval_seconds: float = Field(default=1.1, ge=0)
     slack_update_interval_seconds: float = Field(default=1.25, ge=0)
     slack_edit_window_seconds: float = Field(default=3.0, ge=0)
+    # How long a courier holds a request's news (renewed per delivery): after a crash, the wait for another.
+    slack_news_lease_seconds: float = Field(default=90.0, gt=0)
 
     # HTTP mode
     port: int = Field(default=3000, ge=0, le=65535)

@@ -52,6 +52,7 @@ def bot_env(sandbox: Sandbox, sandbox_url: str, slack_url: str, database_url: st
         "BSS_ENDPOINT": sandbox_url, "VPC_ENDPOINT": sandbox_url, "HUAWEICLOUD_SDK_IAM_ENDPOINT": sandbox_url,
         "DATABASE_URL": database_url, "POLL_INTERVAL_SECONDS": "0.2", "POLL_FIRST_DELAY_SECONDS": "0.1",
         "SUBMIT_LEASE_SECONDS": "1", "SLACK_POST_INTERVAL_SECONDS": "0", "SLACK_UPDATE_INTERVAL_SECONDS": "0",
+        "SLACK_NEWS_LEASE_SECONDS": "3",
         "CLOUD_RETRY_BASE_SECONDS": "0.05", "CLOUD_READ_TIMEOUT_SECONDS": "3", **extra,
     }
 
@@ -197,8 +198,9 @@ def test_sigkill_at_random_points_never_orders_twice_or_loses_a_request(
                 deadline = time.monotonic() + 60
                 while True:
                     rows = [store.get(i) for i in ids]
+                    # Ended, and everything Slack was to be told has been told (the news waits in the database).
                     if all(r is not None and (State(r.state) in FINAL_STATES or r.state == State.NEEDS_ATTENTION)
-                           for r in rows):
+                           for r in rows) and not NewsStore(engine).pending():
                         break
                     assert time.monotonic() < deadline, f"run {run}: {[(r.id, r.state) for r in rows if r]}"
                     time.sleep(0.1)
