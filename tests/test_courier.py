@@ -126,14 +126,19 @@ async def test_news_that_keeps_failing_is_given_up_loudly_after_its_attempts(
 async def test_news_of_a_courier_that_died_is_delivered_by_another_after_its_lease(store: RequestStore) -> None:
     row = new_request(store)
     news = NewsStore(store.engine)
-    [taken] = news.claim("dead", timedelta(milliseconds=300), 10)  # claimed, then the process died
+    [taken] = news.claim("dead", timedelta(minutes=1), 10)  # claimed, then the process died
     assert taken.request_id == row.id
     notifier = RecordingNotifier()
     await courier(store, notifier, "alive").deliver_due()
     assert notifier.log == []  # the lease still holds
-    await asyncio.sleep(0.35)
+    lease_runs_out(store, row.id)
     await courier(store, notifier, "alive").deliver_due()
     assert notifier.of(row.id) == [Event.CREATED]
+
+
+def lease_runs_out(store: RequestStore, request_id: str) -> None:
+    """What the clock would do: the courier holding the request's news has not renewed its lease."""
+    store.update_fields(request_id, actor="test", action="clock", news_until=utcnow() - timedelta(seconds=1))
 
 
 async def test_two_couriers_tell_each_request_once_and_in_order(store: RequestStore) -> None:
@@ -161,7 +166,7 @@ async def test_the_courier_loop_is_woken_by_news_and_stops_cleanly(store: Reques
     await asyncio.sleep(0.1)
     row = new_request(store)
     worker.wake()
-    for _ in range(100):
+    for _ in range(500):
         if notifier.of(row.id):
             break
         await asyncio.sleep(0.02)
@@ -226,11 +231,19 @@ async def test_a_courier_that_lost_its_lease_stops_and_the_new_owner_goes_on(sto
     row = new_request(store)
     store.transition(row.id, State.APPROVED, State.CANCELLED, actor="U0ASKER", action="cancel", news=Event.FINISHED)
     log: list[tuple[str, str, Event]] = []
-    short = CourierConfig(lease=timedelta(milliseconds=200), max_attempts=3)
-    stalled = courier(store, RecordingNotifier("a", log, pause=0.5), "a", short)  # Slack holds its first call
-    first = asyncio.create_task(stalled.deliver_due())
-    await asyncio.sleep(0.3)  # its lease has run out meanwhile
+    slack_holds, slack_answers = asyncio.Event(), asyncio.Event()
+
+    class StalledSlack(RecordingNotifier):
+        async def request_changed(self, request: AppRequest, event: Event) -> None:
+            slack_holds.set()
+            await slack_answers.wait()
+            await super().request_changed(request, event)
+
+    first = asyncio.create_task(courier(store, StalledSlack("a", log), "a").deliver_due())
+    await asyncio.wait_for(slack_holds.wait(), timeout=10)
+    lease_runs_out(store, row.id)  # while Slack holds courier a's first call
     await courier(store, RecordingNotifier("b", log), "b").deliver_due()
+    slack_answers.set()
     await first
     assert [e for who, _, e in log if who == "b"] == [Event.CREATED, Event.FINISHED]
     assert [e for who, _, e in log if who == "a"] == [Event.CREATED]  # the call under way; then it stopped
@@ -241,7 +254,7 @@ async def test_news_waiting_for_a_lookup_is_not_overtaken_by_later_news(store: R
     row = new_request(store)
     store.transition(row.id, State.APPROVED, State.SUBMITTING, actor="w", action="claim_submit")
     store.transition(row.id, State.SUBMITTING, State.NEEDS_ATTENTION, actor="w", action="outcome_unknown",
-                     news=Event.ATTENTION, news_delay=timedelta(milliseconds=300))
+                     news=Event.ATTENTION, news_delay=timedelta(minutes=1))
     store.transition(row.id, State.NEEDS_ATTENTION, State.SUBMITTED, actor="w", action="submitted",
                      news=Event.SUBMITTED)  # a late answer to the create, due at once
     notifier = RecordingNotifier()
@@ -249,6 +262,6 @@ async def test_news_waiting_for_a_lookup_is_not_overtaken_by_later_news(store: R
     assert notifier.of(row.id) == [Event.CREATED]  # SUBMITTED waits behind ATTENTION
     fresh = store.get(row.id)
     assert fresh is not None and fresh.news_owner is None  # nothing held while it waits
-    await asyncio.sleep(0.35)
+    store.update_fields(row.id, actor="bot", action="lookup", release_news=True, lookup_found=False)  # looked
     await courier(store, notifier).deliver_due()
     assert notifier.of(row.id) == [Event.CREATED, Event.ATTENTION, Event.SUBMITTED]
