@@ -2,7 +2,8 @@
 
 pending_approval → approved → submitting → submitted → provisioning → succeeded | failed, with the side
 exits rejected, expired, cancelled, submit_failed (the API said no) and needs_attention (the outcome of
-a create is unknown: nobody may resend it until a look at the cloud shows nothing was created).
+a create is unknown: nobody may resend it until a look at the cloud shows nothing was created). A
+yearly/monthly order placed without auto-pay waits in awaiting_payment until an approver pays it.
 """
 
 from __future__ import annotations
@@ -15,6 +16,7 @@ class State(StrEnum):
     APPROVED = "approved"
     SUBMITTING = "submitting"
     SUBMITTED = "submitted"
+    AWAITING_PAYMENT = "awaiting_payment"
     PROVISIONING = "provisioning"
     SUCCEEDED = "succeeded"
     FAILED = "failed"
@@ -27,10 +29,12 @@ class State(StrEnum):
 
 TRANSITIONS: dict[State, frozenset[State]] = {
     State.PENDING_APPROVAL: frozenset({State.APPROVED, State.REJECTED, State.EXPIRED, State.CANCELLED}),
-    State.APPROVED: frozenset({State.SUBMITTING, State.CANCELLED}),
+    # Submitted straight from approved: a late answer to an earlier create arrived before the resend went out.
+    State.APPROVED: frozenset({State.SUBMITTING, State.CANCELLED, State.SUBMITTED}),
     # Back to approved only when the cloud provably did not act (throttled, never connected).
     State.SUBMITTING: frozenset({State.SUBMITTED, State.SUBMIT_FAILED, State.NEEDS_ATTENTION, State.APPROVED}),
-    State.SUBMITTED: frozenset({State.PROVISIONING, State.SUCCEEDED, State.FAILED}),
+    State.SUBMITTED: frozenset({State.AWAITING_PAYMENT, State.PROVISIONING, State.SUCCEEDED, State.FAILED}),
+    State.AWAITING_PAYMENT: frozenset({State.PROVISIONING, State.SUCCEEDED, State.FAILED}),
     State.PROVISIONING: frozenset({State.SUCCEEDED, State.FAILED}),
     # A late answer to our own create may still be recorded; an approver may retry after a clean lookup.
     State.NEEDS_ATTENTION: frozenset({State.SUBMITTED, State.APPROVED, State.SUBMIT_FAILED}),
@@ -43,7 +47,7 @@ TRANSITIONS: dict[State, frozenset[State]] = {
 }
 
 FINAL_STATES = frozenset(s for s, nexts in TRANSITIONS.items() if not nexts)
-IN_FLIGHT_STATES = frozenset({State.SUBMITTED, State.PROVISIONING})
+IN_FLIGHT_STATES = frozenset({State.SUBMITTED, State.AWAITING_PAYMENT, State.PROVISIONING})
 
 
 def can_move(old: State, new: State) -> bool:
@@ -62,6 +66,7 @@ LABELS: dict[State, str] = {
     State.APPROVED: "Approved, about to be ordered",
     State.SUBMITTING: "Ordering from the cloud",
     State.SUBMITTED: "Ordered, waiting for the cloud",
+    State.AWAITING_PAYMENT: "Waiting for payment",
     State.PROVISIONING: "Creating servers",
     State.SUCCEEDED: "Done",
     State.FAILED: "Failed",

@@ -14,8 +14,10 @@ class Event(StrEnum):
     SUBMITTED = "submitted"  # the cloud accepted the create
     PROGRESS = "progress"  # servers ready out of requested, expected end
     PAYMENT_DUE = "payment_due"  # a yearly/monthly order waits for payment
+    PAID = "paid"  # an approver paid the order
     FINISHED = "finished"  # succeeded, failed, refused by the cloud, expired, cancelled
     ATTENTION = "attention"  # the outcome of a create is unknown
+    TROUBLE = "trouble"  # the bot cannot follow the request until a person fixes something (credentials, …)
 
 
 class Notifier(Protocol):

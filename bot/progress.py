@@ -19,6 +19,13 @@ class Progress(BaseModel):
     order_status: int | None = None
     payment_deadline: datetime | None = None
     payment_prompted: bool = False
+    # The order as BSS states it: the exact amount to pay (after discounts), the list amount, the currency.
+    order_amount: float | None = None
+    order_official_amount: float | None = None
+    order_currency: str | None = None
+    order_paid: bool = False  # the order left "pending payment" (paid); a job in the same answer builds the servers
+    # A poll failed in a way that needs a person (credentials, the account id): said once in the thread.
+    error_reported: bool = False
     quota_note: str | None = None  # the quota check made when the request was submitted
     cloud_errors: int = 0
     polls: int = 0
@@ -37,5 +44,5 @@ class Progress(BaseModel):
 
     def same_view(self, other: Progress) -> bool:
         """Whether a thread showing `other` would look the same (so no edit is needed)."""
-        keys = ("ready", "total", "failed", "expected_end", "order_status", "payment_deadline")
+        keys = ("ready", "total", "failed", "expected_end", "order_status", "payment_deadline", "order_amount")
         return all(getattr(self, k) == getattr(other, k) for k in keys)

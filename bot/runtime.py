@@ -127,7 +127,7 @@ def build_runtime(settings: Settings, *, need_signing_secret: bool = True) -> Ru
     )
     workflow = Workflow(store, CloudAdapter(cloud), CachedDirectory(SlackDirectory(writer)), policy)
     notifier = SlackNotifier(writer, store, settings.approval_channel, settings.notify_channel,
-                             sandbox=sandbox_server is not None)
+                             sandbox=sandbox_server is not None, approvers=tuple(settings.approvers))
     courier = Courier(NewsStore(engine), store, notifier, workflow.worker_id,
                       CourierConfig(lease=timedelta(seconds=settings.slack_news_lease_seconds)))
     tracker = Tracker(store, cloud, workflow, TrackerConfig(

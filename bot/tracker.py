@@ -20,7 +20,14 @@ from typing import Any
 
 from bot.cloud.client import Cloud
 from bot.cloud.errors import CloudError, describe
-from bot.cloud.models import ORDER_CANCELLED, ORDER_COMPLETED, ORDER_PENDING_PAYMENT, parse_cloud_time
+from bot.cloud.models import (
+    ORDER_CANCELLED,
+    ORDER_COMPLETED,
+    ORDER_PENDING_PAYMENT,
+    ORDER_PROCESSING,
+    OrderInfo,
+    parse_cloud_time,
+)
 from bot.lifecycle import IN_FLIGHT_STATES, State
 from bot.notify import Event
 from bot.progress import Progress
@@ -31,8 +38,10 @@ from bot.workflow import Workflow
 log = logging.getLogger(__name__)
 
 SUCCESS = "SUCCESS"
-FAILED_STATES = frozenset({"FAILED", "ABNORMAL", "ROLLBACK"})
+UNKNOWN = "UNKNOWN"  # a sub-job the cloud gave no status: neither ready nor failed
+FAILED_STATES = frozenset({"FAILED", "ABNORMAL", "ROLLBACK", "ABORTING"})
 V1_STATUS = {0: "FAILED", 1: "SUCCESS", 2: "RUNNING", 3: "WAITING"}
+ORDER_PAID_STATES = frozenset({ORDER_PROCESSING, ORDER_COMPLETED})
 MAX_BACKOFF_FACTOR = 10
 
 
@@ -131,14 +140,17 @@ class Tracker:
     async def poll(self, row: AppRequest) -> None:
         started = time.time()
         try:
-            if row.job_id:
-                await self._poll_job(row)
-            elif row.order_id:
+            # An order decides payment; a job in the same answer shows the servers being built once it is paid.
+            if row.order_id and not (row.job_id and Progress.of(row).order_paid):
                 await self._poll_order(row)
+            elif row.job_id:
+                await self._poll_job(row, Progress.of(row))
             else:
                 await self._finish(row, State.FAILED, "The cloud returned neither a job nor an order to follow.", [])
         except CloudError as error:
-            await self._back_off(row, describe(error))
+            # A refusal that will not pass by itself (credentials, permissions, the account id) is said once
+            # in the thread; throttling and outages only slow the polling down.
+            await self._back_off(row, describe(error), needs_person=not error.retryable_read)
         except Exception as error:
             log.exception("polling %s failed", row.id)
             await self._back_off(row, f"unexpected {type(error).__name__}")
@@ -146,19 +158,23 @@ class Tracker:
             if self.on_poll is not None:
                 self.on_poll(row.id, self.worker_id, started, time.time())
 
-    async def _back_off(self, row: AppRequest, sentence: str) -> None:
+    async def _back_off(self, row: AppRequest, sentence: str, *, needs_person: bool = False) -> None:
         progress = Progress.of(row)
         progress.cloud_errors += 1
         factor = min(2 ** progress.cloud_errors, MAX_BACKOFF_FACTOR)
+        tell = needs_person and not progress.error_reported
+        progress.error_reported = progress.error_reported or needs_person
         self._saves.append({"id": row.id, "progress_json": progress.model_dump_json(), "last_error": sentence,
                             "next_poll_at": utcnow() + self.config.interval * factor})
+        if tell:
+            self._news.append((row.id, Event.TROUBLE))
 
     async def _job_view(self, job_id: str, first: bool) -> JobView:
         ws = self.cloud.workspace
         if not first:
             try:
                 detail = await ws.show_job_detail(job_id)
-                subs = tuple(SubJob(s.status, s.job_resource_info.resource_id if s.job_resource_info else None,
+                subs = tuple(SubJob(s.status or UNKNOWN, s.job_resource_info.resource_id if s.job_resource_info else None,
                                     _error(s.error_code, s.error_message)) for s in detail.sub_jobs)
                 return JobView(detail.status, subs, None, None)
             except CloudError as error:
@@ -167,19 +183,19 @@ class Tracker:
                 log.warning("ShowJobDetail for %s failed (%s); using ShowJob", job_id, describe(error))
         # ShowJob (v1) on the first poll: it also says when the job is expected to end.
         job = await ws.show_job(job_id)
-        subs = tuple(SubJob(V1_STATUS.get(s.job_status or 0, "RUNNING"),
+        subs = tuple(SubJob(UNKNOWN if s.job_status is None else V1_STATUS.get(s.job_status, "RUNNING"),
                             next((e.resource_id for e in s.entities if e.resource_id), None),
                             _error(s.execute_code, s.execute_message)) for s in job.sub_jobs)
         return JobView(V1_STATUS.get(job.job_status, "RUNNING"), subs, parse_cloud_time(job.expected_end_time),
                        _error(job.execute_code, job.execute_message))
 
-    async def _poll_job(self, row: AppRequest) -> None:
+    async def _poll_job(self, row: AppRequest, progress: Progress, before: Progress | None = None) -> None:
         assert row.job_id is not None
-        progress = Progress.of(row)
-        view = await self._job_view(row.job_id, first=progress.polls == 0)
-        before = progress.model_copy()
+        view = await self._job_view(row.job_id, first=not progress.expected_end)
+        before = before or progress.model_copy()
         progress.polls += 1
         progress.cloud_errors = 0
+        progress.error_reported = False
         progress.total = max(len(view.sub_jobs), row.subscription_num)
         progress.ready = sum(1 for s in view.sub_jobs if s.status == SUCCESS)
         progress.failed = sum(1 for s in view.sub_jobs if s.status in FAILED_STATES)
@@ -191,7 +207,7 @@ class Tracker:
         elif view.status in FAILED_STATES or (view.status == SUCCESS and progress.failed):
             await self._finish(row, State.FAILED, self._job_failure(progress, view), ready_ids, progress)
         else:
-            await self._continue(row, progress, before)
+            await self._continue(row, progress, before, State.PROVISIONING)
 
     @staticmethod
     def _job_failure(progress: Progress, view: JobView) -> str:
@@ -211,43 +227,54 @@ class Tracker:
         before = progress.model_copy()
         progress.polls += 1
         progress.cloud_errors = 0
-        progress.order_status = info.status
-        progress.payment_deadline = parse_cloud_time(info.pending_payment_end_time) or progress.payment_deadline
-        if info.status == ORDER_COMPLETED:
-            resources = await self.cloud.billing.list_order_resources(row.order_id)
-            ids = [r.resource_id for r in resources if r.is_main_resource in (None, 1)]
-            if ids:
-                progress.ready = len(ids)
-                await self._finish(row, State.SUCCEEDED, None, ids, progress)
-                return
-        elif info.status == ORDER_CANCELLED:
+        progress.error_reported = False
+        _read_order(progress, info)
+        if info.status == ORDER_CANCELLED:
             await self._finish(row, State.FAILED, "The order was cancelled (in the Billing Center, or because it was "
                                                   "not paid in time), so no servers were created.", [], progress)
-            return
         elif info.status == ORDER_PENDING_PAYMENT:
             deadline = progress.payment_deadline
             if deadline is not None and utcnow() > deadline:
                 await self._finish(row, State.FAILED, f"The order was not paid by its deadline "
                                    f"({deadline:%Y-%m-%d %H:%M UTC}), so no servers were created.", [], progress)
-                return
-            if not progress.payment_prompted:
+            else:
                 progress.payment_prompted = True
-                await self._continue(row, progress, before, event=Event.PAYMENT_DUE)
-                return
-        await self._continue(row, progress, before)
+                await self._continue(row, progress, before, State.AWAITING_PAYMENT, Event.PAYMENT_DUE)
+        elif info.status in ORDER_PAID_STATES:
+            progress.order_paid = True
+            if row.job_id:
+                await self._poll_job(row, progress, before)  # the job builds what the order bought
+            elif info.status == ORDER_COMPLETED:
+                await self._order_completed(row, progress, before)
+            else:
+                await self._continue(row, progress, before, State.PROVISIONING)
+        else:  # pending review, to be confirmed, …: the cloud is still working on it
+            await self._continue(row, progress, before)
 
-    async def _continue(self, row: AppRequest, progress: Progress, before: Progress,
+    async def _order_completed(self, row: AppRequest, progress: Progress, before: Progress) -> None:
+        assert row.order_id is not None
+        resources = await self.cloud.billing.list_order_resources(row.order_id)
+        ids = [r.resource_id for r in resources if r.is_main_resource in (None, 1)]
+        if ids:
+            progress.ready = len(ids)
+            await self._finish(row, State.SUCCEEDED, None, ids, progress)
+        else:  # completed, but its resources are not listed yet
+            await self._continue(row, progress, before, State.PROVISIONING)
+
+    async def _continue(self, row: AppRequest, progress: Progress, before: Progress, target: State | None = None,
                         event: Event = Event.PROGRESS) -> None:
+        """Keep following the request; move it to `target` first when it is not there yet."""
         changes: dict[str, Any] = {"progress_json": progress.model_dump_json(), "last_error": None,
                                    "next_poll_at": utcnow() + self.config.interval, "lease_owner": None,
                                    "lease_until": None}
-        if row.state == State.SUBMITTED and (progress.ready or progress.order_status != ORDER_PENDING_PAYMENT):
-            self._moves.append(Move(row.id, frozenset({State.SUBMITTED}), State.PROVISIONING, "provisioning",
-                                    changes, news=event))
+        if target is not None and target != row.state:
+            expected = frozenset({State.SUBMITTED} if target == State.AWAITING_PAYMENT
+                                 else {State.SUBMITTED, State.AWAITING_PAYMENT})
+            self._moves.append(Move(row.id, expected, target, target.value, changes, news=event))
             return
         self._saves.append({"id": row.id, "progress_json": changes["progress_json"], "last_error": None,
                             "next_poll_at": changes["next_poll_at"]})
-        if event is not Event.PROGRESS or not progress.same_view(before):
+        if event is Event.PROGRESS and not progress.same_view(before):
             self._news.append((row.id, event))
 
     async def _finish(self, row: AppRequest, state: State, sentence: str | None, server_ids: list[str],
@@ -260,3 +287,14 @@ class Tracker:
         self._moves.append(Move(row.id, frozenset(IN_FLIGHT_STATES), state, state.value, changes,
                                 detail=sentence or f"{len(server_ids)} server(s): {', '.join(server_ids)}",
                                 news=Event.FINISHED))
+
+
+def _read_order(progress: Progress, info: OrderInfo) -> None:
+    """What the order itself says: its status, the exact amount to pay and by when."""
+    progress.order_status = info.status
+    progress.payment_deadline = parse_cloud_time(info.pending_payment_end_time) or progress.payment_deadline
+    if info.amount_after_discount is not None:
+        progress.order_amount = info.amount_after_discount
+    if info.official_amount is not None:
+        progress.order_official_amount = info.official_amount
+    progress.order_currency = info.currency or progress.order_currency

@@ -21,9 +21,11 @@ from typing import Any, Protocol, TypeVar
 
 from bot.cloud.client import Cloud
 from bot.cloud.errors import CloudError, describe
-from bot.cloud.models import AppServer, CustomerOrderList, parse_cloud_time
+from bot.cloud.models import AppServer, CustomerOrder, JobDetailV2, OrderDetails
 from bot.lifecycle import State
 from bot.notify import Event
+from bot.progress import Progress
+from bot.reconcile import Candidates, Lookup, Reconciler, late_answer_ids
 from bot.spec import CreateAppServersRequest, CreateAppServersResponse, SpecError, parse_spec
 from bot.store.models import AppRequest, utcnow
 from bot.store.repository import NewRequest, RequestStore, Transition, server_ids
@@ -31,8 +33,6 @@ from bot.store.repository import NewRequest, RequestStore, Transition, server_id
 log = logging.getLogger(__name__)
 T = TypeVar("T")
 
-# How far before the recorded submit time a server may have been created (clock skew between us and the cloud).
-LOOKUP_SKEW = timedelta(minutes=2)
 MAX_REQUEUES = 5
 # An unknown outcome is announced with what the lookup found; without a lookup, after this long anyway.
 NEWS_WAITS_FOR_LOOKUP = timedelta(seconds=60)
@@ -41,7 +41,9 @@ NEWS_WAITS_FOR_LOOKUP = timedelta(seconds=60)
 class CloudPort(Protocol):
     async def create_app_servers(self, request: CreateAppServersRequest) -> CreateAppServersResponse: ...
     async def list_servers(self, *, server_group_id: str | None = None) -> list[AppServer]: ...
-    async def list_orders_since(self, since: datetime) -> CustomerOrderList: ...
+    async def list_new_workspace_orders(self, begin: datetime, end: datetime) -> list[CustomerOrder]: ...
+    async def show_order(self, order_id: str) -> OrderDetails: ...
+    async def show_job_detail(self, job_id: str) -> JobDetailV2: ...
     async def pay_order(self, order_id: str) -> None: ...
 
 
@@ -91,6 +93,8 @@ class Outcome(StrEnum):
     REASON_REQUIRED = "reason_required"
     SERVERS_FOUND = "servers_found"
     PAYMENT_FAILED = "payment_failed"
+    PAYMENT_UNKNOWN = "payment_unknown"
+    NOT_A_CANDIDATE = "not_a_candidate"
 
 
 @dataclass(frozen=True)
@@ -102,16 +106,6 @@ class Decision:
     @property
     def ok(self) -> bool:
         return self.outcome is Outcome.DONE
-
-
-@dataclass(frozen=True)
-class Lookup:
-    """What the bot found in the cloud for a create whose answer it never got."""
-
-    found: bool
-    job_id: str | None = None
-    order_id: str | None = None
-    server_ids: tuple[str, ...] = ()
 
 
 @dataclass(frozen=True)
@@ -135,6 +129,9 @@ class Workflow:
     directory: ApproverDirectory
     policy: Policy = field(default_factory=Policy)
     worker_id: str = field(default_factory=default_worker_id)
+
+    def __post_init__(self) -> None:
+        self.reconciler = Reconciler(self.store, self.cloud, self.policy.submit_lease)
 
     async def _db(self, fn: Callable[..., T], *args: Any, **kwargs: Any) -> T:
         # The store is synchronous (SQLAlchemy); keep it off the event loop.
@@ -327,11 +324,34 @@ class Workflow:
             news=Event.SUBMITTED,
         )
         if result is None or not result.won:
-            log.error("request %s: created (%s) but the row moved on; recorded in the audit log",
-                      row.id, response.job_id or response.order_id)
-            await self._db(self.store.audit, row.id, actor, "late_create_answer", allowed=True,
-                           detail=f"job {response.job_id} order {response.order_id}")
-        return SubmitResult(result.request if result else row, True)
+            return SubmitResult(await self._link_late_answer(row, response, actor), True)
+        return SubmitResult(result.request, True)
+
+    async def _link_late_answer(self, row: AppRequest, response: CreateAppServersResponse, actor: str) -> AppRequest:
+        """The create answered after this worker's lease ran out (the request was moved to needs_attention,
+        and perhaps queued again by an approver): the answer is still ours, so link it. That also stops a
+        resend that has not gone out yet."""
+        now, request_id = utcnow(), row.id
+        ids = late_answer_ids(response)
+        changes = {"job_id": response.job_id, "order_id": response.order_id, "submitted_at": now,
+                   "lease_owner": None, "lease_until": None, "next_poll_at": now, "lookup_found": True,
+                   "outcome_sentence": None, "candidates_json": None}
+        result = await self._db(
+            self.store.transition, request_id, frozenset({State.NEEDS_ATTENTION, State.APPROVED}), State.SUBMITTED,
+            actor=actor, action="late_create_answer_linked", changes=changes,
+            detail=f"the create answered after its lease ran out: {ids}", news=Event.SUBMITTED,
+        )
+        if result is not None and result.won:
+            return result.request
+        current = result.request if result else await self._db(self.store.get, request_id)
+        if current is not None and (current.job_id, current.order_id) == (response.job_id, response.order_id):
+            return current  # a lookup already linked exactly this
+        log.error("request %s: the cloud answered a late create (%s) but the request is %s; recorded in the audit log",
+                  request_id, ids, current.state if current else "gone")
+        if current is not None:
+            await self._db(self.store.audit, request_id, actor, "late_create_answer", allowed=True,
+                           detail=f"not linked (the request is {current.state}): {ids}")
+        return current or row
 
     async def _finish(self, row: AppRequest, state: State, actor: str, action: str, sentence: str) -> AppRequest:
         result = await self._db(
@@ -389,52 +409,76 @@ class Workflow:
         return recovered
 
     async def look_for_created(self, row: AppRequest) -> Lookup:
-        """Find what an unanswered create made: new servers in the group, or a new order."""
-        since = (row.submit_started_at or row.updated_at) - LOOKUP_SKEW
+        """Find what an unanswered create made. Link it only when it is certainly ours; otherwise keep the
+        candidates for an approver to choose from (`choose_candidate`)."""
         try:
-            lookup = await (self._find_order(row, since) if row.charging_mode == "prePaid"
-                            else self._find_job(row, since))
+            lookup = await self.reconciler.look(row)
         except CloudError as error:
             await self._db(self.store.audit, row.id, "bot", "lookup_failed", allowed=True, detail=describe(error))
-            return Lookup(False)
-        changes: dict[str, Any] = {"lookup_at": utcnow(), "lookup_found": lookup.found}
+            return Lookup(False, checked=False)
+        if not lookup.checked:
+            await self._db(self.store.audit, row.id, "bot", "lookup_failed", allowed=True,
+                           detail="the cloud's answer could not be read")
+            return lookup
+        since, until = self.reconciler.window(row)
+        candidates = Candidates.of(row)
+        candidates.items = list(lookup.candidates)
+        changes: dict[str, Any] = {"lookup_at": utcnow(), "lookup_found": lookup.found,
+                                   "candidates_json": candidates.model_dump_json()}
         if lookup.found:
             changes.update(job_id=lookup.job_id, order_id=lookup.order_id,
                            server_ids_json=json.dumps(list(lookup.server_ids)))
             detail = (f"found job {lookup.job_id}" if lookup.job_id else f"found order {lookup.order_id}") + \
                 f" with {len(lookup.server_ids)} server(s): {', '.join(lookup.server_ids)}"
+        elif lookup.candidates:
+            detail = f"not certain; {len(lookup.candidates)} candidate(s) for an approver: " + \
+                "; ".join(c.detail for c in lookup.candidates)
         else:
-            detail = f"nothing created since {_when(since)}"
+            detail = f"nothing created between {_when(since)} and {_when(until)}"
         await self._db(self.store.update_fields, row.id, actor="bot", action="lookup", detail=detail,
                        release_news=True, **changes)
         return lookup
 
-    async def _find_job(self, row: AppRequest, since: datetime) -> Lookup:
-        servers = await self.cloud.list_servers(server_group_id=row.server_group_id)
-        fresh = [s for s in servers if s.job_id and (created := parse_cloud_time(s.create_time)) and created >= since]
-        taken = await self._db(self.store.linked_elsewhere, row.id, job_ids=sorted({s.job_id for s in fresh if s.job_id}))
-        by_job: dict[str, list[str]] = {}
-        for server in fresh:
-            if server.job_id and server.job_id not in taken:
-                by_job.setdefault(server.job_id, []).append(server.id)
-        if len(by_job) != 1:
-            # None found, or several unlinked jobs we cannot tell apart: a human decides.
-            return Lookup(False) if not by_job else Lookup(True, server_ids=tuple(i for ids in by_job.values() for i in ids))
-        job_id, ids = next(iter(by_job.items()))
-        return Lookup(True, job_id=job_id, server_ids=tuple(ids))
-
-    async def _find_order(self, row: AppRequest, since: datetime) -> Lookup:
-        orders = await self.cloud.list_orders_since(since)
-        ids = [o.order_id for o in orders.order_infos]
-        taken = await self._db(self.store.linked_elsewhere, row.id, order_ids=ids)
-        candidates = [i for i in ids if i not in taken]
-        if not candidates:
-            return Lookup(False)
-        if len(candidates) > 1:
-            return Lookup(True)
-        servers = await self.cloud.list_servers(server_group_id=row.server_group_id)
-        return Lookup(True, order_id=candidates[0],
-                      server_ids=tuple(s.id for s in servers if s.order_id == candidates[0]))
+    async def choose_candidate(self, request_id: str, user_id: str, candidate_id: str | None) -> Decision:
+        """An approver says which candidate is ours (`candidate_id`), or that none is (None). Recorded."""
+        action = "choose_candidate" if candidate_id else "rule_out_candidates"
+        checked = await self.check_decider(request_id, user_id, action)
+        if isinstance(checked, Decision):
+            return checked
+        candidates = Candidates.of(checked)
+        if checked.state != State.NEEDS_ATTENTION or not candidates.items:
+            return await self._refuse(request_id, user_id, action, Outcome.WRONG_STATE,
+                                      f"Request {request_id} has nothing waiting for a choice (it is {checked.state}).",
+                                      checked)
+        if candidate_id is None:
+            ruled = [c.id for c in candidates.items]
+            candidates.ruled_out = sorted({*candidates.ruled_out, *ruled})
+            candidates.items = []
+            await self._db(self.store.update_fields, request_id, actor=user_id, action=action,
+                           detail=f"none of these is ours: {', '.join(ruled)}", news=Event.ATTENTION,
+                           candidates_json=candidates.model_dump_json(), lookup_found=False)
+            return Decision(Outcome.DONE, f"<@{user_id}> ruled out {', '.join(ruled)} for {request_id}.",
+                            await self._db(self.store.get, request_id))
+        chosen = candidates.find(candidate_id)
+        if chosen is None:
+            return await self._refuse(request_id, user_id, action, Outcome.NOT_A_CANDIDATE,
+                                      f"{candidate_id} is not one of the candidates for {request_id}.", checked)
+        ids = {"order_ids": [chosen.id]} if chosen.kind == "order" else {"job_ids": [chosen.id]}
+        if await self._db(self.store.linked_elsewhere, request_id, **ids):
+            return await self._refuse(request_id, user_id, action, Outcome.NOT_A_CANDIDATE,
+                                      f"{chosen.id} already belongs to another request.", checked)
+        now = utcnow()
+        candidates.items = [chosen]
+        result = await self._db(
+            self.store.transition, request_id, State.NEEDS_ATTENTION, State.SUBMITTED, actor=user_id, action=action,
+            changes={"job_id": chosen.id if chosen.kind == "job" else None,
+                     "order_id": chosen.id if chosen.kind == "order" else None,
+                     "submitted_at": checked.submitted_at or now, "next_poll_at": now, "lookup_found": True,
+                     "outcome_sentence": None, "candidates_json": candidates.model_dump_json()},
+            detail=f"{chosen.kind} {chosen.id} is ours: {chosen.detail}", news=Event.SUBMITTED,
+        )
+        return await self._decision_from(result, request_id, user_id, action,
+                                          f"<@{user_id}> linked {request_id} to {chosen.kind} {chosen.id}.")
 
     async def retry_after_attention(self, request_id: str, user_id: str) -> Decision:
         """An approver sends an unanswered create again, only after a fresh look finds nothing."""
@@ -445,12 +489,13 @@ class Workflow:
             return await self._refuse(request_id, user_id, "retry", Outcome.WRONG_STATE,
                                       f"Request {request_id} does not need attention (it is {checked.state}).", checked)
         lookup = await self.look_for_created(checked)
-        if lookup.found:
+        if lookup.found or lookup.needs_choice:
             return await self._refuse(request_id, user_id, "retry", Outcome.SERVERS_FOUND,
-                                      "The cloud shows servers or an order from this request, so it must not be "
-                                      "sent again.", await self._db(self.store.get, request_id))
+                                      "The cloud shows servers or an order that may be from this request, so it must "
+                                      "not be sent again; choose on the card whether it is ours.",
+                                      await self._db(self.store.get, request_id))
         fresh = await self._db(self.store.get, request_id)
-        if fresh is None or fresh.lookup_found is not False:
+        if fresh is None or not lookup.checked or fresh.lookup_found is not False:
             return await self._refuse(request_id, user_id, "retry", Outcome.WRONG_STATE,
                                       "The bot could not check the cloud just now; try again in a minute.", fresh)
         result = await self._db(
@@ -461,31 +506,61 @@ class Workflow:
         return await self._decision_from(result, request_id, user_id, "retry",
                                           f"<@{user_id}> sent {request_id} to the cloud again.")
 
-
     async def pay_order(self, request_id: str, user_id: str) -> Decision:
-        """An approver pays a yearly/monthly order that waits for payment; once, however often clicked."""
+        """An approver pays a yearly/monthly order that waits for payment; once, however often clicked.
+        Only an order linked to the request with certainty is ever paid."""
+        row = await self._db(self.store.get, request_id)
+        if row is not None and row.requester_id == user_id:
+            return await self._refuse(request_id, user_id, "pay_order", Outcome.SELF_APPROVAL,
+                                      "You asked for this order, so an approver pays it: paying charges the company's "
+                                      "cloud account, and a second person confirms what is bought.", row)
         checked = await self.check_decider(request_id, user_id, "pay_order")
         if isinstance(checked, Decision):
+            if checked.outcome is Outcome.NOT_APPROVER:
+                return await self._refuse(request_id, user_id, "pay_order", Outcome.NOT_APPROVER,
+                                          "Only the configured approvers can pay orders: paying charges the company's "
+                                          "cloud account.", None)
             return checked
-        if not checked.order_id or checked.state not in (State.SUBMITTED, State.PROVISIONING):
+        if not checked.order_id or checked.state != State.AWAITING_PAYMENT:
             return await self._refuse(request_id, user_id, "pay_order", Outcome.WRONG_STATE,
-                                      f"Request {request_id} has no order waiting for payment.", checked)
+                                      f"Request {request_id} has no order waiting for payment (it is "
+                                      f"{checked.state}).", checked)
         holder = await self._db(self.store.mark_payment, request_id, user_id)
         if holder is not None:
             return await self._refuse(request_id, user_id, "pay_order", Outcome.ALREADY_DECIDED,
                                       f"<@{holder}> already paid (or is paying) the order of {request_id}.", checked)
+        progress = Progress.of(checked)
+        amount = _amount(progress)
         try:
             await self.cloud.pay_order(checked.order_id)
         except CloudError as error:
             sentence = describe(error)
             if not error.outcome_unknown:
                 await self._db(self.store.clear_payment, request_id)  # nothing was paid: allow another try
-            await self._db(self.store.audit, request_id, user_id, "pay_order", allowed=True, detail=f"failed: {sentence}")
-            return Decision(Outcome.PAYMENT_FAILED, f"The payment did not go through. {sentence}", checked)
-        await self._db(self.store.audit, request_id, user_id, "pay_order", allowed=True,
-                       detail=f"paid order {checked.order_id}")
-        return Decision(Outcome.DONE, f"<@{user_id}> paid the order {checked.order_id}.",
-                        await self._db(self.store.get, request_id))
+                await self._db(self.store.audit, request_id, user_id, "pay_order", allowed=True,
+                               detail=f"failed: {sentence}")
+                return Decision(Outcome.PAYMENT_FAILED, f"The payment did not go through. {sentence}", checked)
+            await self._db(self.store.audit, request_id, user_id, "pay_order", allowed=True,
+                           detail=f"outcome unknown: {sentence}")
+            return Decision(Outcome.PAYMENT_UNKNOWN, f"The billing service did not confirm the payment ({sentence}) "
+                            "The bot does not pay again; the order's status will show whether it was paid.", checked)
+        progress.order_paid = True
+        result = await self._db(
+            self.store.transition, request_id, State.AWAITING_PAYMENT, State.PROVISIONING, actor=user_id,
+            action="pay_order", changes={"progress_json": progress.model_dump_json(), "next_poll_at": utcnow()},
+            detail=f"paid order {checked.order_id}" + (f" ({amount})" if amount else ""), news=Event.PAID,
+        )
+        if result is None or not result.won:  # the tracker saw the order move first: the payment stands
+            await self._db(self.store.audit, request_id, user_id, "pay_order", allowed=True,
+                           detail=f"paid order {checked.order_id}" + (f" ({amount})" if amount else ""))
+        return Decision(Outcome.DONE, f"<@{user_id}> paid the order {checked.order_id}"
+                        + (f" ({amount})." if amount else "."), await self._db(self.store.get, request_id))
+
+
+def _amount(progress: Progress) -> str | None:
+    if progress.order_amount is None:
+        return None
+    return f"{progress.order_currency or ''} {progress.order_amount:,.2f}".strip()
 
 
 class CloudAdapter:
@@ -500,8 +575,14 @@ class CloudAdapter:
     async def list_servers(self, *, server_group_id: str | None = None) -> list[AppServer]:
         return await self._cloud.workspace.list_servers(server_group_id=server_group_id)
 
-    async def list_orders_since(self, since: datetime) -> CustomerOrderList:
-        return await self._cloud.billing.list_orders_since(since)
+    async def list_new_workspace_orders(self, begin: datetime, end: datetime) -> list[CustomerOrder]:
+        return await self._cloud.billing.list_new_workspace_orders(begin, end)
+
+    async def show_order(self, order_id: str) -> OrderDetails:
+        return await self._cloud.billing.show_order(order_id)
+
+    async def show_job_detail(self, job_id: str) -> JobDetailV2:
+        return await self._cloud.workspace.show_job_detail(job_id)
 
     async def pay_order(self, order_id: str) -> None:
         await self._cloud.billing.pay_order(order_id)

@@ -5,8 +5,20 @@ from __future__ import annotations
 from datetime import datetime
 
 from bot.cloud.http import CloudHttp
-from bot.cloud.models import CustomerOrderList, OrderDetails, OrderResource, OrderResourceList
+from bot.cloud.models import (
+    ORDER_TYPE_NEW,
+    WORKSPACE_SERVICE_TYPE,
+    CustomerOrder,
+    CustomerOrderList,
+    OrderDetails,
+    OrderResource,
+    OrderResourceList,
+)
 from bot.cloud.workspace import segment
+
+BSS_TIME = "%Y-%m-%dT%H:%M:%SZ"
+ORDERS_PAGE = 100
+MAX_ORDER_PAGES = 20  # 2,000 new Workspace orders in one lookup window is far beyond any real account
 
 
 class BillingClient:
@@ -35,11 +47,19 @@ class BillingClient:
         )
         return OrderResourceList.model_validate(response.json()).data
 
-    async def list_orders_since(self, since: datetime) -> CustomerOrderList:
-        """Orders created since a time (used to find an order whose create call had no answer)."""
-        response = await self._http.call(
-            "ListCustomerOrders", "GET", "/v2/orders/customer-orders",
-            params={"create_time_begin": since.strftime("%Y-%m-%dT%H:%M:%SZ"), "order_by": "-createTime",
-                    "limit": 100, "offset": 0},
-        )
-        return CustomerOrderList.model_validate(response.json())
+    async def list_new_workspace_orders(self, begin: datetime, end: datetime) -> list[CustomerOrder]:
+        """New-purchase Workspace orders created in [begin, end] (UTC): the only orders a create of ours
+        can have placed. Other services' orders and renewals are filtered out by BSS itself."""
+        orders: list[CustomerOrder] = []
+        for page in range(MAX_ORDER_PAGES):
+            response = await self._http.call(
+                "ListCustomerOrders", "GET", "/v2/orders/customer-orders",
+                params={"create_time_begin": begin.strftime(BSS_TIME), "create_time_end": end.strftime(BSS_TIME),
+                        "service_type_code": WORKSPACE_SERVICE_TYPE, "order_type": ORDER_TYPE_NEW,
+                        "order_by": "-createTime", "limit": ORDERS_PAGE, "offset": page * ORDERS_PAGE},
+            )
+            batch = CustomerOrderList.model_validate(response.json())
+            orders.extend(batch.order_infos)
+            if len(batch.order_infos) < ORDERS_PAGE or len(orders) >= batch.total_count:
+                break
+        return orders

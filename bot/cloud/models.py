@@ -175,7 +175,7 @@ class SubJobV2(CloudModel):
     job_resource_info: JobEntity | None = None
     begin_time: str | None = None
     end_time: str | None = None
-    status: str  # WAITING RUNNING SUCCESS FAILED ABNORMAL ROLLBACK ABORTING
+    status: str | None = None  # WAITING RUNNING SUCCESS FAILED ABNORMAL ROLLBACK ABORTING; absent while unknown
     error_code: str | None = None
     error_message: str | None = None
     job_id: str | None = None
@@ -235,6 +235,7 @@ class SubnetEnvelope(CloudModel):
 
 # BSS ----------------------------------------------------------------------------------------------
 
+ORDER_PROCESSING = 3
 ORDER_CANCELLED = 4
 ORDER_COMPLETED = 5
 ORDER_PENDING_PAYMENT = 6
@@ -252,10 +253,25 @@ class OrderInfo(CloudModel):
     pending_payment_end_time: str | None = None
 
 
+class OrderLineItem(CloudModel):
+    """One line of an order (`OrderLineItemEntityV2`): what ties an order to the request that placed it."""
+
+    order_line_item_id: str | None = None
+    service_type_code: str | None = None
+    product_id: str | None = None
+    product_spec_desc: str | None = None
+    period_type: int | None = None
+    period_num: int | None = None
+    subscription_num: int | None = None
+    amount_after_discount: float | None = None
+    official_amount: float | None = None
+    currency: str | None = None
+
+
 class OrderDetails(CloudModel):
     total_count: int | None = None
     order_info: OrderInfo
-    order_line_items: list[dict[str, object]] = Field(default_factory=list)
+    order_line_items: list[OrderLineItem] = Field(default_factory=list)
 
 
 class OrderResource(CloudModel):
@@ -271,11 +287,19 @@ class OrderResourceList(CloudModel):
     total_count: int = 0
 
 
+WORKSPACE_SERVICE_TYPE = "hws.service.type.vdi"  # Workspace's service in BSS (ListProduct's cloud_service_type)
+ORDER_TYPE_NEW = 1
+
+
 class CustomerOrder(CloudModel):
     order_id: str
     status: int | None = None
+    order_type: int | None = None
     create_time: str | None = None
     service_type_code: str | None = None
+    amount_after_discount: float | None = None
+    official_amount: float | None = None
+    currency: str | None = None
 
 
 class CustomerOrderList(CloudModel):

@@ -70,6 +70,7 @@ class Sandbox:
             Route("/_sandbox/jobs/fail-next", self._control_fail_next, methods=["POST"]),
             Route("/_sandbox/jobs/bulk", self._control_bulk_jobs, methods=["POST"]),
             Route("/_sandbox/balance", self._control_balance, methods=["POST"]),
+            Route("/_sandbox/orders/foreign", self._control_foreign_order, methods=["POST"]),
             Route("/{path:path}", self._dispatch, methods=["GET", "POST", "PUT", "PATCH", "DELETE"]),
         ])
 
@@ -352,7 +353,8 @@ class Sandbox:
         body = spec.to_api_body()
         try:
             if spec.is_prepaid:
-                return ok({"order_id": self.state.create_order(body).id})
+                order = self.state.create_order(body)
+                return ok({"order_id": order.id, **({"job_id": order.job_id} if order.job_id else {})})
             return ok({"job_id": self.state.create_job(body).id})
         except QuotaExceeded as exceeded:
             return error(400, "WKS.00211102", f"The parameter is invalid: {exceeded}")
@@ -411,13 +413,32 @@ class Sandbox:
         return ok(self.state.order_details(order))
 
     async def _list_orders(self, call: Call) -> Response:
-        since = call.query.get("create_time_begin")
-        begin = datetime.strptime(since, "%Y-%m-%dT%H:%M:%SZ").replace(tzinfo=UTC).timestamp() if since else 0.0
-        orders = sorted((o for o in self.state.orders.values() if o.created >= begin), key=lambda o: -o.created)
+        """ListCustomerOrders with the filters the official SDK sends (times in UTC, `yyyy-MM-ddTHH:mm:ssZ`)."""
+        q = call.query
+        try:
+            begin = _bss_time(q.get("create_time_begin"), 0.0)
+            end = _bss_time(q.get("create_time_end"), float("inf"))
+            offset, limit = int(q.get("offset", 0)), int(q.get("limit", 10))
+        except ValueError:
+            return error(400, "CBC.0100", "Parameter error: a time or number is malformed.")
+        if not 1 <= limit <= 100 or offset < 0:
+            return error(400, "CBC.0100", "Parameter error: limit must be 1 to 100.")
         now = time.time()
+        orders = [o for o in self.state.orders.values() if begin <= o.created <= end]
+        if service := q.get("service_type_code"):
+            orders = [o for o in orders if o.service_type_code == service]
+        if order_id := q.get("order_id"):
+            orders = [o for o in orders if o.id == order_id]
+        if status := q.get("status"):
+            orders = [o for o in orders if str(o.status(now, self.config.order_seconds)) == status]
+        if q.get("order_type") not in (None, "1"):
+            orders = []  # the sandbox only has new purchases
+        orders.sort(key=lambda o: o.created, reverse=q.get("order_by", "-createTime").startswith("-"))
         infos = [{"order_id": o.id, "status": o.status(now, self.config.order_seconds), "create_time": iso(o.created),
-                  "service_type_code": "hws.service.type.vdi"} for o in orders]
-        return ok({"total_count": len(infos), "order_infos": infos})
+                  "service_type_code": o.service_type_code, "order_type": 1, "source_type": 1,
+                  "amount_after_discount": o.amount, "official_amount": o.amount, "currency": "CNY", "measure_id": 1}
+                 for o in orders]
+        return ok({"total_count": len(infos), "order_infos": infos[offset:offset + limit]})
 
     async def _pay_order(self, call: Call) -> Response:
         body = call.body if isinstance(call.body, dict) else {}
@@ -503,10 +524,25 @@ class Sandbox:
             self.config.job_seconds, self.config.instance_quota = saved
         return JSONResponse({"job_ids": ids})
 
+    async def _control_foreign_order(self, request: Request) -> Response:
+        """Someone else's order in the same account: {"service_type_code", "spec", "at" (epoch s), "amount"}."""
+        body = await request.json()
+        order = self.state.place_foreign_order(
+            service_type_code=str(body.get("service_type_code") or "hws.service.type.ec2"),
+            spec=dict(body.get("spec") or {}), at=float(body.get("at") or time.time()),
+            amount=float(body.get("amount") or 100.0))
+        return JSONResponse({"order_id": order.id})
+
     async def _control_balance(self, request: Request) -> Response:
         body = await request.json()
         self.state.balance = float(body["amount"])
         return Response(status_code=204)
+
+
+def _bss_time(text: str | None, default: float) -> float:
+    if not text:
+        return default
+    return datetime.strptime(text, "%Y-%m-%dT%H:%M:%SZ").replace(tzinfo=UTC).timestamp()
 
 
 def _page(query: dict[str, str], default_limit: int) -> tuple[int, int | None]:

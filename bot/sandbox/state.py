@@ -44,6 +44,9 @@ class SandboxConfig:
     balance: float = 1_000_000.0
     extra_server_groups: int = 0
     duplicate_project_names: bool = False
+    # A yearly/monthly create answers with a job as well as the order (as the API's own example does);
+    # the job builds the servers once the order is paid.
+    order_answers_with_job: bool = False
 
 @dataclass
 class Server:
@@ -103,6 +106,9 @@ class Job:
         return self.created + self.duration
 
 
+WORKSPACE_SERVICE = "hws.service.type.vdi"
+
+
 @dataclass
 class Order:
     id: str
@@ -113,6 +119,8 @@ class Order:
     paid_at: float | None = None
     cancelled_at: float | None = None
     server_ids: list[str] = field(default_factory=list)
+    service_type_code: str = WORKSPACE_SERVICE
+    job_id: str | None = None  # when the create answered with a job too
 
     def status(self, now: float, processing_seconds: float) -> int:
         if self.cancelled_at is not None or (self.paid_at is None and now > self.deadline):
@@ -149,7 +157,8 @@ class CloudState:
     def instances_in_use(self) -> int:
         return len(self.servers) + sum(
             int(o.spec.get("subscription_num", 0)) for o in self.orders.values()
-            if not o.server_ids and o.status(self.clock(), self.config.order_seconds) in (3, 6)
+            if not o.server_ids and o.service_type_code == WORKSPACE_SERVICE
+            and o.status(self.clock(), self.config.order_seconds) in (3, 6)
         )
 
     def quota(self, need: int) -> dict[str, Any]:
@@ -203,18 +212,39 @@ class CloudState:
         order_id = "CS" + datetime.fromtimestamp(now, UTC).strftime("%y%m%d%H%M") + suffix
         order = Order(order_id, now, amount, spec, now + self.config.payment_window_seconds)
         self.orders[order_id] = order
+        if self.config.order_answers_with_job:
+            # The job waits (initializing) until the order is paid; paying starts it.
+            order.job_id = str(self.rng.randrange(10**17, 10**18))
+            self.jobs[order.job_id] = Job(order.job_id, order.deadline, self.config.job_seconds, [], False)
         if extend.get("is_auto_pay") and self.balance >= amount:
             self._settle(order, now)
+        return order
+
+    def place_foreign_order(self, *, service_type_code: str, spec: dict[str, Any], at: float, amount: float) -> Order:
+        """An order someone else placed in the same account (another person, or another service)."""
+        suffix = "".join(self.rng.choice(string.ascii_uppercase + string.digits) for _ in range(5))
+        order_id = "CS" + datetime.fromtimestamp(at, UTC).strftime("%y%m%d%H%M") + suffix
+        order = Order(order_id, at, amount, spec, at + self.config.payment_window_seconds,
+                      service_type_code=service_type_code)
+        self.orders[order_id] = order
         return order
 
     def _settle(self, order: Order, now: float) -> None:
         self.balance -= order.amount
         order.paid_at = now
+        if order.service_type_code != WORKSPACE_SERVICE or order.spec.get("server_group_id") not in self.groups:
+            return  # another service's order: nothing of ours to build
         servers = [self._new_server(order.spec, i, now, "prePaid") for i in range(int(order.spec["subscription_num"]))]
         for server in servers:
             server.order_id = order.id
+            server.job_id = order.job_id
             self.servers[server.id] = server
         order.server_ids = [s.id for s in servers]
+        job = self.jobs.get(order.job_id or "")
+        if job is not None:
+            job.created = now
+            job.server_ids = list(order.server_ids)
+            job.sub_job_ids = [str(self.rng.randrange(10**17, 10**18)) for _ in servers]
 
     def pay(self, order: Order) -> str | None:
         """Pay an order; returns a CBC error code when it cannot be paid."""
@@ -302,8 +332,9 @@ class CloudState:
         return {
             "total_count": 1,
             "order_info": {
-                "order_id": order.id, "customer_id": self.config.domain_id, "service_type_code": "hws.service.type.vdi",
-                "service_type_name": "Workspace", "source_type": 1,
+                "order_id": order.id, "customer_id": self.config.domain_id, "service_type_code": order.service_type_code,
+                "service_type_name": "Workspace" if order.service_type_code == WORKSPACE_SERVICE else "Other",
+                "source_type": 1,
                 "status": order.status(now, self.config.order_seconds), "order_type": 1,
                 "amount_after_discount": order.amount, "official_amount": order.amount, "measure_id": 1,
                 "create_time": iso(order.created),
@@ -311,9 +342,10 @@ class CloudState:
                 "pending_payment_end_time": iso(order.deadline),
             },
             "order_line_items": [{
-                "order_line_item_id": order.id + "-000001", "service_type_code": "hws.service.type.vdi",
-                "product_id": order.spec["product_id"], "period_type": extend.get("period_type"),
-                "period_num": extend.get("period_num"), "subscription_num": order.spec["subscription_num"],
+                "order_line_item_id": order.id + "-000001", "service_type_code": order.service_type_code,
+                "product_id": order.spec.get("product_id"), "period_type": extend.get("period_type"),
+                "period_num": extend.get("period_num"), "subscription_num": order.spec.get("subscription_num"),
+                "amount_after_discount": order.amount, "official_amount": order.amount,
                 "currency": "CNY", "order_id": order.id,
             }],
         }

@@ -1,4 +1,6 @@
-"""Approve / Reject (with a reason), Pay now and Send again: buttons on cards, threads and App Home."""
+"""Approve / Reject (with a reason), Pay, "this one is ours" / "none of these" and Send again: buttons on
+cards and App Home. A success is told by the news it queues (the card and the thread follow); the clicker
+hears directly only what concerns them alone (a refusal, a payment that did not go through)."""
 
 from __future__ import annotations
 
@@ -13,7 +15,7 @@ from slack_sdk.web.async_client import AsyncWebClient
 from bot.slack import forms
 from bot.slack.context import BotContext
 from bot.slack.home import publish_home
-from bot.slack.ids import Action, Block, Callback
+from bot.slack.ids import Action, Block, Callback, parse_candidate_value
 from bot.slack.payloads import as_dict
 from bot.workflow import Decision, Outcome
 
@@ -93,24 +95,39 @@ def register(app: AsyncApp, ctx: BotContext) -> None:
         else:
             await ctx.writer.post(user, decision.sentence)
 
-    async def in_thread_or_tell(body: dict[str, Any], decision: Decision, emoji: str) -> None:
-        """A success is said in the request's thread and wakes the tracker; a refusal goes to the clicker."""
-        if decision.ok and decision.request:
-            request = decision.request
-            if request.channel_id and request.thread_ts:
-                await ctx.writer.post(request.channel_id, f"{emoji} {decision.sentence}", thread_ts=request.thread_ts)
+    async def done_or_tell(body: dict[str, Any], decision: Decision) -> None:
+        """A success was queued as news (the card and the thread say it); anything else goes to the clicker."""
+        if decision.ok:
             ctx.wake_workers()
         else:
             await tell_clicker(body, decision)
+        await after_click(body)
 
     @app.action(Action.PAY.value)
     async def pay(ack: AsyncAck, body: dict[str, Any]) -> None:
         await ack()
         user, request_id, _, _ = _clicked(body)
-        await in_thread_or_tell(body, await ctx.workflow.pay_order(request_id, user), ":credit_card:")
+        await done_or_tell(body, await ctx.workflow.pay_order(request_id, user))
 
     @app.action(Action.RETRY.value)
     async def retry(ack: AsyncAck, body: dict[str, Any]) -> None:
         await ack()
         user, request_id, _, _ = _clicked(body)
-        await in_thread_or_tell(body, await ctx.workflow.retry_after_attention(request_id, user), ":repeat:")
+        decision = await ctx.workflow.retry_after_attention(request_id, user)
+        if decision.ok and decision.request and decision.request.channel_id and decision.request.thread_ts:
+            await ctx.writer.post(decision.request.channel_id, f":repeat: {decision.sentence}",
+                                  thread_ts=decision.request.thread_ts)
+        await done_or_tell(body, decision)
+
+    @app.action(Action.CHOOSE_CANDIDATE.value)
+    async def choose(ack: AsyncAck, body: dict[str, Any]) -> None:
+        await ack()
+        user, value, _, _ = _clicked(body)
+        request_id, candidate_id = parse_candidate_value(value)
+        await done_or_tell(body, await ctx.workflow.choose_candidate(request_id, user, candidate_id))
+
+    @app.action(Action.NO_CANDIDATE.value)
+    async def none_of_these(ack: AsyncAck, body: dict[str, Any]) -> None:
+        await ack()
+        user, request_id, _, _ = _clicked(body)
+        await done_or_tell(body, await ctx.workflow.choose_candidate(request_id, user, None))

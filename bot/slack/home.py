@@ -9,6 +9,7 @@ from slack_bolt.async_app import AsyncApp
 
 from bot.lifecycle import State
 from bot.slack.messages import home_view
+from bot.store.models import AppRequest
 
 if TYPE_CHECKING:
     from bot.slack.context import BotContext
@@ -17,11 +18,18 @@ if TYPE_CHECKING:
 async def publish_home(ctx: BotContext, user: str) -> None:
     mine = await asyncio.to_thread(ctx.store.for_requester, user, 15)
     approver = await ctx.workflow.is_approver(user)
-    pending = []
+    pending: list[AppRequest] = []
+    to_pay: list[AppRequest] = []
+    attention: list[AppRequest] = []
     if approver:
-        pending = [r for r in await asyncio.to_thread(ctx.store.in_states, [State.PENDING_APPROVAL], 50)
-                   if r.requester_id != user]
-    view = home_view(mine, pending, approver=approver, sandbox=ctx.sandbox)
+        # What the approver can act on: not their own requests (they can neither decide nor pay those).
+        waiting = [r for r in await asyncio.to_thread(
+            ctx.store.in_states, [State.PENDING_APPROVAL, State.AWAITING_PAYMENT, State.NEEDS_ATTENTION], 100)
+            if r.requester_id != user]
+        pending = [r for r in waiting if r.state == State.PENDING_APPROVAL]
+        to_pay = [r for r in waiting if r.state == State.AWAITING_PAYMENT and r.order_id]
+        attention = [r for r in waiting if r.state == State.NEEDS_ATTENTION]
+    view = home_view(mine, pending, approver=approver, sandbox=ctx.sandbox, to_pay=to_pay, attention=attention)
     await ctx.writer.publish_home(user, view.to_dict())
 
 

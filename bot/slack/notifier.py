@@ -7,11 +7,12 @@ from __future__ import annotations
 
 import asyncio
 import logging
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 
 from bot.lifecycle import State
 from bot.notify import Event
 from bot.progress import Progress
+from bot.reconcile import Candidates
 from bot.slack import messages
 from bot.slack.writer import SlackWriter
 from bot.store.models import AppRequest
@@ -32,6 +33,7 @@ class SlackNotifier:
     approval_channel: str | None
     notify_channel: str | None
     sandbox: bool
+    approvers: tuple[str, ...] = field(default=())
 
     async def _fresh(self, request: AppRequest) -> AppRequest:
         return await asyncio.to_thread(self.store.get, request.id) or request
@@ -42,21 +44,63 @@ class SlackNotifier:
             return
         state = State(request.state)
         await self._update_head(request)
-        if request.approval_ts and (event is Event.DECIDED or state in DECISION_FINAL):
-            await self._update_card(request)
+        if request.approval_ts and event is not Event.PROGRESS:
+            await self._update_card(request)  # the approvers' card follows the request to its end
         if event is Event.PAYMENT_DUE:
-            await self._reply(request, messages.payment_message(request, sandbox=self.sandbox))
+            await self._payment_due(request)
+        elif event is Event.PAID:
+            await self._reply_text(request, messages.paid_reply(request, sandbox=self.sandbox))
         elif event is Event.ATTENTION:
-            message = messages.attention_message(request, sandbox=self.sandbox)
-            await self._reply(request, message)
-            if self.approval_channel:
-                await self.writer.post(self.approval_channel, message.text, message.blocks)
+            await self._attention(request)
+        elif event is Event.TROUBLE:
+            await self._reply_text(request, messages.trouble_text(request, sandbox=self.sandbox))
         elif state in DECISION_FINAL or event is Event.FINISHED:
             await self._final(request)
         elif event in (Event.SUBMITTED, Event.DECIDED):
             text = messages.reply_text(request, event.value, sandbox=self.sandbox)
             if text:
                 await self._reply_text(request, text)
+
+    async def _approvers_card(self, request: AppRequest) -> AppRequest | None:
+        """The approvers' card for this request, posted now if it has none (a pay-per-use request that needs
+        attention, or a card that could not be posted before). None when there is nowhere to post it."""
+        if request.approval_ts:
+            return request
+        if not self.approval_channel:
+            return None
+        card = self._card(request)
+        placed = await self.writer.post(self.approval_channel, card.text, card.blocks)
+        if not placed.ok:
+            return None
+        await asyncio.to_thread(self.store.update_fields, request.id, actor="bot", action="card_posted",
+                                detail=f"{placed.channel} {placed.ts}", approval_channel_id=placed.channel,
+                                approval_ts=placed.ts)
+        return await self._fresh(request)
+
+    async def _reply_on_card(self, request: AppRequest, text: str) -> None:
+        if request.approval_ts:
+            await self.writer.post(request.approval_channel_id or self.approval_channel or "", text,
+                                   thread_ts=request.approval_ts)
+
+    async def _payment_due(self, request: AppRequest) -> None:
+        """The approvers are pinged where they look (the card's thread; their App Home lists it too), and the
+        requester is told who pays."""
+        card = await self._approvers_card(request)
+        if card is not None:
+            await self._reply_on_card(card, messages.payment_reply(
+                card, sandbox=self.sandbox, approvers=self.approvers, for_approvers=True,
+                approval_channel=self.approval_channel))
+        await self._reply_text(request, messages.payment_reply(
+            request, sandbox=self.sandbox, approvers=self.approvers, for_approvers=False,
+            approval_channel=self.approval_channel if card is not None else None))
+
+    async def _attention(self, request: AppRequest) -> None:
+        await self._reply(request, messages.attention_message(request, sandbox=self.sandbox))
+        card = await self._approvers_card(request)
+        if card is not None and (card.lookup_found is False or Candidates.of(card).items):
+            who = messages.mentions(self.approvers)
+            await self._reply_on_card(card, f"{'[SANDBOX] ' if self.sandbox else ''}{who + ': ' if who else ''}"
+                                            f"{card.id} needs a decision about its order; see the card.")
 
     async def _created(self, request: AppRequest) -> None:
         # A retry (Slack failed half-way last time) posts only what is not there yet.
@@ -67,7 +111,7 @@ class SlackNotifier:
         if not self.approval_channel:
             await self._reply_text(request, "No APPROVAL_CHANNEL is set: approvers decide from the app's Home tab.")
             return
-        card = messages.approval_card(request, sandbox=self.sandbox, quota=Progress.of(request).quota_note)
+        card = self._card(request)
         placed = await self.writer.post(self.approval_channel, card.text, card.blocks)
         if placed.ok:
             await asyncio.to_thread(self.store.update_fields, request.id, actor="bot", action="card_posted",
@@ -102,9 +146,13 @@ class SlackNotifier:
             head = messages.request_message(request, sandbox=self.sandbox)
             await self.writer.update(request.channel_id, request.thread_ts, head.text, head.blocks)
 
+    def _card(self, request: AppRequest) -> messages.Message:
+        return messages.approval_card(request, sandbox=self.sandbox, quota=Progress.of(request).quota_note,
+                                      approvers=self.approvers)
+
     async def _update_card(self, request: AppRequest) -> None:
         assert request.approval_ts is not None
-        card = messages.approval_card(request, sandbox=self.sandbox, quota=Progress.of(request).quota_note)
+        card = self._card(request)
         await self.writer.update(request.approval_channel_id or self.approval_channel or "", request.approval_ts,
                                  card.text, card.blocks)
 

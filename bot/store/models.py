@@ -60,6 +60,10 @@ class AppRequest(SQLModel, table=True):
     lookup_found: bool | None = None
     # What the tracker last saw: servers ready, expected end, payment deadline (JSON).
     progress_json: str | None = Field(default=None, sa_column=Column(Text))
+    # The price quoted before the approval (a `PriceQuote` as JSON): what the approver saw.
+    price_json: str | None = Field(default=None, sa_column=Column(Text))
+    # After an unknown create: what the cloud shows that may be ours, and what an approver ruled out (JSON).
+    candidates_json: str | None = Field(default=None, sa_column=Column(Text))
     # Who pays the order (claimed once, so a double click cannot pay twice).
     payment_by: str | None = Field(default=None, max_length=32)
     # Which courier tells Slack about this request now, and until when (one at a time keeps the order).

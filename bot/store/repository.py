@@ -212,9 +212,9 @@ class RequestStore:
         return True
 
     def update_fields(self, request_id: str, *, actor: str, action: str, detail: str | None = None,
-                      release_news: bool = False, **changes: Any) -> AppRequest | None:
+                      release_news: bool = False, news: Event | None = None, **changes: Any) -> AppRequest | None:
         """Change fields other than the state (thread ts, lookup results), audited, version bumped.
-        `release_news`: the request's news that waited for these facts may go out now."""
+        `release_news`: the request's news that waited for these facts may go out now; `news`: queue this."""
         with self._db.write() as session:
             row = session.get(AppRequest, request_id)
             if row is None:
@@ -230,6 +230,8 @@ class RequestStore:
             if release_news:
                 session.execute(update(SlackNews).where(col(SlackNews.request_id) == request_id)
                                 .values(available_at=utcnow()).execution_options(synchronize_session=False))
+            if news is not None:
+                session.add(SlackNews(**news_row(request_id, news)))
         return self.get(request_id)
 
     # The outbox --------------------------------------------------------------------------------
