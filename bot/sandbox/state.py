@@ -82,6 +82,8 @@ class Job:
     server_ids: list[str]
     fails: bool
     sub_job_ids: list[str] = field(default_factory=list)
+    # Sub-job statuses forced by a test (None: the cloud gives no status yet), by sub-job index.
+    status_overrides: dict[int, str | None] = field(default_factory=dict)
 
     def sub_job_end(self, index: int) -> float:
         return self.created + self.duration * (index + 1) / len(self.server_ids)
@@ -307,7 +309,7 @@ class CloudState:
         now = self.clock()
         items = []
         for index, server_id in enumerate(job.server_ids):
-            sub = job.sub_status(index, now)
+            sub = job.status_overrides.get(index, job.sub_status(index, now))
             items.append({
                 "id": job.sub_job_ids[index], "job_type": "CREATE_SERVER",
                 "job_resource_info": {"resource_id": server_id, "resource_name": f"server-{index + 1}"},
