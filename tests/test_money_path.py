@@ -1,0 +1,105 @@
+"""The yearly/monthly money path through the real app: signed Slack requests in, the fake Slack and the
+sandbox cloud on loopback. An order without auto-pay reaches the approvers with its exact amount and a Pay
+button; the requester is told who pays; the card follows the order to its servers."""
+
+from __future__ import annotations
+
+import json
+import time
+from typing import Any
+
+from bot.lifecycle import State
+from bot.slack.ids import Action
+from bot.store.repository import server_ids
+from tests.harness import APPROVAL_CHANNEL, APPROVER, REQUEST_CHANNEL, REQUESTER, Bot, wait_for
+from tests.test_slack_flows import bot, fill, final_state, only_request, slack  # noqa: F401  (fixtures)
+
+
+def buttons(blocks: list[dict[str, Any]] | str | None) -> list[dict[str, Any]]:
+    parsed = json.loads(blocks) if isinstance(blocks, str) else blocks or []
+    found = [e for b in parsed if b.get("type") == "actions" for e in b["elements"]]
+    found += [b["accessory"] for b in parsed if b.get("type") == "section" and b.get("accessory")]
+    return found
+
+
+def card_versions(bot: Bot, ts: str) -> list[dict[str, Any]]:
+    return [a for a in bot.slack.of("chat.update") if a.get("ts") == ts and a.get("channel") == APPROVAL_CHANNEL]
+
+
+def open_home(bot: Bot, user: str) -> dict[str, Any]:
+    before = len(bot.slack.of("views.publish"))
+    bot.event({"type": "app_home_opened", "user": user, "tab": "home", "channel": "D0HOME"}, f"Ev{time.time_ns()}")
+    wait_for(lambda: len(bot.slack.of("views.publish")) > before, what="the Home tab")
+    published = bot.slack.of("views.publish")[-1]
+    view = published["view"]
+    return json.loads(view) if isinstance(view, str) else view  # type: ignore[no-any-return]
+
+
+def test_an_unpaid_order_reaches_the_approvers_with_its_amount_and_is_paid_once(bot: Bot) -> None:
+    fill(bot, billing="prePaid", period_unit="2", period_num=2, count=2)
+    row = final_state(bot, State.PENDING_APPROVAL)
+    row = wait_for(lambda: only_request(bot).approval_ts and only_request(bot), what="the approval card")
+    bot.click(Action.APPROVE.value, row.id, APPROVER, APPROVAL_CHANNEL, row.approval_ts)
+    waiting = final_state(bot, State.AWAITING_PAYMENT)
+    order = bot.sandbox.state.orders[waiting.order_id]
+    amount = f"CNY {order.amount:,.2f}"
+
+    # The card: the exact amount, its deadline, and Pay with a confirmation that repeats the amount.
+    card = wait_for(lambda: [v for v in card_versions(bot, row.approval_ts) if "waits for payment" in v["text"]],
+                    what="the card waiting for payment")[-1]
+    assert amount in card["text"] and amount in json.dumps(card["blocks"]) and "<!date^" in json.dumps(card["blocks"])
+    [pay] = [b for b in buttons(card["blocks"]) if b["action_id"] == Action.PAY.value]
+    assert amount in pay["confirm"]["text"]["text"] and waiting.order_id in pay["confirm"]["text"]["text"]
+    # The approvers are pinged in the card's thread, the user group too, in the fallback text as well.
+    ping = wait_for(lambda: [a for a in bot.slack.of("chat.postMessage") if a.get("channel") == APPROVAL_CHANNEL
+                             and a.get("thread_ts") == row.approval_ts and "waits for payment" in a["text"]],
+                    what="the approvers pinged")[0]
+    assert f"<@{APPROVER}>" in ping["text"] and "<!subteam^S0MANAGERS>" in ping["text"] and amount in ping["text"]
+    # The requester's thread says who pays, and offers no Pay button.
+    told = wait_for(lambda: [a for a in bot.slack.of("chat.postMessage") if a.get("thread_ts") == waiting.thread_ts
+                             and "waits for payment" in a["text"]], what="the requester told")[0]
+    assert f"<#{APPROVAL_CHANNEL}>" in told["text"] and "cannot pay" in told["text"]
+    assert not any(b.get("action_id") == Action.PAY.value for a in bot.slack.of("chat.postMessage")
+                   if a.get("channel") == REQUEST_CHANNEL for b in buttons(a.get("blocks")))
+    # The approver's Home lists it with the same Pay button; the requester's Home has none.
+    home = open_home(bot, APPROVER)
+    assert waiting.id in json.dumps(home) and any(b.get("action_id") == Action.PAY.value for b in buttons(home["blocks"]))
+    assert not any(b.get("action_id") == Action.PAY.value for b in buttons(open_home(bot, REQUESTER)["blocks"]))
+
+    # The requester cannot pay, and hears why in words about paying.
+    bot.click(Action.PAY.value, row.id, REQUESTER, REQUEST_CHANNEL, waiting.thread_ts)
+    refusal = wait_for(lambda: [a for a in bot.slack.of("chat.postEphemeral") if a.get("user") == REQUESTER],
+                       what="the requester's refusal")[0]
+    assert "pay" in refusal["text"] and "decide" not in refusal["text"] and bot.sandbox.calls("PayOrders") == []
+
+    for _ in range(3):  # a double (triple) click pays once
+        bot.click(Action.PAY.value, row.id, APPROVER, APPROVAL_CHANNEL, row.approval_ts)
+    done = final_state(bot, State.SUCCEEDED)
+    assert len(bot.sandbox.calls("PayOrders")) == 1 and len(server_ids(done)) == 2 and done.payment_by == APPROVER
+    wait_for(lambda: any("paid order" in t and amount in t for t in bot.slack.texts()), what="the payment in the thread")
+    final_card = wait_for(lambda: [v for v in card_versions(bot, row.approval_ts) if "Done" in v["text"]],
+                          what="the card at the end")[-1]
+    assert not buttons(final_card["blocks"])
+    assert any(e.action == "pay_order" and e.actor == APPROVER and amount in (e.detail or "")
+               for e in bot.runtime.store.audit_log(row.id))
+
+
+def test_a_create_answered_with_a_job_and_an_order_follows_both(bot: Bot) -> None:
+    bot.sandbox.config.order_answers_with_job = True
+    try:
+        fill(bot, billing="prePaid", period_unit="2", period_num=1, count=2)
+        row = final_state(bot, State.PENDING_APPROVAL)
+        bot.click(Action.APPROVE.value, row.id, APPROVER, APPROVAL_CHANNEL)
+        waiting = final_state(bot, State.AWAITING_PAYMENT)
+        assert waiting.order_id and waiting.job_id
+        assert not [c for c in bot.sandbox.calls() if c["operation"] in ("ShowJob", "ShowJobDetail")]  # unpaid
+        bot.click(Action.PAY.value, row.id, APPROVER, APPROVAL_CHANNEL)
+        done = final_state(bot, State.SUCCEEDED, State.FAILED)
+    finally:
+        bot.sandbox.config.order_answers_with_job = False
+    assert done.state == State.SUCCEEDED
+    job = bot.sandbox.state.jobs[done.job_id or ""]
+    assert sorted(server_ids(done)) == sorted(job.server_ids) and len(job.server_ids) == 2
+    assert [c for c in bot.sandbox.calls() if c["operation"] in ("ShowJob", "ShowJobDetail")]  # the job was followed
+    wait_for(lambda: any(done.order_id in t and done.job_id in t for t in bot.slack.texts()
+                         if "Ordered from the cloud" in t), what="both ids in the thread")
