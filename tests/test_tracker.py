@@ -261,3 +261,49 @@ async def test_paying_with_too_little_balance_says_so_and_allows_another_try(sto
     assert [c["status"] for c in sandbox.calls("PayOrders")] == [400, 204]
     details = [e.detail or "" for e in store.audit_log(row.id) if e.action == "pay_order"]
     assert details[0].startswith("failed") and details[1].startswith(f"paid order {done.order_id} (CNY ")
+
+
+async def test_a_sub_job_without_a_status_is_not_a_failure_and_aborting_is(store: RequestStore, cloud: Cloud,
+                                                                          sandbox: Sandbox) -> None:
+    tracker, _ = make_tracker(store, cloud)
+    row = await tracker.workflow.submit(parse_spec(office_body(count=2)), "U0ASKER")
+    await tracker.workflow.submit_due()
+    submitted = store.get(row.id)
+    assert submitted is not None and submitted.job_id
+    job = sandbox.state.jobs[submitted.job_id]
+    job.status_overrides = {0: None}  # the cloud has no status for one sub-job yet
+    sandbox.config.job_seconds = 60.0
+    job.duration = 60.0
+    for _ in range(40):
+        await tracker.cycle()
+        current = store.get(row.id)
+        if current is not None and Progress.of(current).polls >= 2:
+            break
+        await asyncio.sleep(0.05)
+    assert current is not None and current.state == State.PROVISIONING
+    assert Progress.of(current).polls >= 2 and Progress.of(current).failed == 0  # ShowJobDetail was read
+    job.status_overrides = {0: "ABORTING"}
+    job.duration = 0.0  # the job itself has ended: with a sub-job aborting, the request failed
+    sandbox.config.job_seconds = 0.6
+    [done] = await run_until(tracker, store, [row.id])
+    assert done.state == State.FAILED and Progress.of(done).failed == 1
+
+
+async def test_a_refusal_that_needs_a_person_is_said_once_in_the_thread(store: RequestStore, cloud: Cloud,
+                                                                        sandbox: Sandbox) -> None:
+    tracker, news = make_tracker(store, cloud)
+    row = await tracker.workflow.submit(parse_spec(prepaid_body(auto_pay=True)), "U0ASKER")
+    await tracker.workflow.approve(row.id, APPROVER)
+    sandbox.faults.add(ScriptedFault(operation="ShowCustomerOrderDetails", kind="404", count=3))
+    for _ in range(60):
+        await tracker.cycle()
+        current = store.get(row.id)
+        if current is not None and Progress.of(current).cloud_errors >= 2:
+            break
+        await asyncio.sleep(0.05)
+        with store.engine.begin() as connection:  # make the backed-off request due again
+            connection.exec_driver_sql("UPDATE requests SET next_poll_at = created_at")
+    assert current is not None and current.last_error and "APIGW.0101" in current.last_error
+    assert news.of(row.id).count(Event.TROUBLE) == 1
+    [done] = await run_until(tracker, store, [row.id])
+    assert done.state == State.SUCCEEDED
