@@ -142,3 +142,7 @@ def engine(database_url: str) -> Iterator[Engine]:
     migrate(db)
     yield db
     db.dispose()
+
+
+# The running bot for whole-flow tests; defined beside the steps those tests share.
+from tests.flows import bot, slack  # noqa: E402, F401

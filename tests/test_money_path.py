@@ -11,10 +11,8 @@ from typing import Any
 from bot.lifecycle import State
 from bot.slack.ids import Action
 from bot.store.repository import server_ids
+from tests.flows import fill, final_state, only_request
 from tests.harness import APPROVAL_CHANNEL, APPROVER, REQUEST_CHANNEL, REQUESTER, Bot, wait_for
-from tests.test_slack_flows import bot as bot_fixture  # noqa: F401  (the running bot, as the flows use it)
-from tests.test_slack_flows import fill, final_state, only_request
-from tests.test_slack_flows import slack as slack_fixture  # noqa: F401
 
 
 def buttons(blocks: list[dict[str, Any]] | str | None) -> list[dict[str, Any]]:
