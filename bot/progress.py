@@ -24,6 +24,7 @@ class Progress(BaseModel):
     order_official_amount: float | None = None
     order_currency: str | None = None
     order_paid: bool = False  # the order left "pending payment" (paid); a job in the same answer builds the servers
+    payment_unknown_at: datetime | None = None  # a payment was sent but its answer never came
     # A poll failed in a way that needs a person (credentials, the account id): said once in the thread.
     error_reported: bool = False
     quota_note: str | None = None  # the quota check made when the request was submitted

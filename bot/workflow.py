@@ -21,7 +21,7 @@ from typing import Any, Protocol, TypeVar
 
 from bot.cloud.client import Cloud
 from bot.cloud.errors import CloudError, describe
-from bot.cloud.models import AppServer, CustomerOrder, JobDetailV2, OrderDetails
+from bot.cloud.models import ORDER_PENDING_PAYMENT, AppServer, CustomerOrder, JobDetailV2, OrderDetails
 from bot.lifecycle import State
 from bot.notify import Event
 from bot.progress import Progress
@@ -79,6 +79,8 @@ class Policy:
     approval_ttl: timedelta = timedelta(hours=24)
     submit_lease: timedelta = timedelta(seconds=90)
     first_poll_delay: timedelta = timedelta(seconds=10)
+    # After a payment with no answer, how long the billing service gets before "still unpaid" is believed.
+    payment_settles: timedelta = timedelta(minutes=2)
 
 
 class Outcome(StrEnum):
@@ -525,12 +527,12 @@ class Workflow:
             return await self._refuse(request_id, user_id, "pay_order", Outcome.WRONG_STATE,
                                       f"Request {request_id} has no order waiting for payment (it is "
                                       f"{checked.state}).", checked)
-        holder = await self._db(self.store.mark_payment, request_id, user_id)
-        if holder is not None:
-            return await self._refuse(request_id, user_id, "pay_order", Outcome.ALREADY_DECIDED,
-                                      f"<@{holder}> already paid (or is paying) the order of {request_id}.", checked)
         progress = Progress.of(checked)
         amount = _amount(progress)
+        holder = await self._db(self.store.mark_payment, request_id, user_id)
+        if holder is not None and not await self._unpaid_after_unknown(checked, progress, holder, user_id):
+            return await self._refuse(request_id, user_id, "pay_order", Outcome.ALREADY_DECIDED,
+                                      f"<@{holder}> already paid (or is paying) the order of {request_id}.", checked)
         try:
             await self.cloud.pay_order(checked.order_id)
         except CloudError as error:
@@ -540,8 +542,9 @@ class Workflow:
                 await self._db(self.store.audit, request_id, user_id, "pay_order", allowed=True,
                                detail=f"failed: {sentence}")
                 return Decision(Outcome.PAYMENT_FAILED, f"The payment did not go through. {sentence}", checked)
-            await self._db(self.store.audit, request_id, user_id, "pay_order", allowed=True,
-                           detail=f"outcome unknown: {sentence}")
+            progress.payment_unknown_at = utcnow()
+            await self._db(self.store.update_fields, request_id, actor=user_id, action="pay_order",
+                           detail=f"outcome unknown: {sentence}", progress_json=progress.model_dump_json())
             return Decision(Outcome.PAYMENT_UNKNOWN, f"The billing service did not confirm the payment ({sentence}) "
                             "The bot does not pay again; the order's status will show whether it was paid.", checked)
         progress.order_paid = True
@@ -555,6 +558,21 @@ class Workflow:
                            detail=f"paid order {checked.order_id}" + (f" ({amount})" if amount else ""))
         return Decision(Outcome.DONE, f"<@{user_id}> paid the order {checked.order_id}"
                         + (f" ({amount})." if amount else "."), await self._db(self.store.get, request_id))
+
+
+    async def _unpaid_after_unknown(self, row: AppRequest, progress: Progress, holder: str, user_id: str) -> bool:
+        """A payment whose answer never came holds the order. Once the billing service has had time to settle
+        it and still shows the order unpaid, another click may pay: BSS pays an order at most once."""
+        started = progress.payment_unknown_at
+        if started is None or utcnow() - started < self.policy.payment_settles or not row.order_id:
+            return False
+        try:
+            status = (await self.cloud.show_order(row.order_id)).order_info.status
+        except CloudError:
+            return False
+        if status != ORDER_PENDING_PAYMENT:
+            return False
+        return await self._db(self.store.take_over_payment, row.id, holder, user_id)
 
 
 def _amount(progress: Progress) -> str | None:

@@ -221,3 +221,31 @@ async def test_a_cancelled_order_ends_the_request_with_a_sentence(workflow: Work
         await asyncio.sleep(0.05)
     assert current is not None and current.state == State.FAILED
     assert current.outcome_sentence and "cancelled" in current.outcome_sentence
+
+
+async def test_a_payment_with_no_answer_is_not_repeated_until_the_order_shows_unpaid(
+        store: RequestStore, cloud: Cloud, sandbox: Sandbox) -> None:
+    policy = Policy(approvers=frozenset({APPROVER, "U0SECOND"}), first_poll_delay=timedelta(seconds=0.05),
+                    payment_settles=timedelta(seconds=0.3))
+    workflow = Workflow(store, CloudAdapter(cloud), NoGroups(), policy, worker_id="w1")
+    tracker = Tracker(store, cloud, workflow, TrackerConfig(interval=timedelta(seconds=0.1),
+                                                            first_delay=timedelta(seconds=0.05)))
+    row = await workflow.submit(parse_spec(prepaid_body()), REQUESTER)
+    await workflow.approve(row.id, APPROVER)
+    for _ in range(100):
+        await tracker.cycle()
+        current = store.get(row.id)
+        if current is not None and current.state == State.AWAITING_PAYMENT:
+            break
+        await asyncio.sleep(0.05)
+    sandbox.faults.add(ScriptedFault(operation="PayOrders", kind="503"))  # refused, but a 5xx: unknown to us
+    unknown = await workflow.pay_order(row.id, APPROVER)
+    assert unknown.outcome is Outcome.PAYMENT_UNKNOWN and "does not pay again" in unknown.sentence
+    early = await workflow.pay_order(row.id, "U0SECOND")
+    assert early.outcome is Outcome.ALREADY_DECIDED  # too soon to believe "unpaid"
+    await asyncio.sleep(0.4)
+    paid = await workflow.pay_order(row.id, "U0SECOND")
+    assert paid.ok and paid.request is not None and paid.request.payment_by == "U0SECOND"
+    assert [c["status"] for c in sandbox.calls("PayOrders")] == [503, 204]
+    assert not (await workflow.pay_order(row.id, APPROVER)).ok  # paid: never again
+    assert len(sandbox.calls("PayOrders")) == 2

@@ -347,6 +347,17 @@ class RequestStore:
             row = session.get(AppRequest, request_id)
             return (row.payment_by if row else None) or "nobody"
 
+    def take_over_payment(self, request_id: str, holder: str, user_id: str) -> bool:
+        """Hand a payment claim whose answer never came (the order still unpaid) to `user_id`; only one of
+        several clickers gets it."""
+        with self._db.write() as session:
+            result = session.execute(
+                update(AppRequest).where(col(AppRequest.id) == request_id, col(AppRequest.payment_by) == holder)
+                .values(payment_by=user_id, version=AppRequest.version + 1)
+                .execution_options(synchronize_session=False)
+            )
+            return bool(result.rowcount == 1)  # type: ignore[attr-defined]
+
     def clear_payment(self, request_id: str) -> None:
         """Nothing was paid (the cloud refused): allow another try."""
         with self._db.write() as session:
