@@ -105,10 +105,9 @@ async def _status(ctx: BotContext, request_id: str, user: str) -> str:
         return f"There is no request {request_id} that you can see."
     spec = spec_of(request)
     lines = [f"*{request.id}*: {spec.get('subscription_num')} server(s), {billing_text(spec)}", status_line(request)]
-    if request.job_id:
-        lines.append(f"Cloud job `{request.job_id}`")
-    elif request.order_id:
-        lines.append(f"Cloud order `{request.order_id}`")
+    refs = [f"{kind} `{ref}`" for kind, ref in (("order", request.order_id), ("job", request.job_id)) if ref]
+    if refs:
+        lines.append("Cloud " + ", ".join(refs))
     if request.outcome_sentence:
         lines.append(request.outcome_sentence)
     return "\n".join(lines)
@@ -119,8 +118,10 @@ async def _list(ctx: BotContext, user: str) -> str:
     lines = ["*Your recent requests*"] + [f"• {r.id}: {LABELS[State(r.state)]}" for r in mine] if mine else \
         ["You have no requests yet. Start one with `/appserver create`."]
     if await ctx.workflow.is_approver(user):
-        pending = [r for r in await asyncio.to_thread(ctx.store.in_states, [State.PENDING_APPROVAL], 50)
-                   if r.requester_id != user]
-        lines.append("*Waiting for your decision*")
-        lines += [f"• {r.id} from <@{r.requester_id}>" for r in pending] or ["Nothing waits for you."]
+        waiting = [r for r in await asyncio.to_thread(
+            ctx.store.in_states, [State.PENDING_APPROVAL, State.AWAITING_PAYMENT, State.NEEDS_ATTENTION], 50)
+            if r.requester_id != user]
+        lines.append("*Waiting for you*")
+        lines += [f"• {r.id} from <@{r.requester_id}>: {LABELS[State(r.state)]}" for r in waiting] or \
+            ["Nothing waits for you."]
     return "\n".join(lines)
