@@ -44,6 +44,7 @@ class SandboxConfig:
     balance: float = 1_000_000.0
     extra_server_groups: int = 0
     duplicate_project_names: bool = False
+    list_no_domains: bool = False  # KeystoneListAuthDomains answers an empty list
 
 @dataclass
 class Server:
