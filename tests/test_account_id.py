@@ -14,7 +14,7 @@ import pytest
 
 from bot.cloud.client import Cloud, build_cloud
 from bot.cloud.endpoints import resolve_endpoints
-from bot.cloud.errors import AccountIdUnavailable, CloudError, describe
+from bot.cloud.errors import AccountIdUnavailable, CloudError, describe, from_response
 from bot.cloud.signer import AkSkAuth
 from bot.lifecycle import State
 from bot.sandbox import Sandbox
@@ -42,6 +42,17 @@ def test_iam_endpoints_follow_the_sdk_table_and_fall_back_to_the_global_host() -
     for unlisted in ("af-north-1", "cn-north-11"):
         assert resolve_endpoints(unlisted).iam == "https://iam.myhuaweicloud.com"
     assert resolve_endpoints("af-north-1", iam="http://127.0.0.1:9/").iam == "http://127.0.0.1:9"
+
+
+@pytest.mark.parametrize("code", ["CBC.0150", "CBC.0156"])
+def test_the_wrong_billing_site_names_the_bss_endpoint_to_set(code: str) -> None:
+    answer = httpx.Response(403, json={"error_code": code, "error_msg": "customer does not belong to the website "
+                                                                        "you are now at"},
+                            headers={"X-Request-Id": "r-1"})
+    sentence = describe(from_response("ShowCustomerOrderDetails", answer))
+    assert "set BSS_ENDPOINT to https://bss-intl.myhuaweicloud.com for an international account" in sentence
+    assert "https://bss.myhuaweicloud.eu for a European one" in sentence
+    assert sentence.endswith(f": {code} (request id r-1).") and one_sentence(sentence)
 
 
 def bss_calls(sandbox: Sandbox) -> list[dict[str, object]]:
