@@ -115,6 +115,8 @@ class AccountIdFinder:
 class GlobalServiceAuth(httpx.Auth):
     """AK/SK signing for a global service: a signed `X-Domain-Id`, found through IAM when not configured."""
 
+    requires_request_body = True  # the signature covers the body's hash
+
     def __init__(self, signer: AkSkAuth, finder: AccountIdFinder) -> None:
         self._signer = signer
         self._finder = finder

@@ -172,7 +172,7 @@ def from_transport(operation: str, error: httpx.TransportError) -> CloudError:
 _WRONG_SITE = (
     "The billing service says this account belongs to another Huawei Cloud website; set BSS_ENDPOINT to "
     "https://bss-intl.myhuaweicloud.com for an international account or to https://bss.myhuaweicloud.eu for a "
-    "European one"
+    "European one, or leave it unset for a Chinese mainland account"
 )
 
 # Codes whose meaning is specific enough to say in words of its own.
