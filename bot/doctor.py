@@ -10,7 +10,7 @@ from slack_sdk.web.async_client import AsyncWebClient
 from sqlalchemy import text
 
 from bot.cloud.client import build_cloud
-from bot.cloud.errors import CloudError, describe
+from bot.cloud.errors import AccountIdUnavailable, CloudError, describe
 from bot.cloud.iam import ProjectLookupError
 from bot.settings import Settings
 from bot.store.db import make_engine
@@ -47,6 +47,19 @@ async def check_cloud(settings: Settings) -> Check:
     )
 
 
+async def check_account(settings: Settings) -> Check:
+    """Where the account id that billing (a global service) needs comes from."""
+    if settings.sandbox_mode:
+        return Check("account", True, "no credentials set: the bot runs against the built-in sandbox")
+    cloud = build_cloud(settings)
+    try:
+        return Check("account", True, await cloud.credentials.account_source())
+    except AccountIdUnavailable as error:
+        return Check("account", False, describe(error))
+    finally:
+        await cloud.aclose()
+
+
 async def check_slack(settings: Settings) -> Check:
     if settings.slack_bot_token is None:
         return Check("slack", False, "SLACK_BOT_TOKEN is not set")
@@ -76,7 +89,7 @@ async def check_database(settings: Settings) -> Check:
     return Check("database", True, f"{where}: schema at {status.current}")
 
 
-CHECKS: tuple[Callable[[Settings], Awaitable[Check]], ...] = (check_cloud, check_slack, check_database)
+CHECKS: tuple[Callable[[Settings], Awaitable[Check]], ...] = (check_cloud, check_slack, check_database, check_account)
 
 
 async def run_doctor(settings: Settings) -> list[Check]:

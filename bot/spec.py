@@ -52,18 +52,18 @@ class _ApiModel(BaseModel):
 
 
 class Nic(_ApiModel):
-    subnet_id: str
+    subnet_id: str | None = None
     ip_address: str | None = None
 
     @field_validator("subnet_id", mode="before")
     @classmethod
-    def _subnet(cls, v: object) -> str:
-        return _text(v, "The NIC subnet ID", 255)
+    def _subnet(cls, v: object) -> str | None:
+        return _optional_text(v, "The NIC subnet ID", 255)
 
     @field_validator("ip_address", mode="before")
     @classmethod
     def _ip(cls, v: object) -> str | None:
-        return _optional_text(v, "The NIC IP address", 64)
+        return _optional_text(v, "The NIC IP address", 255)
 
 
 class Volume(_ApiModel):
@@ -94,7 +94,7 @@ class Volume(_ApiModel):
     @field_validator("cluster_id", mode="before")
     @classmethod
     def _cluster(cls, v: object) -> str | None:
-        return _optional_text(v, "The storage pool ID", 128)
+        return _optional_text(v, "The storage pool ID", 255)
 
 
 class WdhParam(_ApiModel):
@@ -106,7 +106,7 @@ class WdhParam(_ApiModel):
     @field_validator("dedicated_host_id", mode="before")
     @classmethod
     def _host(cls, v: object) -> str | None:
-        return _optional_text(v, "The dedicated host ID", 64)
+        return _optional_text(v, "The dedicated host ID", 255)
 
     @field_validator("tenancy", mode="before")
     @classmethod
@@ -138,7 +138,8 @@ class CreateServerExtendParam(_ApiModel):
     def _period_rules(self) -> CreateServerExtendParam:
         base = "create_server_extend_param"
         if self.charging_mode == "postPaid":
-            for name in ("period_type", "period_num", "is_auto_renew", "is_auto_pay"):
+            # The API applies these to yearly/monthly only; is_auto_renew is accepted with pay-per-use too.
+            for name in ("period_type", "period_num", "is_auto_pay"):
                 if getattr(self, name) is not None:
                     _fail(
                         f"{_LABELS[name]} only applies to yearly/monthly billing; leave it empty for "
@@ -158,7 +159,6 @@ class CreateServerExtendParam(_ApiModel):
 _LABELS = {
     "period_type": "The period unit",
     "period_num": "The period length",
-    "is_auto_renew": "Auto-renew",
     "is_auto_pay": "Auto-pay",
 }
 
@@ -229,12 +229,12 @@ class CreateAppServersRequest(_ApiModel):
     @field_validator("flavor_id", mode="before")
     @classmethod
     def _flavor(cls, v: object) -> str | None:
-        return _optional_text(v, "Flavor", 128)
+        return _optional_text(v, "Flavor", 255)
 
     @field_validator("availability_zone", mode="before")
     @classmethod
     def _az(cls, v: object) -> str | None:
-        return _optional_text(v, "Availability zone", 128)
+        return _optional_text(v, "Availability zone", 255)
 
     @field_validator("ou_name", mode="before")
     @classmethod

@@ -61,6 +61,7 @@ def test_doctor_all_green_against_the_sandbox(sandbox: Sandbox, sandbox_url: str
     assert sandbox_url in lines[0] and "AK/SK accepted" in lines[0]
     assert lines[1].startswith("ok    slack") and "U0BOT" in lines[1]
     assert lines[2].startswith("ok    database") and head_revision() in lines[2]
+    assert lines[3] == f"ok    account   account id {sandbox.config.domain_id} found through IAM"
     assert sandbox.calls("ListServerGroups")[0]["auth"] == "aksk"
 
 
@@ -70,8 +71,9 @@ def test_doctor_names_each_failure_and_exits_non_zero(sandbox: Sandbox, sandbox_
     env.update(HUAWEICLOUD_SDK_SK="WRONG", SLACK_BOT_TOKEN="xoxb-wrong")
     result = run_cli("doctor", env=env, cwd=tmp_path)
     assert result.returncode == 1
-    cloud, slack, database = result.stdout.splitlines()
+    cloud, slack, database, account = result.stdout.splitlines()
     assert cloud.startswith("FAIL  cloud") and "APIGW.0301" in cloud and "credentials" in cloud
+    assert account.startswith("FAIL  account") and "HUAWEICLOUD_SDK_DOMAIN_ID" in account and "APIGW.0301" in account
     assert slack.startswith("FAIL  slack") and "invalid_auth" in slack
     assert database.startswith("FAIL  database") and "appserver-bot migrate" in database
     assert "WRONG" not in result.stdout + result.stderr

@@ -27,7 +27,8 @@ def valid_bodies(draw: st.DrawFn) -> dict[str, Any]:
     optional = {
         "flavor_id": ids, "availability_zone": ids, "ou_name": ids,
         "os_type": st.just("Windows"), "update_access_agent": st.booleans(),
-        "nics": st.lists(st.fixed_dictionaries({"subnet_id": ids}), min_size=1, max_size=5),
+        "nics": st.lists(st.fixed_dictionaries({}, optional={"subnet_id": ids, "ip_address": ids}), min_size=1,
+                         max_size=5),
     }
     for name, strategy in optional.items():
         if draw(st.booleans()):
@@ -43,6 +44,8 @@ def valid_bodies(draw: st.DrawFn) -> dict[str, Any]:
     else:
         if draw(st.booleans()):
             body["create_server_extend_param"] = {"charging_mode": "postPaid"}
+            if draw(st.booleans()):
+                body["create_server_extend_param"]["is_auto_renew"] = draw(st.booleans())
         if draw(st.booleans()):
             body["scheduler_hints"] = {"dedicated_host_id": draw(ids), "tenancy": "dedicated"}
     return body
@@ -120,11 +123,42 @@ def test_prepaid_needs_a_period_unit_and_refuses_dedicated_hosts() -> None:
     assert "dedicated host" in errors["scheduler_hints"]
 
 
-@pytest.mark.parametrize("field", ["period_type", "period_num", "is_auto_pay", "is_auto_renew"])
+@pytest.mark.parametrize("field", ["period_type", "period_num", "is_auto_pay"])
 def test_postpaid_refuses_prepaid_only_fields(field: str) -> None:
     value = True if field.startswith("is_") else 2
     errors = _errors(_base(create_server_extend_param={"charging_mode": "postPaid", field: value}))
     assert "only applies to yearly/monthly" in errors[f"create_server_extend_param.{field}"]
+
+
+@pytest.mark.parametrize("mode", ["postPaid", None])
+def test_auto_renew_is_accepted_with_pay_per_use(mode: str | None) -> None:
+    extend: dict[str, Any] = {"is_auto_renew": True}
+    if mode:
+        extend["charging_mode"] = mode
+    spec = parse_spec(_base(create_server_extend_param=extend))
+    assert not spec.is_prepaid and spec.to_api_body()["create_server_extend_param"]["is_auto_renew"] is True
+
+
+@pytest.mark.parametrize(("path", "limit"), [
+    ("flavor_id", 255), ("availability_zone", 255), ("nics.0.ip_address", 255), ("root_volume.cluster_id", 255),
+    ("scheduler_hints.dedicated_host_id", 255), ("nics.0.subnet_id", 255),
+])
+def test_optional_ids_and_their_length_limits(path: str, limit: int) -> None:
+    def body_with(value: str) -> dict[str, Any]:
+        body = _base(type="createApps", nics=[{}], scheduler_hints={"tenancy": "dedicated"})
+        *parents, name = path.split(".")
+        target: Any = body
+        for key in parents:
+            target = target[int(key)] if key.isdigit() else target[key]
+        target[name] = value
+        return body
+
+    assert f"at most {limit}" in _errors(body_with("x" * (limit + 1)))[path]
+    assert parse_spec(body_with("x" * limit)).to_api_body() == body_with("x" * limit)
+
+
+def test_a_nic_needs_no_subnet() -> None:
+    assert parse_spec(_base(nics=[{"ip_address": "192.168.0.10"}, {}])).nics is not None
 
 
 def test_unknown_charging_mode() -> None:

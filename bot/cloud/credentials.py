@@ -1,7 +1,9 @@
 """How the bot proves who it is to the cloud: AK/SK signing or an IAM password token.
 
 Both give an `httpx.Auth` for project-scoped services (WorkspaceApp, VPC) and one for global services
-(BSS), and both know the project id: from settings, or looked up once through IAM.
+(BSS), and both know the project id: from settings, or looked up once through IAM. With AK/SK a global
+service also needs the account id (`X-Domain-Id`): from settings, or found once through IAM; a token
+implies the account.
 """
 
 from __future__ import annotations
@@ -13,6 +15,7 @@ import httpx
 from pydantic import SecretStr
 
 from bot import logs
+from bot.cloud.account import AccountIdFinder, GlobalServiceAuth
 from bot.cloud.http import CloudHttp
 from bot.cloud.iam import IamTokenAuth, TokenProvider, lookup_project_id
 from bot.cloud.signer import AkSkAuth
@@ -40,6 +43,10 @@ class CloudCredentials(ABC):
     @abstractmethod
     def global_auth(self) -> httpx.Auth: ...
 
+    @abstractmethod
+    async def account_source(self) -> str:
+        """Where global services' account id comes from, in words; raises `AccountIdUnavailable`."""
+
     @property
     @abstractmethod
     def description(self) -> str: ...
@@ -64,11 +71,11 @@ class AkSkCredentials(CloudCredentials):
             access_key.get_secret_value(),
             secret_key.get_secret_value(),
             security_token=security_token.get_secret_value() if security_token else None,
-            domain_id=domain_id,
         )
         self._region = region
-        # The IAM lookup itself is signed without a project id, as the SDK does.
+        # The IAM lookups themselves are signed without a project id or account id, as the SDK does.
         self._iam = iam.with_auth(self._signer)
+        self.account = AccountIdFinder(self._iam, configured=domain_id)
         self._temporary = security_token is not None
 
     async def _look_up_project_id(self) -> str:
@@ -78,7 +85,12 @@ class AkSkCredentials(CloudCredentials):
         return self._signer.with_project(project_id)
 
     def global_auth(self) -> httpx.Auth:
-        return self._signer  # no project id: global services get X-Domain-Id when it is known
+        return GlobalServiceAuth(self._signer, self.account)
+
+    async def account_source(self) -> str:
+        if self.account.configured:
+            return f"account id {await self.account.account_id()} set by HUAWEICLOUD_SDK_DOMAIN_ID"
+        return f"account id {await self.account.account_id()} found through IAM"
 
     @property
     def description(self) -> str:
@@ -111,6 +123,9 @@ class IamPasswordCredentials(CloudCredentials):
 
     def global_auth(self) -> httpx.Auth:
         return self._auth
+
+    async def account_source(self) -> str:
+        return f"the IAM token of {self._user} implies the account: no account id is needed"
 
     @property
     def description(self) -> str:

@@ -13,6 +13,16 @@ WORKSPACE_HOST_REGIONS = frozenset({
 KNOWN_REGIONS = APPSTREAM_HOST_REGIONS | WORKSPACE_HOST_REGIONS
 BSS_GLOBAL_ENDPOINT = "https://bss.myhuaweicloud.com"
 
+# IAM: the SDK's `get_iam_endpoint_by_id` table. A region missing from it (af-north-1, cn-north-11, ...)
+# is served by the global IAM host, not by an `iam.<region>` host that may not exist.
+IAM_REGIONS = frozenset({
+    "cn-north-1", "cn-north-2", "cn-north-4", "cn-north-9", "cn-north-12", "cn-east-2", "cn-east-3", "cn-east-4",
+    "cn-east-5", "cn-south-1", "cn-south-2", "cn-southwest-2", "ap-southeast-1", "ap-southeast-2",
+    "ap-southeast-3", "ap-southeast-4", "af-south-1", "sa-brazil-1", "la-south-2", "la-north-2", "na-mexico-1",
+    "eu-west-0", "my-kualalumpur-1", "ru-moscow-1", "me-east-1", "ae-ad-1", "tr-west-1",
+})
+IAM_GLOBAL_ENDPOINT = "https://iam.myhuaweicloud.com"
+
 
 @dataclass(frozen=True)
 class Endpoints:
@@ -27,6 +37,10 @@ def workspace_endpoint(region: str) -> str:
     return f"https://{prefix}.{region}.myhuaweicloud.com"
 
 
+def iam_endpoint(region: str) -> str:
+    return f"https://iam.{region}.myhuaweicloud.com" if region in IAM_REGIONS else IAM_GLOBAL_ENDPOINT
+
+
 def resolve_endpoints(
     region: str,
     *,
@@ -38,7 +52,7 @@ def resolve_endpoints(
     """The region's default hosts; any explicit override wins (trailing slashes removed)."""
     return Endpoints(
         workspace=(workspace or workspace_endpoint(region)).rstrip("/"),
-        iam=(iam or f"https://iam.{region}.myhuaweicloud.com").rstrip("/"),
+        iam=(iam or iam_endpoint(region)).rstrip("/"),
         bss=(bss or BSS_GLOBAL_ENDPOINT).rstrip("/"),
         vpc=(vpc or f"https://vpc.{region}.myhuaweicloud.com").rstrip("/"),
     )

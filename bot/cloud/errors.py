@@ -72,6 +72,52 @@ class CloudError(Exception):
             return True
         return self.throttled or (self.status is not None and self.status >= 500)
 
+    @property
+    def resendable_write(self) -> bool:
+        """Safe to send a write again: the gateway throttled it, or it never reached the service."""
+        return self.throttled or not self.reached_service
+
+
+class AccountIdUnavailable(CloudError):
+    """The account id (`X-Domain-Id`) for a global service could not be found through IAM.
+
+    The global service was never called. The lookup already retried what IAM may answer later, so the
+    call that needed the id fails at once instead of retrying; `transient` tells a timeout or server
+    fault at IAM (worth a later try) from a refusal or an empty answer (it needs the setting).
+    """
+
+    def __init__(self, cause: CloudError | None, reason: str) -> None:
+        self.cause = cause
+        self.reason = reason
+        self.transient = cause is not None and cause.retryable_read
+        super().__init__(
+            "KeystoneListAuthDomains", cause.kind if cause else FailureKind.HTTP,
+            status=cause.status if cause else None, error_code=cause.error_code if cause else None,
+            error_msg=cause.error_msg if cause else None, request_id=cause.request_id if cause else None,
+            reached_service=False, detail=reason,
+        )
+
+    @property
+    def sentence(self) -> str:
+        return (f"The bot could not find the cloud account id through IAM ({self.reason}); "
+                "set HUAWEICLOUD_SDK_DOMAIN_ID to the account id.")
+
+    @property
+    def throttled(self) -> bool:
+        return False
+
+    @property
+    def outcome_unknown(self) -> bool:
+        return False  # the global service was never called
+
+    @property
+    def retryable_read(self) -> bool:
+        return False
+
+    @property
+    def resendable_write(self) -> bool:
+        return False
+
 
 def _find_code(data: Any) -> tuple[str | None, str | None]:
     """Look for an error code and message the way the SDK does, nested objects included."""
@@ -123,6 +169,12 @@ def from_transport(operation: str, error: httpx.TransportError) -> CloudError:
     return CloudError(operation, FailureKind.CONNECTION, reached_service=sent, detail=type(error).__name__)
 
 
+_WRONG_SITE = (
+    "The billing service says this account belongs to another Huawei Cloud website; set BSS_ENDPOINT to "
+    "https://bss-intl.myhuaweicloud.com for an international account or to https://bss.myhuaweicloud.eu for a "
+    "European one, or leave it unset for a Chinese mainland account"
+)
+
 # Codes whose meaning is specific enough to say in words of its own.
 _CODE_SENTENCES = {
     "APIGW.0301": "The cloud rejected the bot's credentials (the access key, secret key or token is wrong "
@@ -136,10 +188,8 @@ _CODE_SENTENCES = {
     "the order in the Billing Center",
     "CBC.99003106": "The order's status has changed, so it can no longer be paid",
     "CBC.30000010": "The billing service does not recognise this order",
-    "CBC.0150": "These credentials belong to the other Huawei Cloud website (China or international); set "
-    "BSS_ENDPOINT to the matching billing endpoint",
-    "CBC.0156": "These credentials belong to the other Huawei Cloud website (China or international); set "
-    "BSS_ENDPOINT to the matching billing endpoint",
+    "CBC.0150": _WRONG_SITE,
+    "CBC.0156": _WRONG_SITE,
     "CBC.0154": "The billing service rejected the bot's credentials",
     "CBC.0151": "The bot's account may not use the billing service for this",
     "CBC.0155": "The billing service does not allow this request",
@@ -162,6 +212,8 @@ _STATUS_SENTENCES = {
 
 def describe(error: CloudError) -> str:
     """A plain sentence for a Slack user, with the cloud's own message and request id when known."""
+    if isinstance(error, AccountIdUnavailable):
+        return error.sentence
     if error.kind is FailureKind.TIMEOUT:
         sentence = "The cloud did not answer in time"
     elif error.kind is FailureKind.CONNECTION:

@@ -46,7 +46,7 @@ def _should_retry(idempotent: bool) -> Callable[[BaseException], bool]:
             return False
         if idempotent:
             return error.retryable_read
-        return error.throttled or not error.reached_service
+        return error.resendable_write
 
     return check
 

@@ -1,8 +1,9 @@
 """The sandbox cloud as an ASGI app: WorkspaceApp, the VPC subnet lookup, BSS and IAM on one host.
 
 Same paths and JSON shapes as the real services. Requests must carry a valid AK/SK signature or IAM
-token (401 `APIGW.0301` otherwise). Control endpoints under `/_sandbox/` read the call log, inject
-faults and reset the state; they need no credentials and exist only here.
+token (401 `APIGW.0301` otherwise); an AK/SK-signed call to a global service (BSS) must also carry the
+account's id as a signed `X-Domain-Id`, as the real gateway demands. Control endpoints under `/_sandbox/`
+read the call log, inject faults and reset the state; they need no credentials and exist only here.
 """
 
 from __future__ import annotations
@@ -29,6 +30,8 @@ from bot.sandbox.state import CloudState, QuotaExceeded, SandboxConfig, iso
 from bot.spec import SpecError, parse_spec
 
 MAX_CLOCK_SKEW = timedelta(minutes=15)
+# Paths of BSS, a global service: with AK/SK the gateway needs X-Domain-Id on every one of them.
+GLOBAL_SERVICE_PREFIXES = ("/v2/orders", "/v3/orders", "/v2/bills", "/v2/products", "/v2/accounts")
 Handler = Callable[["Call"], Awaitable[Response]]
 
 
@@ -95,6 +98,7 @@ class Sandbox:
         r = self._route
         r("POST", "/v3/auth/tokens", "CreateToken", self._create_token, auth=False)
         r("GET", "/v3/projects", "KeystoneListProjects", self._list_projects)
+        r("GET", "/v3/auth/domains", "KeystoneListAuthDomains", self._list_auth_domains)
         r("GET", p + "/app-server-groups", "ListServerGroups", self._list_groups)
         r("GET", p + "/app-server-groups/{group_id}", "ShowServerGroup", self._show_group)
         r("GET", p + "/product", "ListProduct", self._list_products)
@@ -152,6 +156,9 @@ class Sandbox:
         if fault == "404":
             self._record(request, operation, 404, fault, body)
             return error(404, "APIGW.0101", "The API does not exist or has not been published in the environment.")
+        if fault == "403":
+            self._record(request, operation, 403, fault, body)
+            return _forbidden(request.url.path)
         if fault == "slow":
             await asyncio.sleep(self.faults.settings.slow_seconds)
         response = await handler(Call(request, params, dict(parse_qsl(request.url.query)), body))
@@ -168,7 +175,7 @@ class Sandbox:
         self.log.append({
             "seq": len(self.log) + 1, "time": time.time(), "method": request.method, "path": request.url.path,
             "query": dict(parse_qsl(request.url.query)), "operation": operation, "status": status,
-            "fault": fault, "body": body,
+            "fault": fault, "body": body, "domain_id": request.headers.get("x-domain-id"),
             "auth": "token" if "x-auth-token" in request.headers else
                     "aksk" if "authorization" in request.headers else "none",
         })
@@ -189,6 +196,10 @@ class Sandbox:
             header_project = request.headers.get("x-project-id")
             if path_project and header_project != path_project:
                 return error(401, "APIGW.0301", "Incorrect IAM authentication information: X-Project-Id does not match.")
+            if is_global_service(request.url.path):
+                refusal = self._check_account(request)
+                if refusal is not None:
+                    return refusal
         if path_project is not None and path_project != cfg.project_id:
             return error(401, "APIGW.0301", "Incorrect IAM authentication information: unknown project id.")
         return None
@@ -219,6 +230,19 @@ class Sandbox:
         )
         if not secrets.compare_digest(parts.signature, fields["Signature"]):
             return error(401, "APIGW.0301", "Incorrect IAM authentication information: verify aksk signature fail.")
+        return None
+
+    def _check_account(self, request: Request) -> Response | None:
+        """AK/SK on a global service: the account must be named by a signed X-Domain-Id (the signature is valid)."""
+        fields = parse_authorization(request.headers.get("authorization", "")) or {}
+        signed = fields.get("SignedHeaders", "").split(";")
+        domain_id = request.headers.get("x-domain-id")
+        if domain_id is None or "x-domain-id" not in signed:
+            return error(401, "APIGW.0301", "Incorrect IAM authentication information: a global service called with "
+                                            "AK/SK needs the account id in a signed X-Domain-Id header.")
+        if domain_id != self.config.domain_id:
+            return error(401, "APIGW.0301", "Incorrect IAM authentication information: X-Domain-Id is not the "
+                                            "account of this access key.")
         return None
 
     # IAM ---------------------------------------------------------------------------------------
@@ -258,6 +282,16 @@ class Sandbox:
             projects.append({"id": "f" * 32, "name": cfg.region, "domain_id": cfg.domain_id, "enabled": True})
         name = call.query.get("name")
         return ok({"projects": [p for p in projects if name is None or p["name"] == name]})
+
+    async def _list_auth_domains(self, call: Call) -> Response:
+        """KeystoneListAuthDomains: the accounts the caller may use (the SDK takes the first one's id)."""
+        cfg = self.config
+        base = str(call.request.base_url).rstrip("/")
+        domains = [] if cfg.list_no_domains else [{
+            "id": cfg.domain_id, "name": cfg.iam_domain, "enabled": True, "description": "",
+            "links": {"self": f"{base}/v3/domains/{cfg.domain_id}"},
+        }]
+        return ok({"domains": domains, "links": {"self": f"{base}/v3/auth/domains", "previous": None, "next": None}})
 
     # WorkspaceApp catalogue --------------------------------------------------------------------
 
@@ -543,6 +577,19 @@ def _bss_time(text: str | None, default: float) -> float:
     if not text:
         return default
     return datetime.strptime(text, "%Y-%m-%dT%H:%M:%SZ").replace(tzinfo=UTC).timestamp()
+
+
+def is_global_service(path: str) -> bool:
+    return any(path == prefix or path.startswith(prefix + "/") for prefix in GLOBAL_SERVICE_PREFIXES)
+
+
+def _forbidden(path: str) -> Response:
+    """A permission refusal: IAM answers in Keystone's shape, other services through the gateway."""
+    if path.startswith("/v3/"):
+        return JSONResponse({"error": {"code": 403, "title": "Forbidden",
+                                       "message": "You are not authorized to perform the requested action."}},
+                            status_code=403, headers={"X-Request-Id": secrets.token_hex(16)})
+    return error(403, "APIGW.0302", "The IAM user is not authorized to access this API.")
 
 
 def _page(query: dict[str, str], default_limit: int) -> tuple[int, int | None]:

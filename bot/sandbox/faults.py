@@ -12,7 +12,8 @@ from pydantic import BaseModel, Field
 # "500-after": the service acts, then the gateway answers 500. "hang": it acts, then answers after
 # `hang_seconds`, longer than any client waits: both leave the caller not knowing what happened.
 # "404": the gateway does not know the API (APIGW.0101), as for an API not published in a region.
-FaultKind = Literal["429", "500", "503", "404", "slow", "500-after", "hang"]
+# "403": the caller may not do this (IAM answers in Keystone's shape), as for keys without the permission.
+FaultKind = Literal["429", "500", "503", "404", "403", "slow", "500-after", "hang"]
 RANDOM_KINDS: tuple[FaultKind, ...] = ("429", "500", "503", "slow")
 
 

@@ -47,6 +47,7 @@ class SandboxConfig:
     # A yearly/monthly create answers with a job as well as the order (as the API's own example does);
     # the job builds the servers once the order is paid.
     order_answers_with_job: bool = False
+    list_no_domains: bool = False  # KeystoneListAuthDomains answers an empty list
 
 @dataclass
 class Server:

@@ -356,7 +356,7 @@ def create_view(catalogue: Catalogue, form: FormValues, context: ModalContext, *
     else:
         blocks.append(InputBlock(block_id=Block.DEDICATED_HOST.value, label=_plain("Dedicated host ID"), optional=True,
                                  hint=_plain("Only for pay-per-use servers on a dedicated host."),
-                                 element=PlainTextInputElement(action_id=Action.INPUT.value, max_length=64,
+                                 element=PlainTextInputElement(action_id=Action.INPUT.value, max_length=255,
                                                                initial_value=form.dedicated_host or None)))
     agent_options = [_option("Upgrade the access agent automatically", "update_agent")]
     blocks.append(InputBlock(block_id=Block.AGENT.value, label=_plain("Access agent"), optional=True,
