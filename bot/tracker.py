@@ -19,7 +19,7 @@ from datetime import datetime, timedelta
 from typing import Any
 
 from bot.cloud.client import Cloud
-from bot.cloud.errors import CloudError, describe
+from bot.cloud.errors import AccountIdUnavailable, CloudError, describe
 from bot.cloud.models import (
     ORDER_CANCELLED,
     ORDER_COMPLETED,
@@ -150,7 +150,8 @@ class Tracker:
         except CloudError as error:
             # A refusal that will not pass by itself (credentials, permissions, the account id) is said once
             # in the thread; throttling and outages only slow the polling down.
-            await self._back_off(row, describe(error), needs_person=not error.retryable_read)
+            passing = error.retryable_read or (isinstance(error, AccountIdUnavailable) and error.transient)
+            await self._back_off(row, describe(error), needs_person=not passing)
         except Exception as error:
             log.exception("polling %s failed", row.id)
             await self._back_off(row, f"unexpected {type(error).__name__}")

@@ -307,3 +307,25 @@ async def test_a_refusal_that_needs_a_person_is_said_once_in_the_thread(store: R
     assert news.of(row.id).count(Event.TROUBLE) == 1
     [done] = await run_until(tracker, store, [row.id])
     assert done.state == State.SUCCEEDED
+
+
+async def test_an_account_id_that_cannot_be_found_is_one_sentence_in_the_thread(store: RequestStore, cloud: Cloud,
+                                                                               sandbox: Sandbox) -> None:
+    sandbox.config.list_no_domains = True
+    try:
+        tracker, news = make_tracker(store, cloud)
+        row = await tracker.workflow.submit(parse_spec(prepaid_body(auto_pay=True)), "U0ASKER")
+        await tracker.workflow.approve(row.id, APPROVER)
+        for _ in range(60):
+            await tracker.cycle()
+            current = store.get(row.id)
+            if current is not None and Progress.of(current).cloud_errors >= 2:
+                break
+            await asyncio.sleep(0.05)
+            with store.engine.begin() as connection:  # make the backed-off request due again
+                connection.exec_driver_sql("UPDATE requests SET next_poll_at = created_at")
+    finally:
+        sandbox.config.list_no_domains = False
+    assert current is not None and current.last_error and "HUAWEICLOUD_SDK_DOMAIN_ID" in current.last_error
+    assert news.of(row.id).count(Event.TROUBLE) == 1  # said once, not on every poll
+    assert len(sandbox.calls("KeystoneListAuthDomains")) == 1  # the refusal is remembered, not retried in a loop
