@@ -14,6 +14,7 @@ from bot.cloud.errors import CloudError
 from bot.cloud.rating_models import (
     DemandProductInfo,
     PeriodProductInfo,
+    PeriodRating,
     RateOnDemandRequest,
     RateOnPeriodRequest,
     ResourceSpecsFilter,
@@ -190,3 +191,20 @@ async def test_the_same_post_unmarked_is_sent_once(cloud: Cloud, sandbox: Sandbo
     answer = await http.call("ListResourceSpecs", "POST", SPECS_PATH, json=body, idempotent=True)
     assert answer.status_code == 200
     assert [c["status"] for c in sandbox.calls("ListResourceSpecs")] == [503, 503, 200]
+
+
+def test_the_best_offer_is_the_one_bss_marks_not_the_first() -> None:
+    # The shape of a real answer with a partner discount listed before the better commercial one.
+    rating = PeriodRating.model_validate_json("""{
+        "official_website_rating_result": {"official_website_amount": 32.2, "measure_id": 1,
+            "product_rating_results": [{"id": "1", "product_id": "00301-233164-0--0", "official_website_amount": 32.2,
+                                        "measure_id": 1}]},
+        "optional_discount_rating_results": [
+            {"discount_id": "p", "amount": 30.59, "official_website_amount": 32.2, "discount_amount": 1.61,
+             "measure_id": 1, "discount_type": 606, "discount_name": "Partner", "best_offer": 0},
+            {"discount_id": "c", "amount": 28.98, "official_website_amount": 32.2, "discount_amount": 3.22,
+             "measure_id": 1, "discount_type": 605, "discount_name": "Commercial", "best_offer": 1, "new_field": true}],
+        "currency": ""}""")
+    best = rating.best_offer()
+    assert best is not None and (best.discount_name, best.amount) == ("Commercial", Decimal("28.98"))
+    assert best.model_extra == {"new_field": True} and rating.currency == ""

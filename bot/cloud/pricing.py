@@ -16,7 +16,7 @@ from __future__ import annotations
 import asyncio
 import logging
 import time
-from collections.abc import Callable, Hashable
+from collections.abc import Callable
 from dataclasses import dataclass
 from datetime import UTC, datetime
 from decimal import Decimal
@@ -61,7 +61,7 @@ YUAN_OR_DOLLAR = 1  # BSS's measure_id for the main currency unit
 SPEC_PAGES = 10  # a guard against a catalogue that never stops paging
 # The currency BSS means when it leaves `currency` empty, by the site's billing host.
 SITE_CURRENCIES = {"bss.myhuaweicloud.com": "CNY", "bss-intl.myhuaweicloud.com": "USD"}
-_MISSING = object()
+VOLUME_TYPES = "volume-types"  # the one key of the volume type cache
 TIMES = "\N{MULTIPLICATION SIGN}"
 
 
@@ -108,7 +108,10 @@ class Pricer:
         self.region = region
         self.currency = currency  # the site's currency, for an answer whose `currency` is empty
         self.timeout_seconds = timeout_seconds
-        self._cache: TTLCache[Hashable, object] = TTLCache(maxsize=cache_size, ttl=cache_seconds, timer=clock)
+        # Bounded, and forgotten after an hour: a product or price list that changes is seen within the hour.
+        self._products: TTLCache[str, ProductInfo | None] = TTLCache(cache_size, cache_seconds, timer=clock)
+        self._volumes: TTLCache[str, list[VolumeType]] = TTLCache(1, cache_seconds, timer=clock)
+        self._specs: TTLCache[tuple[BillingKeys, str, str], bool] = TTLCache(cache_size, cache_seconds, timer=clock)
 
     @classmethod
     def from_cloud(cls, cloud: Cloud, *, timeout_seconds: float = 1.0) -> Pricer:
@@ -166,21 +169,22 @@ class Pricer:
     # The four keys ------------------------------------------------------------------------------
 
     async def _product(self, product_id: str) -> ProductInfo | None:
-        key = ("product", product_id)
-        cached = self._cache.get(key, _MISSING)
-        if cached is _MISSING:
-            found = await self._workspace.list_products(product_id=product_id)
-            cached = next((p for p in found.products if p.product_id == product_id), None)
-            self._cache[key] = cached
-        return cached if isinstance(cached, ProductInfo) else None
+        try:
+            return self._products[product_id]
+        except KeyError:
+            pass
+        found = await self._workspace.list_products(product_id=product_id)
+        product = next((p for p in found.products if p.product_id == product_id), None)
+        self._products[product_id] = product
+        return product
 
     async def _volume_type(self, disk_type: str) -> VolumeType | None:
-        cached = self._cache.get("volume-types", _MISSING)
-        if cached is _MISSING:
-            cached = (await self._workspace.list_volume_types()).volume_types
-            self._cache["volume-types"] = cached
-        volumes = cached if isinstance(cached, list) else []
-        return next((v for v in volumes if isinstance(v, VolumeType) and v.volume_type == disk_type), None)
+        try:
+            volumes = self._volumes[VOLUME_TYPES]
+        except KeyError:
+            volumes = (await self._workspace.list_volume_types()).volume_types
+            self._volumes[VOLUME_TYPES] = volumes
+        return next((v for v in volumes if v.volume_type == disk_type), None)
 
     def _server_keys(self, product_id: str, product: ProductInfo | None) -> BillingKeys:
         if product is None:
@@ -196,10 +200,11 @@ class Pricer:
 
     async def _listed(self, keys: BillingKeys, charge_mode: str) -> bool:
         """Whether BSS sells exactly this spec in the region (an answer that is cached, "no" included)."""
-        key = ("spec", keys, self.region, charge_mode)
-        cached = self._cache.get(key, _MISSING)
-        if isinstance(cached, bool):
-            return cached
+        key = (keys, self.region, charge_mode)
+        try:
+            return self._specs[key]
+        except KeyError:
+            pass
         marker: str | None = None
         listed = False
         for _ in range(SPEC_PAGES):
@@ -212,7 +217,7 @@ class Pricer:
             marker = page.page_info.next_marker if page.page_info else None
             if listed or not marker:
                 break
-        self._cache[key] = listed
+        self._specs[key] = listed
         return listed
 
     # Reading the answers -------------------------------------------------------------------------
@@ -227,16 +232,16 @@ class Pricer:
         _check_unit(official.measure_id)
         list_amount = official.official_website_amount
         best = rating.best_offer()
-        discounted: Decimal | None = None
-        if best is not None and best.amount is not None and best.amount < list_amount:
+        if best is None or best.amount is None or best.amount >= list_amount:
+            best = None  # no discount applies
+        else:
             _check_unit(best.measure_id)
-            discounted = best.amount
         list_by_line = {r.id: r.official_website_amount for r in official.product_rating_results}
-        discounted_by_line = {r.id: r.amount for r in best.product_rating_results} if discounted is not None and best else {}
-        lines = _lines(request, list_by_line, discounted_by_line)
+        discounted_by_line = {r.id: r.amount for r in best.product_rating_results} if best else {}
         return empty.model_copy(update={
-            "currency": self._currency(rating.currency), "list_amount": list_amount, "discounted_amount": discounted,
-            "discount_name": best.discount_name if discounted is not None and best else None, "lines": lines,
+            "currency": self._currency(rating.currency), "list_amount": list_amount,
+            "discounted_amount": best.amount if best else None, "discount_name": best.discount_name if best else None,
+            "lines": _lines(request, list_by_line, discounted_by_line),
         })
 
     def _hourly_quote(self, request: CreateAppServersRequest, empty: PriceQuote, rating: OnDemandRating) -> PriceQuote:
@@ -249,8 +254,9 @@ class Pricer:
         for result in rating.product_rating_results:
             if result.discount_amount and result.discount_amount > 0:
                 discounted_by_line[result.id] = result.amount
-                names += [d.discount_name for d in result.discount_rating_results
-                          if d.discount_name and d.discount_name not in names]
+                for discount in result.discount_rating_results:
+                    if discount.discount_name and discount.discount_name not in names:
+                        names.append(discount.discount_name)
         list_by_line = {r.id: r.official_website_amount for r in rating.product_rating_results}
         return empty.model_copy(update={
             "currency": self._currency(rating.currency), "list_amount": rating.official_website_amount,
