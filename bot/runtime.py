@@ -13,6 +13,7 @@ from slack_bolt.async_app import AsyncApp
 from sqlalchemy import Engine
 
 from bot.cloud.client import Cloud, build_cloud
+from bot.cloud.pricing import Pricer
 from bot.courier import Courier, CourierConfig
 from bot.metrics import Metrics
 from bot.sandbox import Sandbox, SandboxConfig
@@ -31,6 +32,8 @@ from bot.tracker import Tracker, TrackerConfig
 from bot.workflow import CachedDirectory, CloudAdapter, Policy, Workflow
 
 log = logging.getLogger(__name__)
+# The price estimate is made while the form waits (beside the quota check), so it gets about a second.
+PRICE_SECONDS = 1.0
 
 
 class SlackDirectory:
@@ -136,7 +139,7 @@ def build_runtime(settings: Settings, *, need_signing_secret: bool = True) -> Ru
         # A poll is one cloud call: a little longer than it may take, so a crashed tracker's work moves on soon.
         poll_lease=timedelta(seconds=settings.cloud_read_timeout_seconds + 5)), on_news=courier.wake)
     context = BotContext(settings, store, cloud, workflow, writer, CatalogueCache(cloud), tracker, courier,
-                         sandbox=sandbox_server is not None)
+                         sandbox=sandbox_server is not None, pricer=Pricer.from_cloud(cloud, timeout_seconds=PRICE_SECONDS))
     secret = settings.slack_signing_secret.get_secret_value() if settings.slack_signing_secret else ""
     app = build_app(context, client, signing_secret=secret)
     return Runtime(settings, engine, store, cloud, metrics, writer, tracker, courier, context, app, sandbox_server)

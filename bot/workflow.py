@@ -22,8 +22,10 @@ from typing import Any, Protocol, TypeVar
 from bot.cloud.client import Cloud
 from bot.cloud.errors import CloudError, describe
 from bot.cloud.models import ORDER_PENDING_PAYMENT, AppServer, CustomerOrder, JobDetailV2, OrderDetails
+from bot.cloud.quote import PriceQuote
 from bot.lifecycle import State
 from bot.notify import Event
+from bot.price import quote_of
 from bot.progress import Progress
 from bot.reconcile import Candidates, Lookup, Reconciler, late_answer_ids
 from bot.spec import CreateAppServersRequest, CreateAppServersResponse, SpecError, parse_spec
@@ -163,8 +165,10 @@ class Workflow:
         team_id: str | None = None,
         reason: str | None = None,
         progress_json: str | None = None,
+        price: PriceQuote | None = None,
     ) -> AppRequest:
-        """Store a validated request: waiting for approval, or approved at once and queued."""
+        """Store a validated request: waiting for approval, or approved at once and queued. The price quoted
+        is stored with it and in its audit log: what the approver saw."""
         approval = self.needs_approval(spec)
         new = NewRequest(
             requester_id=requester_id, spec_json=spec.canonical_json(), spec_hash=spec.spec_hash(),
@@ -172,6 +176,7 @@ class Workflow:
             server_group_id=spec.server_group_id, channel_id=channel_id, thread_ts=thread_ts, team_id=team_id,
             reason=reason, expires_at=utcnow() + self.policy.approval_ttl if approval else None,
             progress_json=progress_json, decided_at=None if approval else utcnow(),
+            price_json=price.model_dump_json() if price else None, price_summary=price.summary() if price else None,
         )
         # One transaction: the row, its "created" audit row and, without a human decision, "auto_approved".
         return await self._db(self.store.create, new, State.PENDING_APPROVAL if approval else State.APPROVED,
@@ -225,7 +230,8 @@ class Workflow:
         result = await self._db(
             self.store.transition, request_id, State.PENDING_APPROVAL, State.APPROVED,
             actor=user_id, action="approve", changes={"decided_by": user_id, "decided_at": now},
-            detail=f"approved spec {checked.spec_hash}", news=Event.DECIDED,
+            detail=f"approved spec {checked.spec_hash}" + (f"; {price.summary()}" if (price := quote_of(checked)) else ""),
+            news=Event.DECIDED,
         )
         return await self._decision_from(result, request_id, user_id, "approve",
                                           f"<@{user_id}> approved {request_id}.")

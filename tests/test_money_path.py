@@ -6,6 +6,7 @@ from __future__ import annotations
 
 import json
 import time
+from decimal import Decimal
 from typing import Any
 
 from bot.lifecycle import State
@@ -103,3 +104,50 @@ def test_a_create_answered_with_a_job_and_an_order_follows_both(bot: Bot) -> Non
     assert [c for c in bot.sandbox.calls() if c["operation"] in ("ShowJob", "ShowJobDetail")]  # the job was followed
     wait_for(lambda: any(done.order_id in t and done.job_id in t for t in bot.slack.texts()
                          if "Ordered from the cloud" in t), what="both ids in the thread")
+
+
+def test_the_card_and_the_thread_show_the_estimate_and_the_audit_log_keeps_it(bot: Bot) -> None:
+    bot.sandbox.state.discount_rate = Decimal("0.1")  # the customer's contract discount, offered as the best
+    try:
+        fill(bot, billing="prePaid", period_unit="2", period_num=6, count=3)
+        row = final_state(bot, State.PENDING_APPROVAL)
+    finally:
+        bot.sandbox.state.discount_rate = Decimal(0)
+    quote = json.loads(row.price_json or "{}")
+    assert quote["currency"] == "CNY" and quote["basis"] == "period" and quote["discounted_amount"]
+    card = wait_for(lambda: [a for a in bot.slack.of("chat.postMessage") if a.get("channel") == APPROVAL_CHANNEL],
+                    what="the approval card")[0]
+    shown = json.dumps(card["blocks"], ensure_ascii=False)
+    listed = f"CNY {float(quote['list_amount']):,.2f}"
+    discounted = f"CNY {float(quote['discounted_amount']):,.2f}"
+    assert f"Estimate: {discounted} for 6 months" in shown and f"list price {listed}" in shown
+    assert "estimate" in shown.lower() and "Enterprise contract discount" in shown
+    [approve] = [b for b in buttons(card["blocks"]) if b["action_id"] == Action.APPROVE.value]
+    assert discounted in approve["confirm"]["text"]["text"]
+    head = wait_for(lambda: [a for a in bot.slack.of("chat.postMessage") if a.get("channel") == REQUEST_CHANNEL
+                             and "thread_ts" not in a], what="the thread head")[0]
+    assert f"Estimate: {discounted}" in json.dumps(head["blocks"], ensure_ascii=False)
+    created = next(e for e in bot.runtime.store.audit_log(row.id) if e.action == "created")
+    assert created.detail and discounted in created.detail
+    row = wait_for(lambda: only_request(bot).approval_ts and only_request(bot), what="the card's ts")
+    bot.click(Action.APPROVE.value, row.id, APPROVER, APPROVAL_CHANNEL, row.approval_ts)
+    final_state(bot, State.AWAITING_PAYMENT)
+    approved = next(e for e in bot.runtime.store.audit_log(row.id) if e.action == "approve")
+    assert approved.detail and row.spec_hash in approved.detail and discounted in approved.detail
+    # Without a discount, the sandbox's order comes to exactly the list price the estimate showed.
+    order = bot.sandbox.state.orders[only_request(bot).order_id or ""]
+    assert f"{order.amount:,.2f}" == f"{float(quote['list_amount']):,.2f}"
+
+
+def test_no_price_is_said_plainly_and_never_blocks_the_request(bot: Bot) -> None:
+    from bot.sandbox.faults import FaultSettings, ScriptedFault
+
+    bot.sandbox.faults.configure(FaultSettings(slow_seconds=2.5))
+    bot.sandbox.faults.add(ScriptedFault(operation="ListRateOnPeriodDetail", kind="slow"))
+    fill(bot, billing="prePaid", period_unit="3", period_num=1, count=1)  # the form is answered (200, no errors)
+    row = final_state(bot, State.PENDING_APPROVAL)
+    assert json.loads(row.price_json or "{}")["no_price"] == "the billing service did not answer within 1 s"
+    card = wait_for(lambda: [a for a in bot.slack.of("chat.postMessage") if a.get("channel") == APPROVAL_CHANNEL],
+                    what="the approval card")[0]
+    assert "No price: the billing service did not answer within 1 s" in json.dumps(card["blocks"])
+    assert any(b["action_id"] == Action.APPROVE.value for b in buttons(card["blocks"]))

@@ -10,6 +10,7 @@ from bot.cloud.billing import BillingClient
 from bot.cloud.credentials import AkSkCredentials, CloudCredentials, IamPasswordCredentials
 from bot.cloud.endpoints import Endpoints, resolve_endpoints
 from bot.cloud.http import CallObserver, CloudHttp, RetryPolicy, default_timeout
+from bot.cloud.rating import RatingClient
 from bot.cloud.workspace import ProjectScoped, VpcClient, WorkspaceClient
 from bot.settings import Settings
 
@@ -29,6 +30,7 @@ class Cloud:
     vpc: VpcClient
     billing: BillingClient
     region: str
+    rating: RatingClient
 
     async def aclose(self) -> None:
         await self.http_client.aclose()
@@ -104,4 +106,5 @@ def build_cloud(
         vpc=VpcClient(ProjectScoped(endpoint(endpoints.vpc), credentials)),
         billing=BillingClient(endpoint(endpoints.bss).with_auth(credentials.global_auth())),
         region=settings.huaweicloud_region,
+        rating=RatingClient(endpoint(endpoints.bss).with_auth(credentials.global_auth())),
     )

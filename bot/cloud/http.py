@@ -1,6 +1,7 @@
 """Sending one cloud call: auth, explicit timeouts, typed errors and the retry policy.
 
-Reads (GET) are retried on throttling, server faults and connection errors with exponential backoff
+Reads (GET, and POSTs the caller marks `idempotent=True` because they only read, such as the BSS
+price inquiries) are retried on throttling, server faults and connection errors with exponential backoff
 and jitter. Writes are never resent, because CreateAppServers and PayOrders have no idempotency key:
 the only exceptions are an explicit throttling answer (the gateway refused the call) and a connection
 that was never established (nothing was sent).
@@ -81,8 +82,10 @@ class CloudHttp:
         params: Mapping[str, Any] | None = None,
         json: Any = None,
         headers: Mapping[str, str] | None = None,
+        idempotent: bool = False,
     ) -> httpx.Response:
-        idempotent = method.upper() in ("GET", "HEAD")
+        """Send the call; `idempotent=True` marks a POST that only reads, so it may be retried like a GET."""
+        idempotent = idempotent or method.upper() in ("GET", "HEAD")
         retrying = AsyncRetrying(
             retry=retry_if_exception(_should_retry(idempotent)),
             wait=wait_exponential_jitter(

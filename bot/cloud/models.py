@@ -46,6 +46,9 @@ class ProductInfo(CloudModel):
     package_type: str | None = None
     series_type: str | None = None
     sessions: int | None = None
+    # The product's billing codes: two of the four keys BSS prices a product by.
+    cloud_service_type: str | None = None
+    resource_type: str | None = None
 
 
 class ServerGroup(CloudModel):
@@ -114,6 +117,8 @@ class VolumeType(CloudModel):
     resource_spec_code: str | None = None
     volume_type: str
     volume_product_type: str | None = None
+    resource_type: str | None = None
+    cloud_service_type: str | None = None
     name: list[dict[str, str]] = Field(default_factory=list)
 
 

@@ -25,6 +25,7 @@ from starlette.routing import Route
 
 from bot.cloud.signer import DATE_FORMAT, parse_authorization, sign_parts
 from bot.sandbox.faults import FaultInjector, FaultSettings, ScriptedFault
+from bot.sandbox.rating import SandboxRating
 from bot.sandbox.seed import AVAILABILITY_ZONES, VOLUME_TYPES
 from bot.sandbox.state import CloudState, QuotaExceeded, SandboxConfig, iso
 from bot.spec import SpecError, parse_spec
@@ -64,6 +65,7 @@ class Sandbox:
         self.faults = FaultInjector()
         self.log: list[dict[str, Any]] = []
         self._routes: list[tuple[str, re.Pattern[str], str, Handler, bool]] = []
+        self.rating = SandboxRating(self)
         self._register_routes()
         self.app = Starlette(routes=[
             Route("/_sandbox/log", self._control_log, methods=["GET", "DELETE"]),
@@ -74,6 +76,7 @@ class Sandbox:
             Route("/_sandbox/jobs/bulk", self._control_bulk_jobs, methods=["POST"]),
             Route("/_sandbox/balance", self._control_balance, methods=["POST"]),
             Route("/_sandbox/orders/foreign", self._control_foreign_order, methods=["POST"]),
+            Route("/_sandbox/discount", self.rating.control_discount, methods=["POST", "DELETE"]),
             Route("/{path:path}", self._dispatch, methods=["GET", "POST", "PUT", "PATCH", "DELETE"]),
         ])
 
@@ -118,6 +121,7 @@ class Sandbox:
         r("PUT", "/v2/orders/customer-orders/cancel", "CancelCustomerOrder", self._cancel_order)
         r("POST", "/v2/orders/suscriptions/resources/query", "ListPayPerUseCustomerResources",
           self._order_resources)
+        self.rating.register(r)
 
     async def _dispatch(self, request: Request) -> Response:
         path = request.url.path

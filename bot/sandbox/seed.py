@@ -22,6 +22,8 @@ PRODUCTS: list[dict[str, Any]] = [
         "package_type": "general",
         "series_type": "c7",
         "sessions": 4,
+        "cloud_service_type": "hws.service.type.vdi",
+        "resource_type": "hws.resource.type.workspace.appstream",
         "monthly_price": 310.0,
         "hourly_price": 0.62,
     },
@@ -42,6 +44,8 @@ PRODUCTS: list[dict[str, Any]] = [
         "package_type": "general",
         "series_type": "c7",
         "sessions": 8,
+        "cloud_service_type": "hws.service.type.vdi",
+        "resource_type": "hws.resource.type.workspace.appstream",
         "monthly_price": 480.0,
         "hourly_price": 0.96,
     },
@@ -63,6 +67,8 @@ PRODUCTS: list[dict[str, Any]] = [
         "package_type": "general",
         "series_type": "g6",
         "sessions": 2,
+        "cloud_service_type": "hws.service.type.vdi",
+        "resource_type": "hws.resource.type.workspace.appstream",
         "monthly_price": 2650.0,
         "hourly_price": 5.3,
     },
@@ -87,15 +93,26 @@ AVAILABILITY_ZONES: list[dict[str, Any]] = [
      "default_availability_zone": False},
 ]
 
+# SAS's spec code is the API Explorer example's; the others follow the same pattern.
 VOLUME_TYPES: list[dict[str, Any]] = [
-    {"resource_spec_code": f"workspace.volume.{t.lower()}", "volume_type": t, "volume_product_type": "workspace",
-     "resource_type": "hws.resource.type.volume", "cloud_service_type": "hws.service.type.ebs",
+    {"resource_spec_code": code, "volume_type": t, "volume_product_type": "workspace",
+     "resource_type": "hws.resource.type.workspace.volume", "cloud_service_type": "hws.service.type.vdi",
      "name": [{"en_us": label}, {"zh_cn": label}],
      "volume_type_extra_specs": {"availability_zone": "cn-north-4a,cn-north-4b,cn-north-4c",
                                  "sold_out_availability_zone": ""}}
-    for t, label in (("SAS", "High I/O"), ("SSD", "Ultra-high I/O"), ("GPSSD", "General Purpose SSD"),
-                     ("ESSD", "Extreme SSD"))
+    for t, code, label in (("SAS", "workspace.volume.high", "High I/O"),
+                           ("SSD", "workspace.volume.ultrahigh", "Ultra-high I/O"),
+                           ("GPSSD", "workspace.volume.gpssd", "General Purpose SSD"),
+                           ("ESSD", "workspace.volume.essd", "Extreme SSD"))
 ]
+
+# What the sandbox's billing charges for a system disk, per GB, by spec code: (a month, an hour).
+VOLUME_PRICES: dict[str, tuple[float, float]] = {
+    "workspace.volume.high": (0.35, 0.0005),
+    "workspace.volume.ultrahigh": (1.0, 0.0014),
+    "workspace.volume.gpssd": (0.5, 0.0007),
+    "workspace.volume.essd": (2.0, 0.0028),
+}
 
 
 def _group(index: int, name: str, product: dict[str, Any], subnet: dict[str, Any], disk: tuple[str, int],

@@ -14,9 +14,10 @@ import time
 import uuid
 from dataclasses import dataclass, field
 from datetime import UTC, datetime
+from decimal import Decimal
 from typing import Any
 
-from bot.sandbox import seed
+from bot.sandbox import prices, seed
 
 WINDOWS = "Windows"
 
@@ -48,6 +49,9 @@ class SandboxConfig:
     # the job builds the servers once the order is paid.
     order_answers_with_job: bool = False
     list_no_domains: bool = False  # KeystoneListAuthDomains answers an empty list
+    # A customer discount BSS's price inquiries offer as the best one (0.1 = 10 % off); 0: none.
+    discount_rate: float = 0.0
+    discount_name: str = "Enterprise contract discount"
 
 @dataclass
 class Server:
@@ -154,6 +158,8 @@ class CloudState:
         self.balance = config.balance
         self.fail_next_jobs = 0
         self.tokens: dict[str, float] = {}  # token -> expiry
+        self.discount_rate = Decimal(str(config.discount_rate))
+        self.discount_name = config.discount_name
 
     # Quota -------------------------------------------------------------------------------------
 
@@ -206,11 +212,9 @@ class CloudState:
 
     def create_order(self, spec: dict[str, Any]) -> Order:
         now = self.clock()
-        count = self._check_quota(spec)
+        self._check_quota(spec)
         extend = spec.get("create_server_extend_param", {})
-        months = int(extend.get("period_num", 1)) * (12 if extend.get("period_type") == 3 else 1)
-        price = float(self.products[spec["product_id"]]["monthly_price"])
-        amount = round(price * months * count * (0.83 if extend.get("period_type") == 3 else 1.0), 2)
+        amount = float(prices.order_amount(self.products, spec))  # the servers and their system disks
         suffix = "".join(self.rng.choice(string.ascii_uppercase + string.digits) for _ in range(5))
         order_id = "CS" + datetime.fromtimestamp(now, UTC).strftime("%y%m%d%H%M") + suffix
         order = Order(order_id, now, amount, spec, now + self.config.payment_window_seconds)

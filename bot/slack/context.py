@@ -5,6 +5,7 @@ from __future__ import annotations
 from dataclasses import dataclass
 
 from bot.cloud.client import Cloud
+from bot.cloud.pricing import Pricer
 from bot.courier import Courier
 from bot.settings import Settings
 from bot.slack.catalogue import CatalogueCache
@@ -25,6 +26,7 @@ class BotContext:
     tracker: Tracker
     courier: Courier
     sandbox: bool
+    pricer: Pricer
 
     def wake_workers(self) -> None:
         """Something changed here: in a process that runs them, the tracker and the courier act now."""

@@ -23,6 +23,7 @@ from slack_sdk.models.blocks.blocks import Block as SlackBlock
 from slack_sdk.models.views import View
 
 from bot.lifecycle import FINAL_STATES, LABELS, State
+from bot.price import quote_of
 from bot.progress import Progress
 from bot.reconcile import Candidates
 from bot.slack.ids import Action, candidate_value
@@ -118,6 +119,20 @@ def status_line(request: AppRequest) -> str:
     return line
 
 
+def price_text(request: AppRequest) -> str | None:
+    """The estimate quoted before approval, labelled as one; or why there is none (it never blocks a request)."""
+    quote = quote_of(request)
+    if quote is None:
+        return None
+    if not quote.ok:
+        return f":moneybag: {quote.summary()}. The request goes on without it; the order states the exact amount."
+    text = f":moneybag: *{quote.summary()}*"
+    monthly = quote.monthly_estimate()
+    if quote.basis == "hour" and monthly is not None:
+        text += f", about {quote.money(monthly)} a month if they run all the time"
+    return text + ". An estimate from the cloud's price list; the order states the exact amount."
+
+
 def mention(slack_id: str) -> str:
     """A ping for a user (U…/W…) or a user group (S…)."""
     return f"<!subteam^{slack_id}>" if slack_id.startswith("S") else f"<@{slack_id}>"
@@ -185,6 +200,8 @@ def request_message(request: AppRequest, *, sandbox: bool, group_name: str | Non
     blocks.append(SectionBlock(text=_md(f"*{request.id}*: <@{request.requester_id}> asks for "
                                         f"{spec.get('subscription_num')} app server(s)\n{status_line(request)}")))
     blocks.append(SectionBlock(fields=spec_fields(spec, group_name)))
+    if price := price_text(request):
+        blocks.append(ContextBlock(elements=[_md(price)]))
     if request.reason:
         blocks.append(ContextBlock(elements=[_md(f":memo: {request.reason}")]))
     if progress := progress_text(request):
@@ -213,14 +230,15 @@ def approval_card(request: AppRequest, *, sandbox: bool, quota: str | None, grou
     blocks.append(SectionBlock(text=_md(f"<@{request.requester_id}> asks for {spec.get('subscription_num')} app "
                                         f"server(s), {billing_text(spec)}.\n{status_line(request)}")))
     blocks.append(SectionBlock(fields=spec_fields(spec, group_name)))
+    if price := price_text(request):
+        blocks.append(SectionBlock(text=_md(price)))
     blocks.append(ContextBlock(elements=[_md(f":memo: {request.reason or 'No reason given.'}"),
                                          _md(f":bar_chart: {quota or 'Quota not checked.'}"),
                                          _md(f"Spec hash `{request.spec_hash[:12]}`")]))
     if state == State.PENDING_APPROVAL:
         blocks.append(ActionsBlock(block_id=f"decide:{request.id}", elements=[
             ButtonElement(text="Approve", action_id=Action.APPROVE.value, value=request.id, style="primary",
-                          confirm=ConfirmObject(title="Approve this order?", text=f"The bot will order exactly "
-                                                f"this from the cloud ({billing_text(spec)}).",
+                          confirm=ConfirmObject(title="Approve this order?", text=approve_confirmation(request, spec),
                                                 confirm="Approve", deny="Back")),
             ButtonElement(text="Reject", action_id=Action.REJECT.value, value=request.id, style="danger"),
         ]))
@@ -249,6 +267,14 @@ def approval_card(request: AppRequest, *, sandbox: bool, quota: str | None, grou
     else:
         text = f"{prefix}{request.id}: {LABELS[state]}"
     return Message(text, [b.to_dict() for b in blocks])
+
+
+def approve_confirmation(request: AppRequest, spec: dict[str, Any]) -> str:
+    quote = quote_of(request)
+    cost = f", estimated at {quote.money(quote.final_amount)}" \
+        if quote and quote.ok and quote.final_amount is not None else ""
+    when = " per hour" if quote and quote.ok and quote.basis == "hour" else ""
+    return f"The bot will order exactly this from the cloud ({billing_text(spec)}{cost}{when})."
 
 
 def payment_reply(request: AppRequest, *, sandbox: bool, approvers: Sequence[str], for_approvers: bool,

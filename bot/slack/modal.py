@@ -72,7 +72,8 @@ def register(app: AsyncApp, ctx: BotContext) -> None:
         if errors or spec is None:
             await ack(response_action="errors", errors=errors or {Block.GROUP.value: "Choose a server group."})
             return
-        quota_note, quota_error = await _check_quota(ctx, spec)
+        # The price is asked beside the quota, so it costs the form no extra wait; it never blocks a request.
+        (quota_note, quota_error), quote = await asyncio.gather(_check_quota(ctx, spec), ctx.pricer.quote(spec))
         if quota_error:
             await ack(response_action="errors", errors={Block.COUNT.value: quota_error})
             return
@@ -80,7 +81,7 @@ def register(app: AsyncApp, ctx: BotContext) -> None:
         progress = Progress(total=spec.subscription_num, quota_note=quota_note).model_dump_json()
         # The same transaction queues its thread and approval card for the courier.
         await ctx.workflow.submit(spec, user, channel_id=context.channel_id, reason=form.reason,
-                                  progress_json=progress)
+                                  progress_json=progress, price=quote)
         await ack()
         ctx.wake_workers()
 

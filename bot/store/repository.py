@@ -68,6 +68,8 @@ class NewRequest:
     expires_at: datetime | None = None
     progress_json: str | None = None
     decided_at: datetime | None = None
+    price_json: str | None = None
+    price_summary: str | None = None  # for the audit log
 
 
 def server_ids(request: AppRequest) -> list[str]:
@@ -126,12 +128,13 @@ class RequestStore:
             charging_mode=new.charging_mode, subscription_num=new.subscription_num,
             server_group_id=new.server_group_id, state=state.value, created_at=now, updated_at=now,
             expires_at=new.expires_at, progress_json=new.progress_json, decided_at=new.decided_at,
+            price_json=new.price_json,
         )
         with self._db.write() as session:
             session.add(row)
             session.flush()  # the row first: the audit rows point at it
             session.add(AuditEvent(request_id=row.id, actor=actor, action="created", new_state=state.value,
-                                   spec_hash=new.spec_hash, at=now))
+                                   spec_hash=new.spec_hash, detail=new.price_summary, at=now))
             session.add(SlackNews(**news_row(row.id, Event.CREATED, now=now)))
             if auto_approved:
                 session.add(AuditEvent(request_id=row.id, actor="bot", action="auto_approved", old_state=state.value,
