@@ -26,10 +26,10 @@ from bot.spec import parse_spec
 from bot.store.repository import server_ids
 from tests.conftest import iam_settings, sandbox_settings
 from tests.fake_slack import FakeSlack
+from tests.flows import fill, final_state, only_request
 from tests.harness import APPROVAL_CHANNEL, APPROVER, NOTIFY_CHANNEL, OTHER_APPROVER, SIGNING_SECRET, running_bot, wait_for
 from tests.specs import prepaid_body
 from tests.test_doctor_and_schema import doctor_env, run_cli
-from tests.test_slack_flows import fill, final_state, only_request
 
 BSS_OPERATIONS = {"ShowCustomerOrderDetails", "ListCustomerOrders", "PayOrders", "CancelCustomerOrder",
                   "ListPayPerUseCustomerResources"}

@@ -8,11 +8,10 @@ from pathlib import Path
 
 from bot.lifecycle import State
 from bot.sandbox import Sandbox
-from bot.sandbox.seed import server_groups
 from bot.slack.ids import Action, Block
 from bot.store.repository import server_ids
 from tests.fake_slack import FakeSlack
-from tests.flows import fill, final_state, only_request
+from tests.flows import OFFICE, fill, final_state, only_request
 from tests.harness import (
     APPROVAL_CHANNEL,
     APPROVER,
@@ -27,8 +26,6 @@ from tests.harness import (
     sign,
     wait_for,
 )
-
-OFFICE = server_groups()[0]
 
 
 def test_pay_per_use_create_to_success_in_thread_channel_and_dm(bot: Bot) -> None:

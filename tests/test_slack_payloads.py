@@ -10,7 +10,6 @@ import pytest
 
 from bot.slack.ids import Action, Block, Callback
 from tests.harness import Bot
-from tests.test_slack_flows import bot, slack  # noqa: F401  (fixtures)
 
 FIXTURES = Path(__file__).parent / "fixtures" / "slack-payloads"
 SKIP = ("SHAPE.", "_provenance", "signature.", "socket_mode.", "block_suggestion.ack_")
@@ -33,7 +32,7 @@ def _request(path: Path) -> tuple[bytes, str]:
 
 
 @pytest.mark.parametrize("path", FILES, ids=[p.name for p in FILES])
-def test_every_real_payload_is_acknowledged(bot: Bot, path: Path) -> None:  # noqa: F811
+def test_every_real_payload_is_acknowledged(bot: Bot, path: Path) -> None:
     body, content_type = _request(path)
     response = bot.post(body, content_type)
     assert response.status_code == 200, response.text
@@ -45,7 +44,7 @@ VIEW_SUBMISSIONS = [p for p in FILES if p.name.startswith("view_submission.")]
 
 
 @pytest.mark.parametrize("path", VIEW_SUBMISSIONS, ids=[p.name for p in VIEW_SUBMISSIONS])
-def test_real_view_submissions_aimed_at_the_create_form_get_inline_errors(bot: Bot, path: Path) -> None:  # noqa: F811
+def test_real_view_submissions_aimed_at_the_create_form_get_inline_errors(bot: Bot, path: Path) -> None:
     data = json.loads(path.read_text())
     data["view"]["callback_id"] = Callback.CREATE.value  # someone else's state values, our form
     response = bot.post(("payload=" + quote(json.dumps(data))).encode(), "application/x-www-form-urlencoded")
@@ -62,7 +61,7 @@ BUTTONS = [p for p in FILES if p.name.startswith("block_actions.")]
 
 
 @pytest.mark.parametrize("path", BUTTONS, ids=[p.name for p in BUTTONS])
-def test_real_clicks_aimed_at_approve_are_answered_not_crashed(bot: Bot, path: Path) -> None:  # noqa: F811
+def test_real_clicks_aimed_at_approve_are_answered_not_crashed(bot: Bot, path: Path) -> None:
     data = json.loads(path.read_text())
     data["actions"][0]["action_id"] = Action.APPROVE.value
     data["actions"][0]["value"] = "AS-UNKNOWN1"
