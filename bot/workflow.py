@@ -445,6 +445,13 @@ class Workflow:
             detail = f"nothing created between {_when(since)} and {_when(until)}"
         await self._db(self.store.update_fields, row.id, actor="bot", action="lookup", detail=detail,
                        release_news=True, **changes)
+        if lookup.found:
+            # Certainly ours: follow it like any answered create (to payment, to its servers).
+            now = utcnow()
+            await self._db(self.store.transition, row.id, State.NEEDS_ATTENTION, State.SUBMITTED, actor="bot",
+                           action="lookup_linked", detail=detail, news=Event.SUBMITTED,
+                           changes={"submitted_at": row.submitted_at or now, "next_poll_at": now,
+                                    "lease_owner": None, "lease_until": None})
         return lookup
 
     async def choose_candidate(self, request_id: str, user_id: str, candidate_id: str | None) -> Decision:

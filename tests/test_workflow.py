@@ -211,19 +211,20 @@ async def test_a_4xx_ends_in_submit_failed_with_a_sentence(workflow: Workflow, s
     assert len(sandbox.calls("CreateAppServers")) == 1
 
 
-async def test_a_5xx_after_creating_ends_in_needs_attention_linked_to_the_servers(
+async def test_a_5xx_after_creating_is_linked_to_its_servers_and_followed(
     workflow: Workflow, store: RequestStore, sandbox: Sandbox
 ) -> None:
     sandbox.faults.add(ScriptedFault(operation="CreateAppServers", kind="500-after"))
     row = await workflow.submit(parse_spec(office_body(count=3)), REQUESTER)
     await workflow.submit_due()
-    attention = store.get(row.id)
-    assert attention is not None and attention.state == State.NEEDS_ATTENTION
-    assert attention.lookup_found is True and attention.job_id
-    assert sorted(server_ids(attention)) == sorted(sandbox.state.servers)
+    linked = store.get(row.id)
+    assert linked is not None and linked.state == State.SUBMITTED and linked.next_poll_at  # followed from here
+    assert linked.lookup_found is True and linked.job_id
+    assert sorted(server_ids(linked)) == sorted(sandbox.state.servers)
+    assert [e.action for e in store.audit_log(row.id)][-3:] == ["outcome_unknown", "lookup", "lookup_linked"]
     assert len(sandbox.calls("CreateAppServers")) == 1
     retry = await workflow.retry_after_attention(row.id, APPROVER)
-    assert retry.outcome is Outcome.SERVERS_FOUND
+    assert retry.outcome is Outcome.WRONG_STATE
     assert len(sandbox.calls("CreateAppServers")) == 1
 
 
@@ -284,10 +285,10 @@ async def test_an_unanswered_prepaid_create_is_linked_to_its_order(workflow: Wor
     row = await workflow.submit(parse_spec(prepaid_body()), REQUESTER)
     await workflow.approve(row.id, APPROVER)
     await workflow.submit_due()
-    attention = store.get(row.id)
-    assert attention is not None and attention.state == State.NEEDS_ATTENTION
-    assert attention.lookup_found is True and attention.order_id == next(iter(sandbox.state.orders))
-    assert (await workflow.retry_after_attention(row.id, OTHER_APPROVER)).outcome is Outcome.SERVERS_FOUND
+    linked = store.get(row.id)
+    assert linked is not None and linked.state == State.SUBMITTED
+    assert linked.lookup_found is True and linked.order_id == next(iter(sandbox.state.orders))
+    assert (await workflow.retry_after_attention(row.id, OTHER_APPROVER)).outcome is Outcome.WRONG_STATE
 
 
 async def test_group_membership_is_cached_and_a_failing_directory_denies() -> None:
