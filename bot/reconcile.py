@@ -39,6 +39,7 @@ T = TypeVar("T")
 # cloud), and after the create's lease ran out (the cloud may still have been working on our call).
 LOOKUP_SKEW = timedelta(minutes=2)
 MAX_CANDIDATES = 5  # a card can offer this many; more means the window is busy and a person must look anyway
+ORDER_WORDS = {3: "paid, processing", 4: "cancelled", 5: "paid", 6: "unpaid"}
 
 
 class ReconcilePort(Protocol):
@@ -56,6 +57,8 @@ class Candidate(BaseModel):
     created_at: datetime | None = None
     detail: str  # what it is, in words, for the approver who decides
     fits: bool  # it matches what was asked (service, period, count / group, count)
+    amount: float | None = None  # an order's amount as billing states it
+    currency: str | None = None
 
 
 class Candidates(BaseModel):
@@ -111,10 +114,12 @@ def describe_order(order: CustomerOrder, details: OrderDetails | None) -> str:
             unit = {2: "month", 3: "year"}.get(item.period_type or 0, "period")
             count = item.subscription_num if item.subscription_num is not None else "?"
             num = item.period_num if item.period_num is not None else "?"
-            parts.append(f"{count} × {item.product_id or item.service_type_code or 'item'}, {num} {unit}(s)")  # noqa: RUF001
+            plural = "" if num == 1 else "s"
+            parts.append(f"{count} × {item.product_id or item.service_type_code or 'item'}, {num} {unit}{plural}")  # noqa: RUF001
         info = details.order_info
         if info.amount_after_discount is not None:
-            parts.append(f"{info.currency or ''} {info.amount_after_discount:,.2f}".strip())
+            parts.append(f"*{info.currency or ''} {info.amount_after_discount:,.2f}*".replace("* ", "*"))
+        parts.append(ORDER_WORDS.get(info.status, f"status {info.status}"))
     parts.append(f"placed {_when(parse_cloud_time(order.create_time))}")
     return " · ".join(parts)
 
@@ -166,7 +171,8 @@ class Reconciler:
         shown = fitting or list(zip(open_orders, details, strict=False))
         return Lookup(False, candidates=tuple(
             Candidate(kind="order", id=o.order_id, created_at=parse_cloud_time(o.create_time),
-                      detail=describe_order(o, d), fits=bool(fitting))
+                      detail=describe_order(o, d), fits=bool(fitting), amount=d.order_info.amount_after_discount,
+                      currency=d.order_info.currency)
             for o, d in shown[:MAX_CANDIDATES]))
 
     async def _find_job(self, row: AppRequest, spec: CreateAppServersRequest, ruled_out: set[str]) -> Lookup:

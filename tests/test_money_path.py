@@ -50,16 +50,18 @@ def test_an_unpaid_order_reaches_the_approvers_with_its_amount_and_is_paid_once(
                     what="the card waiting for payment")[-1]
     assert amount in card["text"] and amount in json.dumps(card["blocks"]) and "<!date^" in json.dumps(card["blocks"])
     [pay] = [b for b in buttons(card["blocks"]) if b["action_id"] == Action.PAY.value]
-    assert amount in pay["confirm"]["text"]["text"] and waiting.order_id in pay["confirm"]["text"]["text"]
+    confirm = pay["confirm"]["text"]["text"]
+    assert amount in confirm and waiting.order_id in confirm and "2 app servers for 2 months" in confirm
+    assert "the amount the approver saw" in confirm  # no discount here: the order is what was estimated
     # The approvers are pinged in the card's thread, the user group too, in the fallback text as well.
     ping = wait_for(lambda: [a for a in bot.slack.of("chat.postMessage") if a.get("channel") == APPROVAL_CHANNEL
-                             and a.get("thread_ts") == row.approval_ts and "waits for payment" in a["text"]],
+                             and a.get("thread_ts") == row.approval_ts and "needs payment" in a["text"]],
                     what="the approvers pinged")[0]
     assert f"<@{APPROVER}>" in ping["text"] and "<!subteam^S0MANAGERS>" in ping["text"] and amount in ping["text"]
     # The requester's thread says who pays, and offers no Pay button.
     told = wait_for(lambda: [a for a in bot.slack.of("chat.postMessage") if a.get("thread_ts") == waiting.thread_ts
                              and "waits for payment" in a["text"]], what="the requester told")[0]
-    assert f"<#{APPROVAL_CHANNEL}>" in told["text"] and "cannot pay" in told["text"]
+    assert f"<#{APPROVAL_CHANNEL}>" in told["text"] and "can't pay it yourself" in told["text"]
     assert not any(b.get("action_id") == Action.PAY.value for a in bot.slack.of("chat.postMessage")
                    if a.get("channel") == REQUEST_CHANNEL for b in buttons(a.get("blocks")))
     # The approver's Home lists it with the same Pay button; the requester's Home has none.
@@ -77,7 +79,10 @@ def test_an_unpaid_order_reaches_the_approvers_with_its_amount_and_is_paid_once(
         bot.click(Action.PAY.value, row.id, APPROVER, APPROVAL_CHANNEL, row.approval_ts)
     done = final_state(bot, State.SUCCEEDED)
     assert len(bot.sandbox.calls("PayOrders")) == 1 and len(server_ids(done)) == 2 and done.payment_by == APPROVER
-    wait_for(lambda: any("paid order" in t and amount in t for t in bot.slack.texts()), what="the payment in the thread")
+    wait_for(lambda: any(f"paid {amount} for order" in t for t in bot.slack.texts(channel=REQUEST_CHANNEL)),
+             what="the payment in the requester's thread")
+    wait_for(lambda: any("No one else needs to pay it" in t for t in bot.slack.texts(channel=APPROVAL_CHANNEL)),
+             what="the approvers told it is paid")
     final_card = wait_for(lambda: [v for v in card_versions(bot, row.approval_ts) if "Done" in v["text"]],
                           what="the card at the end")[-1]
     assert not buttons(final_card["blocks"])
@@ -120,18 +125,23 @@ def test_the_card_and_the_thread_show_the_estimate_and_the_audit_log_keeps_it(bo
     shown = json.dumps(card["blocks"], ensure_ascii=False)
     listed = f"CNY {float(quote['list_amount']):,.2f}"
     discounted = f"CNY {float(quote['discounted_amount']):,.2f}"
-    assert f"Estimate: {discounted} for 6 months" in shown and f"list price {listed}" in shown
-    assert "estimate" in shown.lower() and "Enterprise contract discount" in shown
+    assert f"Estimated total: {discounted}* for 3 server(s) × 6 months" in shown  # noqa: RUF001
+    assert f"List price {listed}, less “Enterprise contract discount”" in shown
     [approve] = [b for b in buttons(card["blocks"]) if b["action_id"] == Action.APPROVE.value]
     assert discounted in approve["confirm"]["text"]["text"]
     head = wait_for(lambda: [a for a in bot.slack.of("chat.postMessage") if a.get("channel") == REQUEST_CHANNEL
                              and "thread_ts" not in a], what="the thread head")[0]
-    assert f"Estimate: {discounted}" in json.dumps(head["blocks"], ensure_ascii=False)
+    assert f"Estimated total: {discounted}" in json.dumps(head["blocks"], ensure_ascii=False)
+    assert f"est. {discounted}" in card["text"]  # the notification says what and how much
     created = next(e for e in bot.runtime.store.audit_log(row.id) if e.action == "created")
     assert created.detail and discounted in created.detail
     row = wait_for(lambda: only_request(bot).approval_ts and only_request(bot), what="the card's ts")
     bot.click(Action.APPROVE.value, row.id, APPROVER, APPROVAL_CHANNEL, row.approval_ts)
     final_state(bot, State.AWAITING_PAYMENT)
+    # The sandbox's order is at list price: the card says how it differs from what was approved.
+    gap = f"{float(quote['list_amount']) - float(quote['discounted_amount']):,.2f}"
+    wait_for(lambda: any(f"CNY {gap} more than the approved estimate of {discounted}" in json.dumps(v["blocks"])
+                         for v in card_versions(bot, row.approval_ts or "")), what="the gap on the card")
     approved = next(e for e in bot.runtime.store.audit_log(row.id) if e.action == "approve")
     assert approved.detail and row.spec_hash in approved.detail and discounted in approved.detail
     # Without a discount, the sandbox's order comes to exactly the list price the estimate showed.
@@ -149,5 +159,6 @@ def test_no_price_is_said_plainly_and_never_blocks_the_request(bot: Bot) -> None
     assert json.loads(row.price_json or "{}")["no_price"] == "the billing service did not answer within 1 s"
     card = wait_for(lambda: [a for a in bot.slack.of("chat.postMessage") if a.get("channel") == APPROVAL_CHANNEL],
                     what="the approval card")[0]
-    assert "No price: the billing service did not answer within 1 s" in json.dumps(card["blocks"])
+    assert "No price estimate*: the billing service did not answer within 1 s" in json.dumps(card["blocks"])
+    assert "no price estimate" in card["text"]
     assert any(b["action_id"] == Action.APPROVE.value for b in buttons(card["blocks"]))

@@ -6,6 +6,7 @@ import json
 from collections.abc import Sequence
 from dataclasses import dataclass
 from datetime import datetime
+from decimal import Decimal
 from typing import Any
 
 from slack_sdk.models.blocks import (
@@ -25,7 +26,7 @@ from slack_sdk.models.views import View
 from bot.lifecycle import FINAL_STATES, LABELS, State
 from bot.price import quote_of
 from bot.progress import Progress
-from bot.reconcile import Candidates
+from bot.reconcile import Candidate, Candidates
 from bot.slack.ids import Action, candidate_value
 from bot.store.models import AppRequest, utcnow
 from bot.store.repository import server_ids
@@ -119,18 +120,66 @@ def status_line(request: AppRequest) -> str:
     return line
 
 
+def what_is_ordered(spec: dict[str, Any]) -> str:
+    """"3 app servers for 6 months", "2 app servers, pay-per-use": the order in a few words."""
+    count = spec.get("subscription_num")
+    servers = f"{count} app server{'' if count == 1 else 's'}"
+    extend = spec.get("create_server_extend_param") or {}
+    if extend.get("charging_mode") != "prePaid":
+        return f"{servers}, pay-per-use"
+    num = extend.get("period_num")
+    unit = "month" if extend.get("period_type") == 2 else "year"
+    return f"{servers} for {num} {unit}{'' if num == 1 else 's'}"
+
+
+def _auto_pay(spec: dict[str, Any]) -> bool:
+    return bool((spec.get("create_server_extend_param") or {}).get("is_auto_pay"))
+
+
 def price_text(request: AppRequest) -> str | None:
-    """The estimate quoted before approval, labelled as one; or why there is none (it never blocks a request)."""
+    """The estimate quoted before approval, said as what it covers; or, for the approver, what no price means."""
     quote = quote_of(request)
     if quote is None:
         return None
-    if not quote.ok:
-        return f":moneybag: {quote.summary()}. The request goes on without it; the order states the exact amount."
-    text = f":moneybag: *{quote.summary()}*"
+    spec = spec_of(request)
+    if not quote.ok or quote.final_amount is None or quote.list_amount is None:
+        text = f":moneybag: *No price estimate*: {quote.no_price or 'the billing service gave none'}."
+        if spec.get("create_server_extend_param", {}).get("charging_mode") != "prePaid":
+            return text + " Pay-per-use servers are billed by the hour once they exist."
+        text += " Approving places the order; its exact amount is shown here before anyone pays."
+        if _auto_pay(spec):
+            text += " Auto-pay is on, so that amount is charged without asking: check the price before approving."
+        return text
+    count = spec.get("subscription_num")
     monthly = quote.monthly_estimate()
-    if quote.basis == "hour" and monthly is not None:
-        text += f", about {quote.money(monthly)} a month if they run all the time"
-    return text + ". An estimate from the cloud's price list; the order states the exact amount."
+    if quote.basis == "hour":
+        head = f"*Estimated cost: {quote.money(quote.final_amount)} an hour* for {count} server(s)"
+        if monthly is not None:
+            head += f" (about {quote.money(monthly)} a month if they run all the time)"
+    else:
+        head = f"*Estimated total: {quote.money(quote.final_amount)}* for {count} server(s) × {quote.period_text}"  # noqa: RUF001
+        if monthly is not None and quote.period_months and quote.period_months > 1:
+            head += f" (about {quote.money(monthly)} a month)"
+    if quote.discounted_amount is not None:
+        named = f" “{quote.discount_name}”" if quote.discount_name else " the best discount"
+        head += f". List price {quote.money(quote.list_amount)}, less{named}"
+    return f":moneybag: {head}. From the cloud's price list; the exact amount is the order's."
+
+
+def estimate_gap(request: AppRequest) -> str:
+    """How the order's exact amount differs from the estimate the approver saw ("" when it does not)."""
+    quote = quote_of(request)
+    progress = Progress.of(request)
+    if quote is None or not quote.ok or quote.final_amount is None or progress.order_amount is None:
+        return ""
+    if quote.currency and progress.order_currency and quote.currency != progress.order_currency:
+        return ""
+    gap = Decimal(str(progress.order_amount)) - quote.final_amount
+    if abs(gap) < Decimal("0.01"):
+        return " It is the amount the approver saw."
+    more = "more" if gap > 0 else "less"
+    return (f" That is {quote.money(abs(gap))} {more} than the approved estimate of "
+            f"{quote.money(quote.final_amount)}.")
 
 
 def mention(slack_id: str) -> str:
@@ -155,19 +204,20 @@ def order_amount_text(progress: Progress) -> str | None:
 def payment_sentence(request: AppRequest) -> str:
     progress = Progress.of(request)
     amount = order_amount_text(progress)
-    deadline = f" by {_when(progress.payment_deadline)}" if progress.payment_deadline else ""
+    deadline = f", due by {_when(progress.payment_deadline)}" if progress.payment_deadline else ""
     what = f"*{amount}*" if amount else "its amount (see the Billing Center)"
-    return (f":credit_card: Order `{request.order_id}` waits for payment of {what}{deadline}. "
-            "Nothing is created until it is paid; if it is not paid in time the order lapses.")
+    return (f":credit_card: Order `{request.order_id}` waits for payment: {what}{deadline}.{estimate_gap(request)} "
+            "Nothing is created until it is paid; unpaid, the order lapses at the deadline.")
 
 
 def pay_button(request: AppRequest) -> ButtonElement:
-    """Pay, with a confirmation that repeats what is charged."""
+    """Pay, with a confirmation that repeats what is charged, for what, and how it compares with the estimate."""
     amount = order_amount_text(Progress.of(request)) or "the order's amount"
+    text = (f"Charge the company's cloud account {amount} now for order {request.order_id} ({request.id}: "
+            f"{what_is_ordered(spec_of(request))})?{estimate_gap(request)}")
     return ButtonElement(
         text="Pay", action_id=Action.PAY.value, value=request.id, style="primary",
-        confirm=ConfirmObject(title="Pay this order?", text=f"The cloud account is charged {amount} now for order "
-                              f"{request.order_id}.", confirm="Pay", deny="Back"))
+        confirm=ConfirmObject(title="Pay this order?", text=text[:300], confirm="Pay", deny="Back"))
 
 
 def progress_text(request: AppRequest, now: datetime | None = None) -> str | None:
@@ -184,7 +234,7 @@ def progress_text(request: AppRequest, now: datetime | None = None) -> str | Non
                      + (f" {amount}" if amount else "") + deadline)
     else:
         parts.append(f"`{progress.bar()}`")
-    if request.submitted_at:
+    if request.submitted_at and state != State.AWAITING_PAYMENT:
         parts.append(f"elapsed {_duration((now - request.submitted_at).total_seconds())}")
     if progress.expected_end:
         parts.append(f"expected end {_when(progress.expected_end)}")
@@ -249,15 +299,20 @@ def approval_card(request: AppRequest, *, sandbox: bool, quota: str | None, grou
         blocks.extend(attention_blocks(request, with_buttons=True))
     elif state in (State.SUBMITTED, State.PROVISIONING):
         if request.payment_by:
-            blocks.append(ContextBlock(elements=[_md(f":credit_card: Paid by <@{request.payment_by}>.")]))
+            blocks.append(ContextBlock(elements=[_md(f":credit_card: {_paid(request)}.")]))
         if progress := progress_text(request):
             blocks.append(ContextBlock(elements=[_md(progress)]))
     elif state in FINAL_STATES and state not in (State.REJECTED, State.EXPIRED, State.CANCELLED):
         blocks.append(SectionBlock(text=_md(outcome_text(request, sandbox=False))))
+        if request.payment_by:
+            blocks.append(ContextBlock(elements=[_md(f":credit_card: {_paid(request)}.")]))
     prefix = "[SANDBOX] " if sandbox else ""
     who = f" {mentions(approvers)}" if approvers else ""
     if state == State.PENDING_APPROVAL:
-        text = f"{prefix}Approval needed for {request.id}"
+        quote = quote_of(request)
+        cost = f", est. {quote.money(quote.final_amount)}{' an hour' if quote.basis == 'hour' else ''}" \
+            if quote and quote.ok and quote.final_amount is not None else (", no price estimate" if quote else "")
+        text = f"{prefix}Approval needed: {what_is_ordered(spec)}{cost} ({request.id})"
     elif state == State.AWAITING_PAYMENT:
         amount = order_amount_text(Progress.of(request))
         text = f"{prefix}{request.id}: order {request.order_id} waits for payment" + (f" of {amount}" if amount else "") \
@@ -270,66 +325,98 @@ def approval_card(request: AppRequest, *, sandbox: bool, quota: str | None, grou
 
 
 def approve_confirmation(request: AppRequest, spec: dict[str, Any]) -> str:
+    """What approving does with money: ordering, and whether anything is charged now."""
     quote = quote_of(request)
-    cost = f", estimated at {quote.money(quote.final_amount)}" \
-        if quote and quote.ok and quote.final_amount is not None else ""
-    when = " per hour" if quote and quote.ok and quote.basis == "hour" else ""
-    return f"The bot will order exactly this from the cloud ({billing_text(spec)}{cost}{when})."
+    estimate = f" (estimated {quote.money(quote.final_amount)}{' an hour' if quote.basis == 'hour' else ''})" \
+        if quote and quote.ok and quote.final_amount is not None else " (no price estimate)"
+    head = f"The bot orders {what_is_ordered(spec)}{estimate}."
+    if (spec.get("create_server_extend_param") or {}).get("charging_mode") != "prePaid":
+        return head + " Pay-per-use servers are billed by the hour once they exist."
+    if _auto_pay(spec):
+        return head + " Auto-pay is on: the cloud account is charged when the order is placed."
+    return head + " Nothing is charged yet: the order then waits for an approver to pay it."
 
 
 def payment_reply(request: AppRequest, *, sandbox: bool, approvers: Sequence[str], for_approvers: bool,
                   approval_channel: str | None) -> str:
     """Who must do what about an order waiting for payment: the approvers (pinged) or the requester (told)."""
     prefix = "[SANDBOX] " if sandbox else ""
+    progress = Progress.of(request)
+    amount = order_amount_text(progress) or "its amount"
+    deadline = f" by {_when(progress.payment_deadline)}" if progress.payment_deadline else ""
     if for_approvers:
         who = mentions(approvers) or "Approvers"
-        return f"{prefix}{who}: {payment_sentence(request)} Pay it with the button on this card, or in the Billing Center."
+        return (f"{prefix}{who}: {request.id} ({what_is_ordered(spec_of(request))}, from <@{request.requester_id}>) "
+                f"needs payment: *{amount}*{deadline}, order `{request.order_id}`.{estimate_gap(request)} Pay with "
+                "the button on the card above, or in the Billing Center.")
     where = f" in <#{approval_channel}>" if approval_channel else " from the app's Home tab"
-    return (f"{prefix}{payment_sentence(request)} An approver pays it{where}; it is paid with the company's cloud "
-            "account, so the person who asked cannot pay it.")
+    return (f"{prefix}{payment_sentence(request)} An approver pays it{where}; it is paid from the company's cloud "
+            "account, so you can't pay it yourself. You'll hear here when it is paid.")
+
+
+def _paid(request: AppRequest) -> str:
+    amount = order_amount_text(Progress.of(request))
+    who = f"<@{request.payment_by}>" if request.payment_by else "An approver"
+    return f"{who} paid " + (f"{amount} for " if amount else "") + f"order `{request.order_id}`"
 
 
 def paid_reply(request: AppRequest, *, sandbox: bool) -> str:
     prefix = "[SANDBOX] " if sandbox else ""
-    amount = order_amount_text(Progress.of(request))
-    who = f"<@{request.payment_by}>" if request.payment_by else "An approver"
-    return f"{prefix}:credit_card: {who} paid order `{request.order_id}`" + (f" ({amount})" if amount else "") + \
-        ". The cloud is creating the servers now."
+    return f"{prefix}:credit_card: {_paid(request)}. The cloud is creating the servers now."
+
+
+def paid_reply_for_approvers(request: AppRequest, *, sandbox: bool) -> str:
+    prefix = "[SANDBOX] " if sandbox else ""
+    return f"{prefix}:white_check_mark: {_paid(request)}. No one else needs to pay it."
+
+
+def _candidate_line(request: AppRequest, candidate: Candidate) -> str:
+    line = f"• {candidate.detail}"
+    quote = quote_of(request)
+    if candidate.amount is not None and quote and quote.ok and quote.final_amount is not None and \
+            abs(Decimal(str(candidate.amount)) - quote.final_amount) < Decimal("0.01"):
+        line += " (the same amount as this request's estimate)"
+    return line
 
 
 def attention_blocks(request: AppRequest, *, with_buttons: bool) -> list[SlackBlock]:
-    """What the bot found after an unknown create, and (for approvers) the choices it needs."""
+    """For approvers: what the bot found after an unknown create, and the choice it needs from them."""
     candidates = Candidates.of(request)
+    head = (":warning: The cloud did not confirm this order, so the bot cannot tell whether it went through, "
+            "and it will not send it again by itself.")
     if request.lookup_found:
-        what = f"The cloud shows what it created: {_ids_text(request) or 'see the audit log'}"
+        what = f"It found what the order created and follows it: {_ids_text(request) or 'see the audit log'}"
         what += f" (job `{request.job_id}`)." if request.job_id else (
             f" (order `{request.order_id}`)." if request.order_id else ".")
-        action = "It must not be sent again."
     elif candidates.items:
-        fits = candidates.items[0].fits
-        what = ("The cloud shows more than one " + ("order" if candidates.items[0].kind == "order" else "job")
-                + " that matches this request, so the bot will not guess which is ours:" if fits else
-                "The cloud shows something created at that time that does not match this request exactly:")
-        action = "An approver says which one is ours, or that none is." if with_buttons else \
-            "An approver is asked which one is ours."
+        kind = "orders" if candidates.items[0].kind == "order" else "jobs"
+        if candidates.items[0].fits:
+            what = (f"{len(candidates.items)} {kind} placed at that time match this request, so the bot will not guess "
+                    "which is ours. Pick ours (an order then waits for payment as usual), or choose *None of these*. "
+                    "Nothing is paid until an approver pays it.")
+        else:
+            what = ("The cloud shows something placed at that time that does not match this request exactly (below). "
+                    "If none of it is ours, choose *None of these*; the order may then be sent again.")
     elif request.lookup_found is False:
-        what = "The bot found nothing created by it so far."
-        action = "An approver may send it again once they are sure." if with_buttons else \
-            "An approver decides whether to send it again."
+        what = "The bot found nothing created by it. An approver may send it again once sure."
     else:
         what = "The bot is looking for what was created."
-        action = ""
-    text = f":warning: {request.outcome_sentence or 'The outcome of the order is unknown.'}\n{what} {action}".rstrip()
-    blocks: list[SlackBlock] = [SectionBlock(text=_md(text))]
+    blocks: list[SlackBlock] = [SectionBlock(text=_md(f"{head}\n{what}"))]
+    if request.last_error:
+        blocks.append(ContextBlock(elements=[_md(f"What the cloud said: {request.last_error}")]))
     for candidate in candidates.items if not request.lookup_found else []:
-        section = SectionBlock(text=_md(f"• {candidate.detail}"))
+        section = SectionBlock(text=_md(_candidate_line(request, candidate)))
         if with_buttons:
+            cost = f" ({candidate.currency or ''} {candidate.amount:,.2f})".replace("( ", "(") \
+                if candidate.amount is not None else ""
+            follow = "It then waits for an approver to pay it." if candidate.kind == "order" else \
+                "The bot then follows its servers."
             section.accessory = ButtonElement(
                 text="This one is ours", action_id=Action.CHOOSE_CANDIDATE.value,
                 value=candidate_value(request.id, candidate.id),
-                confirm=ConfirmObject(title="Link this to the request?", text=f"The bot follows {candidate.kind} "
-                                      f"{candidate.id} as {request.id}'s, and may offer to pay it.",
-                                      confirm="It is ours", deny="Back"))
+                confirm=ConfirmObject(title="Is this ours?", text=(
+                    f"Link {candidate.kind} {candidate.id}{cost} to {request.id}? {follow} If it is someone else's, "
+                    "we would pay for their servers.")[:300], confirm="It is ours", deny="Back"))
         blocks.append(section)
     if with_buttons and candidates.items and not request.lookup_found:
         blocks.append(ActionsBlock(block_id=f"candidates:{request.id}", elements=[
@@ -347,11 +434,17 @@ def attention_blocks(request: AppRequest, *, with_buttons: bool) -> list[SlackBl
 
 
 def attention_message(request: AppRequest, *, sandbox: bool) -> Message:
-    """For the requester's thread: what happened and what happens next (the choices are the approvers')."""
-    blocks = attention_blocks(request, with_buttons=False)
+    """For the requester's thread: what happened and that approvers handle it (not other people's orders)."""
+    if request.lookup_found:
+        text = (":warning: The cloud did not confirm your order at first, but the bot found what it created and "
+                "follows it here.")
+    else:
+        text = (":warning: The cloud did not confirm your order, so an approver is checking whether it went through. "
+                "Nothing for you to do; please don't submit it again. You'll hear here when it is settled.")
+    blocks: list[SlackBlock] = [SectionBlock(text=_md(text))]
     if sandbox:
         blocks.insert(0, ContextBlock(elements=[_md(SANDBOX_NOTE)]))
-    return Message(("[SANDBOX] " if sandbox else "") + f"{request.id} needs attention", [b.to_dict() for b in blocks])
+    return Message(("[SANDBOX] " if sandbox else "") + text.removeprefix(":warning: "), [b.to_dict() for b in blocks])
 
 
 def outcome_text(request: AppRequest, *, sandbox: bool) -> str:
@@ -360,8 +453,9 @@ def outcome_text(request: AppRequest, *, sandbox: bool) -> str:
     prefix = "[SANDBOX] " if sandbox else ""
     if state == State.SUCCEEDED:
         ids = _ids_text(request)
+        paid = f" ({_paid(request)})" if request.payment_by else ""
         return f"{prefix}:large_green_circle: {request.id} is done: {len(server_ids(request))} app server(s) created" \
-               + (f": {ids}" if ids else ".")
+               + paid + (f": {ids}" if ids else ".")
     if state == State.REJECTED:
         return f"{prefix}:no_entry: {request.id} was rejected by <@{request.decided_by}>: {request.decision_reason}"
     if state == State.EXPIRED:

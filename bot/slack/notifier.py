@@ -50,6 +50,7 @@ class SlackNotifier:
             await self._payment_due(request)
         elif event is Event.PAID:
             await self._reply_text(request, messages.paid_reply(request, sandbox=self.sandbox))
+            await self._reply_on_card(request, messages.paid_reply_for_approvers(request, sandbox=self.sandbox))
         elif event is Event.ATTENTION:
             await self._attention(request)
         elif event is Event.TROUBLE:
