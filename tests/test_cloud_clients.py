@@ -159,8 +159,8 @@ async def test_orders_since_finds_a_new_order(cloud: Cloud) -> None:
 
     since = datetime.now(UTC) - timedelta(seconds=5)
     created = await cloud.workspace.create_app_servers(parse_spec(prepaid_body()))
-    orders = await cloud.billing.list_orders_since(since)
-    assert created.order_id in {o.order_id for o in orders.order_infos}
+    orders = await cloud.billing.list_new_workspace_orders(since, since + timedelta(minutes=5))
+    assert created.order_id in {o.order_id for o in orders}
 
 
 async def test_sandbox_refuses_what_the_api_refuses(cloud: Cloud) -> None:
