@@ -23,6 +23,7 @@ from bot.store.repository import RequestStore
 from bot.tracker import Tracker, TrackerConfig
 from bot.workflow import CloudAdapter, Outcome, Policy, Workflow
 from tests.specs import office_body, prepaid_body
+from tests.tracking import cycle_until
 
 APPROVER = "U0APPROVER"
 REQUESTER = "U0ASKER"
@@ -185,13 +186,8 @@ async def test_an_order_waits_for_payment_in_a_state_of_its_own_and_is_paid_once
                                                             first_delay=timedelta(seconds=0.05)))
     row = await workflow.submit(parse_spec(prepaid_body(count=2, months=2)), REQUESTER)
     await workflow.approve(row.id, APPROVER)
-    for _ in range(100):
-        await tracker.cycle()
-        current = store.get(row.id)
-        if current is not None and current.state == State.AWAITING_PAYMENT:
-            break
-        await asyncio.sleep(0.05)
-    assert current is not None and current.state == State.AWAITING_PAYMENT and current.order_id
+    current = await cycle_until(tracker, store, row.id, lambda r: r.state == State.AWAITING_PAYMENT)
+    assert current.order_id
     order = sandbox.state.orders[current.order_id]
     progress = json.loads(current.progress_json or "{}")
     assert progress["order_amount"] == order.amount and progress["order_currency"] == "CNY"
@@ -211,15 +207,9 @@ async def test_a_cancelled_order_ends_the_request_with_a_sentence(workflow: Work
                                                             first_delay=timedelta(seconds=0.05)))
     row = await workflow.submit(parse_spec(prepaid_body()), REQUESTER)
     await workflow.approve(row.id, APPROVER)
-    for _ in range(100):
-        await tracker.cycle()
-        current = store.get(row.id)
-        if current is not None and current.state == State.AWAITING_PAYMENT:
-            sandbox.state.orders[current.order_id or ""].cancelled_at = time.time()
-        if current is not None and current.state == State.FAILED:
-            break
-        await asyncio.sleep(0.05)
-    assert current is not None and current.state == State.FAILED
+    waiting = await cycle_until(tracker, store, row.id, lambda r: r.state == State.AWAITING_PAYMENT)
+    sandbox.state.orders[waiting.order_id or ""].cancelled_at = time.time()  # cancelled in the Billing Center
+    current = await cycle_until(tracker, store, row.id, lambda r: r.state == State.FAILED)
     assert current.outcome_sentence and "cancelled" in current.outcome_sentence
 
 
@@ -232,12 +222,7 @@ async def test_a_payment_with_no_answer_is_not_repeated_until_the_order_shows_un
                                                             first_delay=timedelta(seconds=0.05)))
     row = await workflow.submit(parse_spec(prepaid_body()), REQUESTER)
     await workflow.approve(row.id, APPROVER)
-    for _ in range(100):
-        await tracker.cycle()
-        current = store.get(row.id)
-        if current is not None and current.state == State.AWAITING_PAYMENT:
-            break
-        await asyncio.sleep(0.05)
+    await cycle_until(tracker, store, row.id, lambda r: r.state == State.AWAITING_PAYMENT)
     sandbox.faults.add(ScriptedFault(operation="PayOrders", kind="503"))  # refused, but a 5xx: unknown to us
     unknown = await workflow.pay_order(row.id, APPROVER)
     assert unknown.outcome is Outcome.PAYMENT_UNKNOWN and "does not pay again" in unknown.sentence

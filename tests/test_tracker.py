@@ -27,6 +27,7 @@ from bot.store.schema import migrate
 from bot.tracker import Tracker, TrackerConfig
 from bot.workflow import CloudAdapter, Policy, Workflow
 from tests.specs import office_body, prepaid_body
+from tests.tracking import cycle_until
 
 APPROVER = "U0APPROVER"
 FAST = TrackerConfig(interval=timedelta(seconds=0.1), first_delay=timedelta(seconds=0.05),
@@ -235,22 +236,12 @@ async def test_two_trackers_on_postgres_poll_each_job_one_at_a_time(postgres_url
             assert start >= end, f"{request_id} was polled by two trackers at once"
 
 
-async def until_awaiting_payment(tracker: Tracker, store: RequestStore, request_id: str) -> AppRequest:
-    for _ in range(100):
-        await tracker.cycle()
-        row = store.get(request_id)
-        if row is not None and row.state == State.AWAITING_PAYMENT:
-            return row
-        await asyncio.sleep(0.05)
-    raise AssertionError("the order never waited for payment")
-
-
 async def test_paying_with_too_little_balance_says_so_and_allows_another_try(store: RequestStore, cloud: Cloud,
                                                                             sandbox: Sandbox) -> None:
     tracker, _ = make_tracker(store, cloud)
     row = await tracker.workflow.submit(parse_spec(prepaid_body()), "U0ASKER")
     await tracker.workflow.approve(row.id, APPROVER)
-    await until_awaiting_payment(tracker, store, row.id)
+    await cycle_until(tracker, store, row.id, lambda r: r.state == State.AWAITING_PAYMENT)
     sandbox.state.balance = 1.0
     refused = await tracker.workflow.pay_order(row.id, APPROVER)
     assert not refused.ok and "balance is not enough" in refused.sentence and "request id" in refused.sentence
@@ -295,15 +286,8 @@ async def test_a_refusal_that_needs_a_person_is_said_once_in_the_thread(store: R
     row = await tracker.workflow.submit(parse_spec(prepaid_body(auto_pay=True)), "U0ASKER")
     await tracker.workflow.approve(row.id, APPROVER)
     sandbox.faults.add(ScriptedFault(operation="ShowCustomerOrderDetails", kind="404", count=3))
-    for _ in range(60):
-        await tracker.cycle()
-        current = store.get(row.id)
-        if current is not None and Progress.of(current).cloud_errors >= 2:
-            break
-        await asyncio.sleep(0.05)
-        with store.engine.begin() as connection:  # make the backed-off request due again
-            connection.exec_driver_sql("UPDATE requests SET next_poll_at = created_at")
-    assert current is not None and current.last_error and "APIGW.0101" in current.last_error
+    current = await cycle_until(tracker, store, row.id, lambda r: Progress.of(r).cloud_errors >= 2, make_due=True)
+    assert current.last_error and "APIGW.0101" in current.last_error
     assert news.of(row.id).count(Event.TROUBLE) == 1
     [done] = await run_until(tracker, store, [row.id])
     assert done.state == State.SUCCEEDED
@@ -316,16 +300,10 @@ async def test_an_account_id_that_cannot_be_found_is_one_sentence_in_the_thread(
         tracker, news = make_tracker(store, cloud)
         row = await tracker.workflow.submit(parse_spec(prepaid_body(auto_pay=True)), "U0ASKER")
         await tracker.workflow.approve(row.id, APPROVER)
-        for _ in range(60):
-            await tracker.cycle()
-            current = store.get(row.id)
-            if current is not None and Progress.of(current).cloud_errors >= 2:
-                break
-            await asyncio.sleep(0.05)
-            with store.engine.begin() as connection:  # make the backed-off request due again
-                connection.exec_driver_sql("UPDATE requests SET next_poll_at = created_at")
+        current = await cycle_until(tracker, store, row.id, lambda r: Progress.of(r).cloud_errors >= 2,
+                                    make_due=True)
     finally:
         sandbox.config.list_no_domains = False
-    assert current is not None and current.last_error and "HUAWEICLOUD_SDK_DOMAIN_ID" in current.last_error
+    assert current.last_error and "HUAWEICLOUD_SDK_DOMAIN_ID" in current.last_error
     assert news.of(row.id).count(Event.TROUBLE) == 1  # said once, not on every poll
     assert len(sandbox.calls("KeystoneListAuthDomains")) == 1  # the refusal is remembered, not retried in a loop
