@@ -68,11 +68,10 @@ def install_redaction(secrets: Iterable[str] = ()) -> None:
 CHATTY_LIBRARIES = ("alembic", "httpx", "slack_sdk", "slack_bolt", "aiohttp.access", "uvicorn.error")
 # Bolt warns that the token is unused whenever SLACK_BOT_TOKEN is in the environment and a client is
 # given, which the bot always does on purpose (one client with its connection pool).
-_EXPECTED_BOLT_WARNING = "As you gave client as well, token will be unused."
-
-
 def _not_the_expected_bolt_warning(record: logging.LogRecord) -> bool:
-    return record.getMessage() != _EXPECTED_BOLT_WARNING
+    from slack_bolt.logger.messages import warning_client_prioritized_and_token_skipped
+
+    return record.getMessage() != warning_client_prioritized_and_token_skipped()
 
 
 def configure_logging(level: str, secrets: Iterable[str] = ()) -> None:
