@@ -87,11 +87,12 @@ def _warn_about_settings(settings: Settings) -> None:
 def _serve(args: argparse.Namespace, *, socket_mode: bool) -> int:
     import uvicorn
 
-    from bot.runtime import build_runtime
+    from bot.runtime import build_runtime, require_bot_token
     from bot.server import create_asgi_app
     from bot.slack.socket_mode import SocketModeLink
 
     settings = _settings()
+    require_bot_token(settings)  # the first token a newcomer sets, so the first one named
     if socket_mode and settings.slack_app_token is None:
         raise SettingsError("SLACK_APP_TOKEN is not set: Socket Mode needs the app-level token (xapp-…).")
     runtime = build_runtime(settings, need_signing_secret=not socket_mode)

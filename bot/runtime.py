@@ -123,10 +123,14 @@ class Runtime:
         log.info("stopped")
 
 
-def build_runtime(settings: Settings, *, need_signing_secret: bool = True) -> Runtime:
+def require_bot_token(settings: Settings) -> str:
     if settings.slack_bot_token is None:
         raise SettingsError("SLACK_BOT_TOKEN is not set: the bot needs its bot token (xoxb-…) to talk to Slack.")
-    bot_token = settings.slack_bot_token.get_secret_value()
+    return settings.slack_bot_token.get_secret_value()
+
+
+def build_runtime(settings: Settings, *, need_signing_secret: bool = True) -> Runtime:
+    bot_token = require_bot_token(settings)
     if need_signing_secret and settings.slack_signing_secret is None:
         raise SettingsError("SLACK_SIGNING_SECRET is not set: HTTP mode needs it to verify requests from Slack.")
     engine = open_database(settings.database_url)

@@ -31,7 +31,9 @@ def _split_commas(value: object) -> object:
 
 class Settings(BaseSettings):
     model_config = SettingsConfigDict(
-        env_file=".env", env_file_encoding="utf-8", extra="ignore", case_sensitive=False
+        env_file=".env", env_file_encoding="utf-8", extra="ignore", case_sensitive=False,
+        # `NAME=` (as left in a copied .env.example) means unset, not an empty token.
+        env_ignore_empty=True,
     )
 
     # Slack
