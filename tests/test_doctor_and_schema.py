@@ -57,6 +57,7 @@ def lines_by_check(stdout: str) -> dict[str, str]:
     return by_name
 
 
+@pytest.mark.slow
 def test_doctor_all_green_against_the_sandbox(sandbox: Sandbox, sandbox_url: str, slack_url: str,
                                               tmp_path: Path) -> None:
     db = f"sqlite:///{tmp_path}/bot.db"
@@ -79,6 +80,7 @@ def test_doctor_all_green_against_the_sandbox(sandbox: Sandbox, sandbox_url: str
     assert sandbox.calls("ListServerGroups")[0]["auth"] == "aksk"
 
 
+@pytest.mark.slow
 def test_doctor_names_each_failure_and_exits_non_zero(sandbox: Sandbox, sandbox_url: str, slack_url: str,
                                                       postgres_url: str, tmp_path: Path) -> None:
     env = doctor_env(sandbox, sandbox_url, slack_url, postgres_url)
@@ -94,6 +96,7 @@ def test_doctor_names_each_failure_and_exits_non_zero(sandbox: Sandbox, sandbox_
     assert "WRONG" not in result.stdout + result.stderr
 
 
+@pytest.mark.slow
 def test_doctor_names_missing_scopes_channels_it_cannot_post_in_and_unknown_approvers(
     sandbox: Sandbox, sandbox_url: str, slack: tuple[FakeSlack, str], tmp_path: Path
 ) -> None:
@@ -146,6 +149,7 @@ def test_sqlite_is_migrated_on_first_start(tmp_path: Path) -> None:
     assert (tmp_path / "fresh.db").exists()
 
 
+@pytest.mark.slow
 def test_a_postgres_database_that_is_behind_is_refused(postgres_url: str, tmp_path: Path) -> None:
     engine = make_engine(postgres_url)
     with pytest.raises(SchemaBehind, match="run `appserver-bot migrate`"):
@@ -173,6 +177,7 @@ def test_migrate_twice_is_harmless(tmp_path: Path) -> None:
     assert migrate(engine).up_to_date and migrate(engine).up_to_date
 
 
+@pytest.mark.slow
 def test_doctor_accepts_a_plain_postgresql_url(sandbox: Sandbox, sandbox_url: str, slack_url: str,
                                                postgres_url: str, tmp_path: Path) -> None:
     plain = postgres_url.replace("postgresql+psycopg://", "postgresql://", 1)

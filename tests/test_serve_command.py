@@ -7,11 +7,14 @@ import signal
 from pathlib import Path
 
 import httpx
+import pytest
 
 from bot.sandbox.server import free_port
 from tests.fake_slack import FakeSlack
 from tests.harness import SIGNING_SECRET, sign
 from tests.processes import BotProcess, assert_bot_lines_only, run_bot
+
+pytestmark = pytest.mark.slow  # each test starts the real program, some of them several times
 
 
 def test_serve_runs_on_the_sandbox_with_two_tokens(fake_slack: tuple[FakeSlack, str], tmp_path: Path) -> None:

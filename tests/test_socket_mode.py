@@ -67,6 +67,7 @@ async def _until(check: Any) -> None:
         await asyncio.sleep(0.02)
 
 
+@pytest.mark.slow
 async def test_a_link_that_cannot_reach_slack_retries_and_closes_at_once(
     sandbox: Sandbox, sandbox_url: str, tmp_path: Path, caplog: pytest.LogCaptureFixture
 ) -> None:
@@ -76,7 +77,7 @@ async def test_a_link_that_cannot_reach_slack_retries_and_closes_at_once(
     refusals: list[str] = []
     link = SocketModeLink(runtime.app, "xapp-x", on_refused=refusals.append, backoff=Backoff(first=0.05, cap=0.2))
     link.start()
-    await asyncio.wait_for(_until(lambda: sum("trying again" in r.getMessage() for r in caplog.records) >= 3), 20)
+    await asyncio.wait_for(_until(lambda: sum("trying again" in r.getMessage() for r in caplog.records) >= 2), 20)
     assert not await link.connected()
     await asyncio.wait_for(link.close(), timeout=10)  # in the middle of a pause between tries
     assert refusals == []
