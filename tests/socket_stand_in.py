@@ -12,8 +12,9 @@ from aiohttp import WSMsgType, web
 
 
 class SocketStandIn:
-    def __init__(self, envelopes: list[dict[str, Any]] | None = None) -> None:
+    def __init__(self, envelopes: list[dict[str, Any]] | None = None, *, drop_first: int = 0) -> None:
         self.envelopes = envelopes or []
+        self.drop_first = drop_first  # connections closed right after hello, as Slack does when it moves us
         self.acks: list[dict[str, Any]] = []
         self.connections = 0
         self._loop = asyncio.new_event_loop()
@@ -31,6 +32,9 @@ class SocketStandIn:
         await ws.prepare(request)
         self.connections += 1
         await ws.send_str(json.dumps({"type": "hello", "num_connections": 1}))
+        if self.connections <= self.drop_first:
+            await ws.close()
+            return ws
         for envelope in self.envelopes:
             await ws.send_str(json.dumps(envelope))
         async for message in ws:

@@ -62,6 +62,26 @@ async def test_envelopes_over_a_websocket_are_acknowledged_with_the_listener_ans
     assert fake.of("apps.connections.open")
 
 
+async def test_a_dropped_connection_is_made_again_with_a_new_url(sandbox: Sandbox, sandbox_url: str) -> None:
+    with SocketStandIn([HELP], drop_first=1) as stand_in:
+        fake = FakeSlack(socket_url=stand_in.url)
+        with BackgroundServer(fake.app) as slack_server:
+            settings = sandbox_settings(sandbox_url, sandbox, slack_bot_token=fake.token, slack_app_token=fake.app_token,
+                                        slack_api_url=slack_server.url + "/api/")
+            runtime = build_runtime(settings, need_signing_secret=False)
+            await runtime.start(run_tracker=False)
+            link = SocketModeLink(runtime.app, fake.app_token, backoff=Backoff(first=0.05, cap=0.2))
+            link.start()
+            try:
+                await asyncio.wait_for(_until(lambda: stand_in.acks), timeout=30)
+                assert await link.connected()
+            finally:
+                await link.close()
+                await runtime.stop()
+    assert stand_in.connections == 2 and len(fake.of("apps.connections.open")) == 2
+    assert stand_in.acks[0]["envelope_id"] == "env-command"
+
+
 async def _until(check: Any) -> None:
     while not check():
         await asyncio.sleep(0.02)

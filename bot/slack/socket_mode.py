@@ -75,7 +75,8 @@ class _SupervisedClient(SocketModeClient):
                     self.aiohttp_client_session = aiohttp.ClientSession()
                 url, self.wss_uri = self.wss_uri or await self.issue_new_wss_url(), None  # a URL serves one connection
                 self.current_session = await self.aiohttp_client_session.ws_connect(
-                    url, autoping=False, heartbeat=self.ping_interval, proxy=self.proxy)
+                    url, autoping=False, heartbeat=self.ping_interval, proxy=self.proxy,
+                    ssl=self.web_client.ssl if self.web_client.ssl is not None else True)
                 await self.current_session.ping(f"sdk-ping-pong:{time.time()}".encode())
             except _Stopped:
                 return
