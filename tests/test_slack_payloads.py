@@ -46,12 +46,13 @@ def bot(sandbox_session: tuple[Sandbox, BackgroundServer], tmp_path_factory: pyt
 
 # Two recorded payloads may be byte-for-byte the same: signed in the same second they would be one
 # signature seen twice, which the bot refuses as a replay. Each post gets a timestamp of its own, inside
-# the five minutes Slack signatures are good for.
-_TIMESTAMPS = itertools.count(int(time.time()) - 200)
+# the five minutes Slack signatures are good for (counted from when the module's bot starts).
+_timestamps: dict[int, Iterator[int]] = {}  # id of the module's bot -> its timestamps
 
 
 def _post(bot: Bot, body: bytes, content_type: str) -> httpx.Response:
-    return bot.post(body, content_type, timestamp=next(_TIMESTAMPS))
+    stamps = _timestamps.setdefault(id(bot), itertools.count(int(time.time()) - 200))
+    return bot.post(body, content_type, timestamp=next(stamps))
 
 
 def _request(path: Path) -> tuple[bytes, str]:
