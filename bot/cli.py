@@ -11,6 +11,7 @@ import argparse
 import asyncio
 import logging
 import os
+import socket
 import sys
 import traceback
 from collections.abc import Sequence
@@ -84,6 +85,19 @@ def _warn_about_settings(settings: Settings) -> None:
         log.warning("%s", warning)
 
 
+def _listen(host: str, port: int) -> socket.socket:
+    """The listening socket, opened before anything starts, so a busy port is one sentence."""
+    listener = socket.socket(socket.AF_INET6 if ":" in host else socket.AF_INET, socket.SOCK_STREAM)
+    listener.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEADDR, 1)
+    try:
+        listener.bind((host, port))
+    except OSError as error:
+        listener.close()
+        raise StartupError(f"Cannot listen on {host}:{port} ({error.strerror or error}): set PORT (or --port) to a "
+                           "free port, or stop what uses it.") from error
+    return listener
+
+
 def _serve(args: argparse.Namespace, *, socket_mode: bool) -> int:
     import uvicorn
 
@@ -95,8 +109,9 @@ def _serve(args: argparse.Namespace, *, socket_mode: bool) -> int:
     require_bot_token(settings)  # the first token a newcomer sets, so the first one named
     if socket_mode and settings.slack_app_token is None:
         raise SettingsError("SLACK_APP_TOKEN is not set: Socket Mode needs the app-level token (xapp-…).")
-    runtime = build_runtime(settings, need_signing_secret=not socket_mode)
     port = args.port if args.port is not None else settings.port
+    listener = _listen(args.host, port)
+    runtime = build_runtime(settings, need_signing_secret=not socket_mode)
     stopped_because: list[str] = []
     servers: list[uvicorn.Server] = []
 
@@ -120,7 +135,7 @@ def _serve(args: argparse.Namespace, *, socket_mode: bool) -> int:
     work = "answering Slack only (a worker tracks)" if args.no_tracker else "answering Slack, tracking, posting news"
     log.info("appserver-bot %s: %s on http://%s:%s (/healthz, /metrics), %s; %s", __version__, mode, args.host,
              port, work, runtime.summary())
-    servers[0].run()
+    servers[0].run(sockets=[listener])
     if stopped_because:
         raise StartupError(stopped_because[0])
     return 0

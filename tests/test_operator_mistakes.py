@@ -3,6 +3,7 @@ one sentence naming the variable and what to do, a non-zero exit status, and no 
 
 from __future__ import annotations
 
+import socket
 from pathlib import Path
 
 import pytest
@@ -120,3 +121,13 @@ def test_every_other_setting_is_one_sentence_naming_it(command: str, env: dict[s
     full = {**TOKENS, "DATABASE_URL": f"sqlite:///{tmp_path}/bot.db", **env}
     full = {name: value for name, value in full.items() if value}
     assert_one_sentence(run_bot(command, env=full, cwd=tmp_path), 2, *words)
+
+
+def test_a_busy_port_is_one_sentence_naming_port(tmp_path: Path) -> None:
+    with socket.socket() as taken:
+        taken.bind(("127.0.0.1", 0))
+        taken.listen()
+        port = taken.getsockname()[1]
+        result = run_bot("serve", "--host", "127.0.0.1", env={**TOKENS, "PORT": str(port)}, cwd=tmp_path)
+    assert_one_sentence(result, 3, f"Cannot listen on 127.0.0.1:{port}", "PORT")
+    assert list(tmp_path.iterdir()) == []  # refused before anything was created
