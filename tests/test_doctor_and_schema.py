@@ -221,3 +221,15 @@ def test_on_sqlite_reads_go_on_while_a_write_is_open_and_writers_queue(tmp_path:
     assert not second.is_alive()  # ... and goes as soon as it commits
     assert [e.action for e in store.audit_log(row.id)] == ["created", "look"]
     engine.dispose()
+
+
+def test_a_database_migrated_by_a_newer_bot_is_refused_not_migrated(tmp_path: Path) -> None:
+    engine = make_engine(f"sqlite:///{tmp_path}/newer.db")
+    migrate(engine)
+    with engine.begin() as connection:
+        connection.execute(text("UPDATE alembic_version SET version_num = '9999'"))
+    with pytest.raises(SchemaBehind, match="DATABASE_URL is at schema 9999, which this bot does not know"):
+        ensure_schema(engine)
+    with pytest.raises(SchemaBehind, match="newer version"):
+        migrate(engine)
+    engine.dispose()
