@@ -1,41 +1,61 @@
-"""`appserver-bot` (also `python -m bot`): the commands an operator runs."""
+"""`appserver-bot` (also `python -m bot`): the commands an operator runs.
+
+Every mistake an operator can make (a setting, the database, a token Slack refuses) ends the program
+with one sentence on stderr naming what to fix and a non-zero exit status; the traceback is shown only
+with LOG_LEVEL=DEBUG.
+"""
 
 from __future__ import annotations
 
 import argparse
 import asyncio
+import logging
+import os
+import socket
 import sys
+import traceback
 from collections.abc import Sequence
 
 from bot import __version__
-from bot.logs import configure_logging
+from bot.logs import configure_logging, redact
 from bot.settings import Settings, SettingsError, StartupError, load_settings
 
+log = logging.getLogger("bot")
 
-def _settings() -> Settings:
+EXIT_SETTINGS, EXIT_STARTUP, EXIT_UNEXPECTED = 2, 3, 1
+
+
+def _settings(*, quiet: bool = False) -> Settings:
+    """The settings, with logging set up; `quiet` shows only errors (unless LOG_LEVEL=DEBUG)."""
     settings = load_settings()
-    configure_logging(settings.log_level, settings.secret_values())
+    level = "ERROR" if quiet and settings.log_level != "DEBUG" else settings.log_level
+    configure_logging(level, settings.secret_values())
     return settings
 
 
 def cmd_migrate(args: argparse.Namespace) -> int:
-    from bot.store.db import make_engine
-    from bot.store.schema import migrate
+    from bot.store.db import describe_url, open_database
+    from bot.store.schema import migrate, schema_status
 
     settings = _settings()
-    engine = make_engine(settings.database_url)
+    engine = open_database(settings.database_url)
     try:
-        status = migrate(engine)
+        before = schema_status(engine)
+        after = migrate(engine)
     finally:
         engine.dispose()
-    print(status.sentence)
+    where = describe_url(engine)
+    if before.current == after.current:
+        print(f"{where}: the schema was already up to date ({after.current}).")
+    else:
+        print(f"{where}: migrated the schema from {before.current or 'empty'} to {after.current}.")
     return 0
 
 
 def cmd_doctor(args: argparse.Namespace) -> int:
     from bot.doctor import run_doctor
 
-    checks = asyncio.run(run_doctor(_settings()))
+    checks = asyncio.run(run_doctor(_settings(quiet=True)))
     for check in checks:
         print(check.line())
     return 0 if all(c.ok for c in checks) else 1
@@ -58,21 +78,66 @@ def cmd_sandbox(args: argparse.Namespace) -> int:
     return 0
 
 
+def _warn_about_settings(settings: Settings) -> None:
+    from bot.startup import settings_warnings
+
+    for warning in settings_warnings(settings):
+        log.warning("%s", warning)
+
+
+def _listen(host: str, port: int) -> socket.socket:
+    """The listening socket, opened before anything starts, so a busy port is one sentence."""
+    listener = socket.socket(socket.AF_INET6 if ":" in host else socket.AF_INET, socket.SOCK_STREAM)
+    listener.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEADDR, 1)
+    try:
+        listener.bind((host, port))
+    except OSError as error:
+        listener.close()
+        raise StartupError(f"Cannot listen on {host}:{port} ({error.strerror or error}): set PORT (or --port) to a "
+                           "free port, or stop what uses it.") from error
+    return listener
+
+
 def _serve(args: argparse.Namespace, *, socket_mode: bool) -> int:
     import uvicorn
 
-    from bot.runtime import build_runtime
+    from bot.runtime import build_runtime, require_bot_token
     from bot.server import create_asgi_app
+    from bot.slack.socket_mode import SocketModeLink
 
     settings = _settings()
-    app_token = None
-    if socket_mode:
-        if settings.slack_app_token is None:
-            raise SettingsError("SLACK_APP_TOKEN is not set: Socket Mode needs the app-level token (xapp-…).")
-        app_token = settings.slack_app_token.get_secret_value()
+    require_bot_token(settings)  # the first token a newcomer sets, so the first one named
+    if socket_mode and settings.slack_app_token is None:
+        raise SettingsError("SLACK_APP_TOKEN is not set: Socket Mode needs the app-level token (xapp-…).")
+    port = args.port if args.port is not None else settings.port
+    listener = _listen(args.host, port)
     runtime = build_runtime(settings, need_signing_secret=not socket_mode)
-    app = create_asgi_app(runtime, run_tracker=not args.no_tracker, socket_app_token=app_token)
-    uvicorn.run(app, host=args.host, port=args.port or settings.port, log_level="info", access_log=False)
+    stopped_because: list[str] = []
+    servers: list[uvicorn.Server] = []
+
+    def stop_with(sentence: str) -> None:
+        """A token Slack refuses: shut down as after SIGTERM, then say why."""
+        stopped_because.append(sentence)
+        for server in servers:
+            server.should_exit = True
+
+    runtime.check_slack_at_start = True
+    runtime.on_fatal = stop_with
+    socket = None
+    if socket_mode and settings.slack_app_token is not None:
+        socket = SocketModeLink(runtime.app, settings.slack_app_token.get_secret_value(), on_refused=stop_with)
+    app = create_asgi_app(runtime, run_tracker=not args.no_tracker, socket=socket)
+    debug = settings.log_level == "DEBUG"
+    servers.append(uvicorn.Server(uvicorn.Config(app, host=args.host, port=port, access_log=debug, log_config=None,
+                                                 log_level="debug" if debug else "warning")))
+    _warn_about_settings(settings)
+    mode = "Socket Mode" if socket_mode else "HTTP mode"
+    work = "answering Slack only (a worker tracks)" if args.no_tracker else "answering Slack, tracking, posting news"
+    log.info("appserver-bot %s: %s on http://%s:%s (/healthz, /metrics), %s; %s", __version__, mode, args.host,
+             port, work, runtime.summary())
+    servers[0].run(sockets=[listener])
+    if stopped_because:
+        raise StartupError(stopped_because[0])
     return 0
 
 
@@ -89,55 +154,105 @@ def cmd_worker(args: argparse.Namespace) -> int:
 
     from bot.runtime import build_runtime
 
-    runtime = build_runtime(_settings(), need_signing_secret=False)
+    settings = _settings()
+    runtime = build_runtime(settings, need_signing_secret=False)
+    runtime.check_slack_at_start = True
 
     async def work() -> None:
         stop = asyncio.Event()
         loop = asyncio.get_running_loop()
         for sig in (signal.SIGTERM, signal.SIGINT):
             loop.add_signal_handler(sig, stop.set)
+        runtime.on_fatal = lambda _sentence: stop.set()
         await runtime.start(run_tracker=True)
+        log.info("appserver-bot %s: worker, tracking and posting news; %s", __version__, runtime.summary())
         await stop.wait()
         await runtime.stop()
 
     asyncio.run(work())
+    if runtime.fatal:
+        raise StartupError(runtime.fatal)
     return 0
+
+
+class _HelpFormatter(argparse.RawDescriptionHelpFormatter):
+    """Descriptions keep their line breaks; options say their defaults."""
+
+    def _get_help_string(self, action: argparse.Action) -> str:
+        text = action.help or ""
+        if action.default not in (None, False, argparse.SUPPRESS) and "%(default)" not in text \
+                and action.option_strings:
+            text += " (default: %(default)s)"
+        return text
+
+
+def _command(commands: argparse._SubParsersAction[argparse.ArgumentParser], name: str, summary: str,
+             description: str) -> argparse.ArgumentParser:
+    return commands.add_parser(name, help=summary, description=f"{summary[0].upper()}{summary[1:]}.\n\n{description}",
+                               formatter_class=_HelpFormatter)
 
 
 def build_parser() -> argparse.ArgumentParser:
     parser = argparse.ArgumentParser(
-        prog="appserver-bot",
-        description="Order Huawei Cloud Workspace app servers from Slack, with approvals and tracking.",
+        prog="appserver-bot", formatter_class=_HelpFormatter,
+        description="Order Huawei Cloud Workspace app servers from Slack, with approvals and tracking.\n\n"
+                    "Settings come from the environment or a .env file in the working directory "
+                    "(see .env.example).",
     )
     parser.add_argument("--version", action="version", version=f"appserver-bot {__version__}")
     commands = parser.add_subparsers(dest="command", required=True, metavar="COMMAND")
 
-    for name, handler, help_text in (
-        ("serve", cmd_serve, "run the bot in HTTP mode (POST /slack/events, /healthz, /metrics)"),
-        ("socket", cmd_socket, "run the bot in Socket Mode (no public URL; needs SLACK_APP_TOKEN)"),
+    for name, handler, summary, description in (
+        ("serve", cmd_serve, "run the bot in HTTP mode (POST /slack/events, /healthz, /metrics)",
+         "Slack sends commands and clicks to POST /slack/events on this address, so it needs a public URL\n"
+         "and SLACK_BOT_TOKEN and SLACK_SIGNING_SECRET. Without cloud credentials the bot runs against its\n"
+         "built-in sandbox cloud."),
+        ("socket", cmd_socket, "run the bot in Socket Mode (no public URL; needs SLACK_APP_TOKEN)",
+         "The bot connects out to Slack over a WebSocket, so no public URL is needed; it needs\n"
+         "SLACK_BOT_TOKEN and SLACK_APP_TOKEN. /healthz and /metrics still listen on --port; /healthz\n"
+         "answers 503 until Slack is connected."),
     ):
-        mode = commands.add_parser(name, help=help_text)
-        mode.add_argument("--host", default="0.0.0.0")
-        mode.add_argument("--port", type=int, default=None, help="default: $PORT, or 3000")
-        mode.add_argument("--no-tracker", action="store_true", help="leave tracking to a separate `worker` process")
+        mode = _command(commands, name, summary, description)
+        mode.add_argument("--host", default="0.0.0.0", help="address to listen on for /healthz, /metrics"
+                          + (" and Slack's requests" if name == "serve" else ""))
+        mode.add_argument("--port", type=int, default=None, help="port to listen on (default: $PORT, or 3000)")
+        mode.add_argument("--no-tracker", action="store_true",
+                          help="leave tracking and posting to separate `appserver-bot worker` processes")
         mode.set_defaults(handler=handler)
 
-    worker = commands.add_parser("worker", help="run only the tracker (submits, polls, notifies)")
+    worker = _command(commands, "worker", "run only the tracker and the courier (no Slack requests)",
+                      "Follows ordered requests in the cloud and posts the news to Slack; run it beside\n"
+                      "`serve --no-tracker` or `socket --no-tracker` on a shared PostgreSQL (see the Procfile).")
     worker.set_defaults(handler=cmd_worker)
 
-    migrate = commands.add_parser("migrate", help="bring the database schema up to date")
+    migrate = _command(commands, "migrate", "bring the database schema up to date",
+                       "Needed after each upgrade on PostgreSQL (DATABASE_URL); SQLite is migrated on start.")
     migrate.set_defaults(handler=cmd_migrate)
 
-    doctor = commands.add_parser("doctor", help="check the settings, the cloud, Slack and the database")
+    doctor = _command(commands, "doctor", "check the settings, the cloud, Slack and the database",
+                      "Prints one line per check (ok, warn or FAIL) and exits 1 if any check fails.\n"
+                      "Changes nothing: a missing SQLite file is reported, not created.")
     doctor.set_defaults(handler=cmd_doctor)
 
-    sandbox = commands.add_parser("sandbox", help="run the local cloud sandbox (no cloud account needed)")
-    sandbox.add_argument("--host", default="127.0.0.1")
-    sandbox.add_argument("--port", type=int, default=8700)
+    sandbox = _command(commands, "sandbox", "run the local cloud sandbox (no cloud account needed)",
+                       "Serves WorkspaceApp, VPC, BSS and IAM with the real paths and JSON, checking AK/SK\n"
+                       "signatures; point the *_ENDPOINT settings at it to try the cloud side alone.")
+    sandbox.add_argument("--host", default="127.0.0.1", help="address to listen on")
+    sandbox.add_argument("--port", type=int, default=8700, help="port to listen on")
     sandbox.add_argument("--job-seconds", type=float, default=20.0, help="how long a create job takes")
     sandbox.add_argument("--order-seconds", type=float, default=15.0, help="how long a paid order takes")
     sandbox.set_defaults(handler=cmd_sandbox)
     return parser
+
+
+def _debugging() -> bool:
+    return logging.getLogger().isEnabledFor(logging.DEBUG) or os.environ.get("LOG_LEVEL", "").upper() == "DEBUG"
+
+
+def _say(message: str, error: BaseException) -> None:
+    if _debugging():
+        traceback.print_exception(error)
+    print(f"appserver-bot: {redact(message)}", file=sys.stderr)
 
 
 def main(argv: Sequence[str] | None = None) -> int:
@@ -145,11 +260,15 @@ def main(argv: Sequence[str] | None = None) -> int:
     try:
         code: int = args.handler(args)
     except SettingsError as error:
-        print(f"appserver-bot: {error}", file=sys.stderr)
-        return 2
+        _say(str(error), error)
+        return EXIT_SETTINGS
     except StartupError as error:
-        print(f"appserver-bot: {error}", file=sys.stderr)
-        return 3
+        _say(str(error), error)
+        return EXIT_STARTUP
     except KeyboardInterrupt:
         return 130
+    except Exception as error:  # the last resort: still one sentence, the traceback at DEBUG
+        first_line = (str(error).splitlines() or [""])[0]
+        _say(f"stopped by an unexpected {type(error).__name__}: {first_line} (LOG_LEVEL=DEBUG shows where).", error)
+        return EXIT_UNEXPECTED
     return code

@@ -63,9 +63,24 @@ def install_redaction(secrets: Iterable[str] = ()) -> None:
     logging.setLogRecordFactory(factory)
 
 
+# Libraries whose INFO lines narrate their own work (each HTTP request, each migration step, each
+# Socket Mode session): shown at DEBUG only, so INFO is the bot's own story.
+CHATTY_LIBRARIES = ("alembic", "httpx", "slack_sdk", "slack_bolt", "aiohttp.access", "uvicorn.error")
+# Bolt warns that the token is unused whenever SLACK_BOT_TOKEN is in the environment and a client is
+# given, which the bot always does on purpose (one client with its connection pool).
+def _not_the_expected_bolt_warning(record: logging.LogRecord) -> bool:
+    from slack_bolt.logger.messages import warning_client_prioritized_and_token_skipped
+
+    return record.getMessage() != warning_client_prioritized_and_token_skipped()
+
+
 def configure_logging(level: str, secrets: Iterable[str] = ()) -> None:
     install_redaction(secrets)
     logging.basicConfig(level=level, format="%(asctime)s %(levelname)s %(name)s: %(message)s")
+    numeric = logging.getLevelName(level)
     # Transport internals are noise at INFO; they stay redacted at DEBUG too.
     for noisy in ("httpcore", "hpack"):
-        logging.getLogger(noisy).setLevel(max(logging.getLevelName(level), logging.INFO))
+        logging.getLogger(noisy).setLevel(max(numeric, logging.INFO))
+    for chatty in CHATTY_LIBRARIES:
+        logging.getLogger(chatty).setLevel(numeric if numeric <= logging.DEBUG else max(numeric, logging.WARNING))
+    logging.getLogger("slack_bolt.AsyncApp").addFilter(_not_the_expected_bolt_warning)

@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import asyncio
 import logging
+from collections.abc import Callable
 from dataclasses import dataclass, field
 from datetime import timedelta
 
@@ -24,10 +25,11 @@ from bot.slack.catalogue import CatalogueCache
 from bot.slack.context import BotContext
 from bot.slack.notifier import SlackNotifier
 from bot.slack.writer import SlackWriter, new_web_client
-from bot.store.db import make_engine
+from bot.startup import SlackRefused, check_slack
+from bot.store.db import describe_url, open_database
 from bot.store.news import NewsStore
 from bot.store.repository import RequestStore
-from bot.store.schema import SchemaBehind, ensure_schema
+from bot.store.schema import ensure_schema
 from bot.tracker import Tracker, TrackerConfig
 from bot.workflow import CachedDirectory, CloudAdapter, Policy, Workflow
 
@@ -69,8 +71,22 @@ class Runtime:
     context: BotContext
     app: AsyncApp
     sandbox_server: BackgroundServer | None = None
+    # Set by the commands an operator runs: check Slack in the background at start, and whom to tell
+    # when Slack refuses the token (the program then stops with that sentence).
+    check_slack_at_start: bool = False
+    on_fatal: Callable[[str], None] | None = None
+    fatal: str | None = None
     _stop: asyncio.Event = field(default_factory=asyncio.Event)
     _tasks: list[asyncio.Task[None]] = field(default_factory=list)
+    _checks: asyncio.Task[None] | None = None
+
+    def summary(self) -> str:
+        """What runs, in a few words: the database, the cloud, the approvers."""
+        cloud = (f"SANDBOX cloud at {self.sandbox_server.url} (no cloud credentials set)" if self.sandbox_server
+                 else f"cloud region {self.settings.huaweicloud_region}")
+        approvers = len(self.settings.approvers)
+        return (f"database {describe_url(self.engine)}, {cloud}, "
+                f"{approvers} approver{'' if approvers == 1 else 's'}")
 
     async def start(self, *, run_tracker: bool) -> None:
         self._stop = asyncio.Event()
@@ -80,11 +96,25 @@ class Runtime:
             # The worker's jobs: follow the cloud, and deliver the Slack news everybody queued.
             self._tasks = [asyncio.create_task(self.tracker.run(self._stop), name="tracker"),
                            asyncio.create_task(self.courier.run(self._stop), name="courier")]
-            log.info("tracker and courier %s started (interval %ss)", self.tracker.worker_id,
-                     self.settings.poll_interval_seconds)
+            log.debug("tracker and courier %s started (interval %ss)", self.tracker.worker_id,
+                      self.settings.poll_interval_seconds)
+        if self.check_slack_at_start:
+            # The channels matter where the courier posts.
+            self._checks = asyncio.create_task(self._check_slack(channels=run_tracker), name="slack checks")
+
+    async def _check_slack(self, *, channels: bool) -> None:
+        try:
+            await check_slack(self.settings, self.writer.client, self._stop, channels=channels)
+        except SlackRefused as refused:
+            self.fatal = str(refused)
+            if self.on_fatal is not None:
+                self.on_fatal(self.fatal)
 
     async def stop(self) -> None:
         self._stop.set()
+        if self._checks is not None:
+            self._checks.cancel()
+            await asyncio.gather(self._checks, return_exceptions=True)
         await asyncio.gather(*self._tasks)
         await self.writer.drain()
         if self.writer.client.session is not None:
@@ -93,26 +123,30 @@ class Runtime:
         if self.sandbox_server is not None:
             self.sandbox_server.stop()
         self.engine.dispose()
+        log.info("stopped")
+
+
+def require_bot_token(settings: Settings) -> str:
+    if settings.slack_bot_token is None:
+        raise SettingsError("SLACK_BOT_TOKEN is not set: the bot needs its bot token (xoxb-…) to talk to Slack.")
+    return settings.slack_bot_token.get_secret_value()
 
 
 def build_runtime(settings: Settings, *, need_signing_secret: bool = True) -> Runtime:
-    if settings.slack_bot_token is None:
-        raise SettingsError("SLACK_BOT_TOKEN is not set: the bot needs its bot token (xoxb-…) to talk to Slack.")
-    bot_token = settings.slack_bot_token.get_secret_value()
+    bot_token = require_bot_token(settings)
     if need_signing_secret and settings.slack_signing_secret is None:
         raise SettingsError("SLACK_SIGNING_SECRET is not set: HTTP mode needs it to verify requests from Slack.")
-    engine = make_engine(settings.database_url)
+    engine = open_database(settings.database_url)
     try:
         ensure_schema(engine)
-    except SchemaBehind as behind:
+    except StartupError:
         engine.dispose()
-        raise StartupError(str(behind)) from None
+        raise
     sandbox_server = None
     if settings.sandbox_mode:
         config = SandboxConfig(job_seconds=20.0, order_seconds=15.0)
         sandbox_server = BackgroundServer(Sandbox(config).app).start()
         settings = sandbox_settings(settings, sandbox_server.url, config)
-        log.warning("no cloud credentials: running against the built-in SANDBOX at %s", sandbox_server.url)
     store = RequestStore(engine)
     metrics = Metrics(store)
     cloud = build_cloud(settings, observers=(metrics.observe_cloud,))

@@ -21,6 +21,7 @@ from starlette.routing import Route
 
 from bot.runtime import Runtime
 from bot.slack.payloads import interactive_payload, well_formed
+from bot.slack.socket_mode import SocketModeLink
 
 log = logging.getLogger(__name__)
 
@@ -48,7 +49,7 @@ class ReplayGuard:
         return True
 
 
-def create_asgi_app(runtime: Runtime, *, run_tracker: bool = True, socket_app_token: str | None = None) -> Starlette:
+def create_asgi_app(runtime: Runtime, *, run_tracker: bool = True, socket: SocketModeLink | None = None) -> Starlette:
     handler = AsyncSlackRequestHandler(runtime.app)
     replays = ReplayGuard()
     secret = runtime.settings.slack_signing_secret
@@ -85,15 +86,20 @@ def create_asgi_app(runtime: Runtime, *, run_tracker: bool = True, socket_app_to
             database = "ok"
         except Exception as error:  # any driver error means unhealthy
             database = f"error: {type(error).__name__}"
+        # In Socket Mode the bot is useless until Slack is connected: unhealthy meanwhile.
+        slack_ok = socket is None or await socket.connected()
+        healthy = database == "ok" and slack_ok
         body = {
-            "status": "ok" if database == "ok" else "unhealthy",
+            "status": "ok" if healthy else "unhealthy",
             "database": database,
             "last_cloud_success": _iso(runtime.metrics.last_cloud_success),
             "tracker": {"running": run_tracker, "last_cycle": _iso(runtime.tracker.last_cycle_at)},
             "sandbox": runtime.context.sandbox,
             "time": _iso(time.time()),
         }
-        return JSONResponse(body, status_code=200 if database == "ok" else 503)
+        if socket is not None:
+            body["socket_mode"] = "connected" if slack_ok else "connecting"
+        return JSONResponse(body, status_code=200 if healthy else 503)
 
     async def metrics(request: Request) -> Response:
         payload = await asyncio.to_thread(generate_latest, runtime.metrics.registry)
@@ -102,17 +108,13 @@ def create_asgi_app(runtime: Runtime, *, run_tracker: bool = True, socket_app_to
     @asynccontextmanager
     async def lifespan(app: Starlette) -> AsyncIterator[None]:
         await runtime.start(run_tracker=run_tracker)
-        socket_handler = None
-        if socket_app_token:
-            from slack_bolt.adapter.socket_mode.aiohttp import AsyncSocketModeHandler
-
-            socket_handler = AsyncSocketModeHandler(runtime.app, socket_app_token)
-            await socket_handler.connect_async()  # type: ignore[no-untyped-call]
+        if socket is not None:
+            socket.start()  # connects in the background: /healthz answers meanwhile
         try:
             yield
         finally:
-            if socket_handler is not None:
-                await socket_handler.close_async()  # type: ignore[no-untyped-call]
+            if socket is not None:
+                await socket.close()
             await runtime.stop()
 
     return Starlette(routes=[

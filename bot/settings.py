@@ -6,8 +6,13 @@ from typing import Annotated, Literal
 
 from pydantic import Field, SecretStr, ValidationError, field_validator, model_validator
 from pydantic_settings import BaseSettings, NoDecode, SettingsConfigDict
+from sqlalchemy.engine import URL, make_url
+from sqlalchemy.exc import ArgumentError
 
 DEFAULT_DATABASE_URL = "sqlite:///appserver-bot.db"
+# The drivers the bot ships with: SQLite (standard library) and PostgreSQL through psycopg 3.
+SUPPORTED_DATABASES = frozenset({"sqlite", "sqlite+pysqlite", "postgres", "postgresql", "postgresql+psycopg"})
+DATABASE_EXAMPLES = "sqlite:///appserver-bot.db or postgresql://user:password@host:5432/dbname"
 
 
 class SettingsError(Exception):
@@ -26,7 +31,9 @@ def _split_commas(value: object) -> object:
 
 class Settings(BaseSettings):
     model_config = SettingsConfigDict(
-        env_file=".env", env_file_encoding="utf-8", extra="ignore", case_sensitive=False
+        env_file=".env", env_file_encoding="utf-8", extra="ignore", case_sensitive=False,
+        # `NAME=` (as left in a copied .env.example) means unset, not an empty token.
+        env_ignore_empty=True,
     )
 
     # Slack
@@ -106,6 +113,20 @@ class Settings(BaseSettings):
             raise ValueError("must be a URL starting with http:// or https://")
         return value
 
+    @field_validator("database_url")
+    @classmethod
+    def _database_url_is_supported(cls, value: str) -> str:
+        try:
+            url = parse_database_url(value)
+        except ArgumentError:
+            raise ValueError(f"it is not a database URL; use {DATABASE_EXAMPLES}") from None
+        if url.drivername not in SUPPORTED_DATABASES:
+            backend = url.get_backend_name()
+            hint = ("use postgresql://…, which the bot's psycopg driver serves" if backend == "postgresql"
+                    else f"the bot works with SQLite or PostgreSQL, not {backend}; use {DATABASE_EXAMPLES}")
+            raise ValueError(f"the driver {url.drivername} is not supported: {hint}")
+        return value
+
     @model_validator(mode="after")
     def _credentials_come_in_pairs(self) -> Settings:
         if bool(self.huaweicloud_sdk_ak) != bool(self.huaweicloud_sdk_sk):
@@ -139,7 +160,14 @@ class Settings(BaseSettings):
             self.huaweicloud_sdk_ak, self.huaweicloud_sdk_sk, self.huaweicloud_sdk_security_token,
             self.huaweicloud_iam_password,
         )
-        return [s.get_secret_value() for s in secrets if s is not None and s.get_secret_value()]
+        values = [s.get_secret_value() for s in secrets if s is not None and s.get_secret_value()]
+        password = parse_database_url(self.database_url).password
+        return [*values, str(password)] if password else values
+
+
+def parse_database_url(value: str) -> URL:
+    """The URL as SQLAlchemy reads it (`postgres://`, Heroku's spelling, read as `postgresql://`)."""
+    return make_url("postgresql://" + value.removeprefix("postgres://") if value.startswith("postgres://") else value)
 
 
 def _describe(error: ValidationError) -> str:
@@ -149,7 +177,8 @@ def _describe(error: ValidationError) -> str:
     if loc:
         name = loc[0].upper()
         given = first.get("input")
-        secret = any(word in name for word in ("TOKEN", "SECRET", "_SK", "_AK", "PASSWORD"))
+        # A database URL may hold a password: never echo it.
+        secret = any(word in name for word in ("TOKEN", "SECRET", "_SK", "_AK", "PASSWORD", "DATABASE_URL"))
         hint = "" if isinstance(given, dict) or secret else f" (got {given!r})"
         return f"Setting {name} is invalid: {message}{hint}."
     return f"Settings are invalid: {message}."

@@ -129,7 +129,9 @@ def postgres_url() -> Iterator[str]:
     admin.dispose()
 
 
-@pytest.fixture(params=["sqlite", "postgres"])
+# The PostgreSQL twin of each store test is left out of the fast loop (`pytest -m "not slow"`): the
+# SQLite run checks the same logic there, and the full suite (CI) runs both.
+@pytest.fixture(params=["sqlite", pytest.param("postgres", marks=pytest.mark.slow)])
 def database_url(request: pytest.FixtureRequest, tmp_path: Any) -> str:
     if request.param == "sqlite":
         return f"sqlite:///{tmp_path}/bot.db"

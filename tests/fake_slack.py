@@ -13,6 +13,8 @@ from starlette.requests import Request
 from starlette.responses import JSONResponse
 from starlette.routing import Route
 
+from bot.slack.access import BOT_SCOPES
+
 
 @dataclass
 class FakeSlack:
@@ -23,6 +25,10 @@ class FakeSlack:
     socket_url: str | None = None  # what apps.connections.open answers
     group_members: dict[str, list[str]] = field(default_factory=dict)
     views: dict[str, dict[str, Any]] = field(default_factory=dict)  # view id -> the latest view
+    scopes: list[str] = field(default_factory=lambda: list(BOT_SCOPES))  # what x-oauth-scopes lists
+    # conversations.info: channel id -> what Slack says of it; any other id is a public channel the bot is in.
+    channels: dict[str, dict[str, Any]] = field(default_factory=dict)
+    users: dict[str, dict[str, Any]] = field(default_factory=dict)  # users.info; any other id is an active user
 
     def __post_init__(self) -> None:
         self.app = Starlette(routes=[Route("/api/{method}", self._call, methods=["POST", "GET"]),
@@ -74,9 +80,20 @@ class FakeSlack:
             if error == "ratelimited":
                 return JSONResponse({"ok": False, "error": error}, status_code=429, headers={"Retry-After": "1"})
             return JSONResponse({"ok": False, "error": error})
-        if method == "auth.test":
+        if method == "auth.test":  # Slack lists the token's scopes in a header of every answer
             return JSONResponse({"ok": True, "url": "https://sandbox.slack.com/", "team": "Sandbox Co",
-                                 "user": "appserver", "team_id": "T0SANDBOX", "user_id": "U0BOT", "bot_id": "B0BOT"})
+                                 "user": "appserver", "team_id": "T0SANDBOX", "user_id": "U0BOT", "bot_id": "B0BOT"},
+                                headers={"x-oauth-scopes": ",".join(self.scopes)})
+        if method == "conversations.info":
+            channel = str(args.get("channel"))
+            info = {"id": channel, "is_channel": True, "is_private": False, "is_archived": False, "is_member": True,
+                    **self.channels.get(channel, {})}
+            if info.get("is_private") and not info.get("is_member"):  # Slack hides private channels from outsiders
+                return JSONResponse({"ok": False, "error": "channel_not_found"})
+            return JSONResponse({"ok": True, "channel": info})
+        if method == "users.info":
+            user = {"id": args.get("user"), "deleted": False, **self.users.get(str(args.get("user")), {})}
+            return JSONResponse({"ok": True, "user": user})
         if method in ("views.open", "views.update", "views.push"):
             view_id = args.get("view_id") or f"V{len(self.views) + 1:08d}"
             view = args.get("view")

@@ -10,6 +10,8 @@ import jsonschema
 import pytest
 import yaml
 
+from bot.slack.access import BOT_SCOPES
+
 ROOT = Path(__file__).resolve().parent.parent
 SCHEMA_FILE = Path(__file__).parent / "fixtures" / "slack-manifest-schema" / "manifest.schema.1.0.0.json"
 SCHEMA = json.loads(SCHEMA_FILE.read_text())
@@ -42,7 +44,8 @@ def test_both_modes_and_least_privilege() -> None:
     assert "/slack/events" in http["settings"]["interactivity"]["request_url"]
     for manifest in (http, socket):
         assert manifest["features"]["slash_commands"][0]["command"] == "/appserver"
-        assert set(manifest["oauth_config"]["scopes"]["bot"]) == {"commands", "chat:write", "usergroups:read"}
+        # Exactly the scopes the bot checks for at start and in `doctor`, each with its reason.
+        assert manifest["oauth_config"]["scopes"]["bot"] == list(BOT_SCOPES)
         assert manifest["settings"]["event_subscriptions"]["bot_events"] == ["app_home_opened"]
         assert manifest["features"]["app_home"]["home_tab_enabled"] is True
 

@@ -24,6 +24,8 @@ from bot.store.schema import migrate
 from bot.workflow import CloudAdapter, Outcome, Policy, Workflow
 from tests.specs import office_body, prepaid_body
 
+pytestmark = pytest.mark.slow  # OS processes and long fault runs: `pytest -m "not slow"` skips them
+
 ROOT = Path(__file__).resolve().parent.parent
 SCRIPT = Path(__file__).with_name("process_worker.py")
 

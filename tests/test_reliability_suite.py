@@ -34,6 +34,8 @@ from tests.harness import SIGNING_SECRET, create_submission, sign, wait_for
 from tests.specs import office_body, prepaid_body
 from tests.test_tracker import make_tracker
 
+pytestmark = pytest.mark.slow  # OS processes and long fault runs: `pytest -m "not slow"` skips them
+
 ROOT = Path(__file__).resolve().parent.parent
 CLICKERS = [f"U0CLICK{i:03d}" for i in range(200)]
 

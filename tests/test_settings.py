@@ -8,7 +8,7 @@ from pathlib import Path
 
 import pytest
 
-from bot.settings import SettingsError, load_settings
+from bot.settings import Settings, SettingsError, load_settings
 
 ROOT = Path(__file__).resolve().parent.parent
 
@@ -76,3 +76,15 @@ def test_the_program_stops_with_the_sentence_and_no_traceback(tmp_path: Path) ->
     assert result.returncode == 2
     assert result.stderr.startswith("appserver-bot: Setting PORT is invalid")
     assert "Traceback" not in result.stderr
+
+
+def test_the_env_example_names_only_real_settings_and_copied_as_is_means_unset(monkeypatch: pytest.MonkeyPatch) -> None:
+    for name in ("SLACK_BOT_TOKEN", "SLACK_APP_TOKEN", "APPROVERS"):
+        monkeypatch.delenv(name, raising=False)
+    example = Path(__file__).resolve().parent.parent / ".env.example"
+    names = {line.lstrip("# ").split("=", 1)[0] for line in example.read_text().splitlines()
+             if "=" in line and line.lstrip("# ")[:1].isupper() and " " not in line.lstrip("# ").split("=", 1)[0]}
+    assert {"SLACK_BOT_TOKEN", "APPROVERS", "APPROVAL_CHANNEL", "NOTIFY_CHANNEL", "DATABASE_URL"} <= names
+    assert {name.lower() for name in names} <= set(Settings.model_fields)
+    copied = Settings(_env_file=example)  # type: ignore[call-arg]
+    assert copied.slack_bot_token is None and copied.slack_app_token is None and copied.approvers == []

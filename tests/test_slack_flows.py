@@ -6,6 +6,8 @@ from __future__ import annotations
 import json
 from pathlib import Path
 
+import pytest
+
 from bot.lifecycle import State
 from bot.sandbox import Sandbox
 from bot.slack.ids import Action, Block
@@ -208,6 +210,7 @@ def test_a_channel_the_bot_cannot_post_in_moves_the_thread_to_the_dm(bot: Bot) -
     assert any("add me to that channel" in t for t in bot.slack.texts(channel=REQUESTER))
 
 
+@pytest.mark.slow  # waits out Slack's Retry-After
 def test_a_rate_limited_post_is_retried_after_retry_after(bot: Bot) -> None:
     bot.slack.fail_next("chat.postMessage", "ratelimited")
     fill(bot)

@@ -192,6 +192,7 @@ async def test_a_tracker_restarted_mid_job_resumes_from_the_database(store: Requ
     assert len(sandbox.calls("CreateAppServers")) == 1
 
 
+@pytest.mark.slow  # two trackers on PostgreSQL: the fast loop runs store logic on SQLite only
 async def test_two_trackers_on_postgres_poll_each_job_one_at_a_time(postgres_url: str, settings: Settings,
                                                                     sandbox: Sandbox) -> None:
     engine = make_engine(postgres_url)

@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+from collections.abc import Iterator
+from contextlib import contextmanager
 from dataclasses import dataclass
 from pathlib import Path
 
@@ -9,14 +11,18 @@ from alembic import command
 from alembic.config import Config
 from alembic.runtime.migration import MigrationContext
 from alembic.script import ScriptDirectory
+from alembic.script.revision import ResolutionError
+from alembic.util import CommandError
 from sqlalchemy import Engine
+from sqlalchemy.exc import DBAPIError
 
-from bot.store.db import is_sqlite
+from bot.settings import StartupError
+from bot.store.db import DatabaseUnavailable, explain, is_sqlite
 
 MIGRATIONS = Path(__file__).parent / "migrations"
 
 
-class SchemaBehind(Exception):
+class SchemaBehind(StartupError):
     """The database is not at the bot's schema version; the message tells the operator what to do."""
 
 
@@ -30,11 +36,20 @@ class SchemaStatus:
         return self.current == self.head
 
     @property
+    def known(self) -> bool:
+        """False when the database was migrated by a newer bot than this one."""
+        return self.current is None or _revision_exists(self.current)
+
+    @property
     def sentence(self) -> str:
         if self.up_to_date:
             return f"The database schema is up to date ({self.head})."
+        if not self.known:
+            return (f"The database in DATABASE_URL is at schema {self.current}, which this bot does not know "
+                    f"(it needs {self.head}): it was migrated by a newer version; run that version or restore a backup.")
         found = f"at {self.current}" if self.current else "empty"
-        return f"The database schema is {found} but this bot needs {self.head}: run `appserver-bot migrate`."
+        return (f"The database in DATABASE_URL is {found} but this bot needs schema {self.head}: "
+                "run `appserver-bot migrate`.")
 
 
 def alembic_config() -> Config:
@@ -43,21 +58,39 @@ def alembic_config() -> Config:
     return config
 
 
+def _revision_exists(revision: str) -> bool:
+    try:
+        return ScriptDirectory.from_config(alembic_config()).get_revision(revision) is not None
+    except (ResolutionError, CommandError):
+        return False
+
+
 def head_revision() -> str:
     head = ScriptDirectory.from_config(alembic_config()).get_current_head()
     assert head is not None, "the migrations folder has no revision"
     return head
 
 
+@contextmanager
+def _database_errors_as_sentences(engine: Engine) -> Iterator[None]:
+    try:
+        yield
+    except (DBAPIError, OSError) as error:
+        raise DatabaseUnavailable(explain(error, engine)) from error
+
+
 def schema_status(engine: Engine) -> SchemaStatus:
-    with engine.connect() as connection:
+    with _database_errors_as_sentences(engine), engine.connect() as connection:
         current = MigrationContext.configure(connection).get_current_revision()
     return SchemaStatus(current, head_revision())
 
 
 def migrate(engine: Engine) -> SchemaStatus:
+    status = schema_status(engine)
+    if not status.known:
+        raise SchemaBehind(status.sentence)
     config = alembic_config()
-    with engine.begin() as connection:
+    with _database_errors_as_sentences(engine), engine.begin() as connection:
         config.attributes["connection"] = connection
         command.upgrade(config, "head")
     return schema_status(engine)
@@ -68,6 +101,6 @@ def ensure_schema(engine: Engine) -> SchemaStatus:
     status = schema_status(engine)
     if status.up_to_date:
         return status
-    if is_sqlite(engine):
+    if is_sqlite(engine) and status.known:
         return migrate(engine)
     raise SchemaBehind(status.sentence)
