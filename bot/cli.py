@@ -14,7 +14,7 @@ from bot.settings import Settings, SettingsError, StartupError, load_settings
 
 def _settings() -> Settings:
     settings = load_settings()
-    configure_logging(settings.log_level, settings.secret_values())
+    configure_logging(settings.log_level, settings.secret_values(), settings.log_format)
     return settings
 
 
