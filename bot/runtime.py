@@ -15,6 +15,7 @@ from sqlalchemy import Engine
 from bot.cloud.client import Cloud, build_cloud
 from bot.courier import Courier, CourierConfig
 from bot.metrics import Metrics
+from bot.policy import Guardrails
 from bot.sandbox import Sandbox, SandboxConfig
 from bot.sandbox.server import BackgroundServer
 from bot.settings import Settings, SettingsError, StartupError
@@ -124,6 +125,7 @@ def build_runtime(settings: Settings, *, need_signing_secret: bool = True) -> Ru
         approval_ttl=timedelta(hours=settings.approval_ttl_hours),
         submit_lease=timedelta(seconds=settings.submit_lease_seconds),
         first_poll_delay=timedelta(seconds=settings.poll_first_delay_seconds),
+        guardrails=Guardrails.from_settings(settings),
     )
     workflow = Workflow(store, CloudAdapter(cloud), CachedDirectory(SlackDirectory(writer)), policy)
     notifier = SlackNotifier(writer, store, settings.approval_channel, settings.notify_channel,

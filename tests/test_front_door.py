@@ -31,7 +31,7 @@ from bot.store.schema import migrate
 from tests.fake_slack import FakeSlack
 from tests.harness import SIGNING_SECRET, Bot, sign
 from tests.test_slack_flows import bot, slack  # noqa: F401  (fixtures)
-from tests.test_slack_payloads import FILES, _request
+from tests.test_slack_payloads import FILES
 
 FORM = "application/x-www-form-urlencoded"
 ROOT = Path(__file__).resolve().parent.parent

@@ -15,6 +15,7 @@ from bot.slack.context import BotContext
 from bot.slack.home import publish_home
 from bot.slack.ids import Action, Block, Callback
 from bot.slack.payloads import as_dict
+from bot.slack.text import is_user_id
 from bot.workflow import Decision, Outcome
 
 log = logging.getLogger(__name__)
@@ -22,14 +23,15 @@ log = logging.getLogger(__name__)
 
 def _clicked(body: dict[str, Any]) -> tuple[str, str, str | None, str | None]:
     """(user, request id, channel, thread ts) of a button click; missing parts are empty."""
-    user = str(as_dict(body.get("user")).get("id", ""))
+    user = as_dict(body.get("user")).get("id")
     actions = body.get("actions")
     action = as_dict(actions[0]) if isinstance(actions, list) and actions else {}
     value = action.get("value")
     channel = as_dict(body.get("channel")).get("id") or as_dict(body.get("container")).get("channel_id")
     message = as_dict(body.get("message"))
     thread = message.get("thread_ts") or message.get("ts")
-    return (user, value if isinstance(value, str) else "", channel if isinstance(channel, str) else None,
+    return (str(user) if is_user_id(user) else "", value if isinstance(value, str) else "",
+            channel if isinstance(channel, str) else None,
             thread if isinstance(thread, str) else None)
 
 

@@ -31,6 +31,7 @@ from slack_sdk.models.views import View
 
 from bot.cloud.models import AvailabilityZone, ProductInfo, ServerGroup, VolumeType
 from bot.slack.ids import Action, Block, Callback, block_for
+from bot.slack.text import code, escape_mrkdwn
 from bot.spec import DISK_TYPES, PERIOD_MONTH, PERIOD_YEAR
 
 STATIC_SELECT_LIMIT = 100
@@ -212,13 +213,13 @@ def parse_prefill(text: str, catalogue_groups: list[ServerGroup] | None = None) 
     try:
         words = shlex.split(text)
     except ValueError as error:
-        raise PrefillError(f"I could not read that: {error}.") from None
+        raise PrefillError(f"I could not read that: {escape_mrkdwn(error)}.") from None
     data: dict[str, Any] = {}
     for word in words:
         key, sep, value = word.partition("=")
         key = key.strip().lower()
         if not sep or key not in PREFILL_KEYS:
-            raise PrefillError(f"I don't know `{word}`. Use key=value with one of: {', '.join(sorted(PREFILL_KEYS))}.")
+            raise PrefillError(f"I don't know {code(word)}. Use key=value with one of: {', '.join(sorted(PREFILL_KEYS))}.")
         name = PREFILL_KEYS[key]
         if name == "billing":
             if value.lower() not in BILLING_WORDS:

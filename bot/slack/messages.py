@@ -24,6 +24,7 @@ from slack_sdk.models.views import View
 from bot.lifecycle import LABELS, State
 from bot.progress import Progress
 from bot.slack.ids import Action
+from bot.slack.text import code, escape_mrkdwn, mention
 from bot.store.models import AppRequest, utcnow
 from bot.store.repository import server_ids
 
@@ -79,17 +80,17 @@ def spec_fields(spec: dict[str, Any], group_name: str | None = None) -> list[Mar
     volume = spec.get("root_volume") or {}
     pairs = [
         ("Servers", str(spec.get("subscription_num"))),
-        ("Server group", group_name or f"`{spec.get('server_group_id')}`"),
-        ("Product", f"`{spec.get('product_id')}`"),
-        ("System disk", f"{volume.get('type')} {volume.get('size')} GB"),
-        ("Zone", spec.get("availability_zone") or "chosen by the cloud"),
+        ("Server group", escape_mrkdwn(group_name) if group_name else code(spec.get("server_group_id"))),
+        ("Product", code(spec.get("product_id"))),
+        ("System disk", escape_mrkdwn(f"{volume.get('type')} {volume.get('size')} GB")),
+        ("Zone", escape_mrkdwn(spec.get("availability_zone") or "chosen by the cloud")),
         ("Billing", billing_text(spec)),
-        ("Network", f"subnet `{spec.get('subnet_id')}` in VPC `{spec.get('vpc_id')}`"),
+        ("Network", f"subnet {code(spec.get('subnet_id'))} in VPC {code(spec.get('vpc_id'))}"),
     ]
     if spec.get("ou_name"):
-        pairs.append(("OU", f"`{spec['ou_name']}`"))
+        pairs.append(("OU", code(spec["ou_name"])))
     if spec.get("scheduler_hints"):
-        pairs.append(("Dedicated host", f"`{spec['scheduler_hints'].get('dedicated_host_id')}`"))
+        pairs.append(("Dedicated host", code(spec["scheduler_hints"].get("dedicated_host_id"))))
     return [_md(f"*{k}*\n{v}") for k, v in pairs][:10]
 
 
@@ -97,7 +98,7 @@ def _ids_text(request: AppRequest) -> str:
     ids = server_ids(request)
     if not ids:
         return ""
-    shown = ", ".join(f"`{i}`" for i in ids[:MAX_IDS_SHOWN])
+    shown = ", ".join(code(i) for i in ids[:MAX_IDS_SHOWN])
     more = f" and {len(ids) - MAX_IDS_SHOWN} more" if len(ids) > MAX_IDS_SHOWN else ""
     return f"{shown}{more}"
 
@@ -109,9 +110,9 @@ def status_line(request: AppRequest) -> str:
         line += f" (expires {_when(request.expires_at)})"
     if request.decided_by and state not in (State.PENDING_APPROVAL, State.CANCELLED, State.EXPIRED):
         verb = "Rejected" if state == State.REJECTED else "Approved"
-        line += f"\n{verb} by <@{request.decided_by}> {_when(request.decided_at)}"
+        line += f"\n{verb} by {mention(request.decided_by)} {_when(request.decided_at)}"
         if request.decision_reason:
-            line += f": {request.decision_reason}"
+            line += f": {escape_mrkdwn(request.decision_reason)}"
     return line
 
 
@@ -124,7 +125,7 @@ def progress_text(request: AppRequest, now: datetime | None = None) -> str | Non
     parts = []
     if request.order_id and progress.order_status == 6:
         deadline = f" by {_when(progress.payment_deadline)}" if progress.payment_deadline else ""
-        parts.append(f":credit_card: Order `{request.order_id}` waits for payment{deadline}.")
+        parts.append(f":credit_card: Order {code(request.order_id)} waits for payment{deadline}.")
     else:
         parts.append(f"`{progress.bar()}`")
     if request.submitted_at:
@@ -140,20 +141,21 @@ def request_message(request: AppRequest, *, sandbox: bool, group_name: str | Non
     blocks: list[SlackBlock] = []
     if sandbox:
         blocks.append(ContextBlock(elements=[_md(SANDBOX_NOTE)]))
-    blocks.append(SectionBlock(text=_md(f"*{request.id}*: <@{request.requester_id}> asks for "
+    blocks.append(SectionBlock(text=_md(f"*{request.id}*: {mention(request.requester_id)} asks for "
                                         f"{spec.get('subscription_num')} app server(s)\n{status_line(request)}")))
     blocks.append(SectionBlock(fields=spec_fields(spec, group_name)))
     if request.reason:
-        blocks.append(ContextBlock(elements=[_md(f":memo: {request.reason}")]))
+        blocks.append(ContextBlock(elements=[_md(f":memo: {escape_mrkdwn(request.reason)}")]))
     if progress := progress_text(request):
         blocks.append(ContextBlock(elements=[_md(progress)]))
-    refs = [f"job `{request.job_id}`" if request.job_id else "", f"order `{request.order_id}`" if request.order_id else ""]
+    refs = [f"job {code(request.job_id)}" if request.job_id else "",
+            f"order {code(request.order_id)}" if request.order_id else ""]
     if any(refs):
         blocks.append(ContextBlock(elements=[_md("Cloud: " + ", ".join(r for r in refs if r))]))
     if ids := _ids_text(request):
         blocks.append(SectionBlock(text=_md(f"*Servers*\n{ids}")))
     if request.outcome_sentence:
-        blocks.append(SectionBlock(text=_md(request.outcome_sentence)))
+        blocks.append(SectionBlock(text=_md(escape_mrkdwn(request.outcome_sentence))))
     prefix = "[SANDBOX] " if sandbox else ""
     text = f"{prefix}{request.id}: {LABELS[State(request.state)]}"
     return Message(text, [b.to_dict() for b in blocks])
@@ -165,10 +167,10 @@ def approval_card(request: AppRequest, *, sandbox: bool, quota: str | None, grou
     blocks: list[SlackBlock] = [HeaderBlock(text=PlainTextObject(text=f"Approval: {request.id}"))]
     if sandbox:
         blocks.append(ContextBlock(elements=[_md(SANDBOX_NOTE)]))
-    blocks.append(SectionBlock(text=_md(f"<@{request.requester_id}> asks for {spec.get('subscription_num')} app "
+    blocks.append(SectionBlock(text=_md(f"{mention(request.requester_id)} asks for {spec.get('subscription_num')} app "
                                         f"server(s), {billing_text(spec)}.\n{status_line(request)}")))
     blocks.append(SectionBlock(fields=spec_fields(spec, group_name)))
-    blocks.append(ContextBlock(elements=[_md(f":memo: {request.reason or 'No reason given.'}"),
+    blocks.append(ContextBlock(elements=[_md(f":memo: {escape_mrkdwn(request.reason or 'No reason given.')}"),
                                          _md(f":bar_chart: {quota or 'Quota not checked.'}"),
                                          _md(f"Spec hash `{request.spec_hash[:12]}`")]))
     if state == State.PENDING_APPROVAL:
@@ -203,13 +205,13 @@ def attention_message(request: AppRequest, *, sandbox: bool) -> Message:
     found = request.lookup_found
     if found:
         what = f"The cloud shows what it created: {_ids_text(request) or 'see the audit log'}"
-        what += f" (job `{request.job_id}`)." if request.job_id else (
-            f" (order `{request.order_id}`)." if request.order_id else ".")
+        what += f" (job {code(request.job_id)})." if request.job_id else (
+            f" (order {code(request.order_id)})." if request.order_id else ".")
         action = "It must not be sent again."
     else:
         what = "The bot found nothing created by it so far."
         action = "An approver may send it again once they are sure."
-    text = f":warning: {request.outcome_sentence or 'The outcome of the order is unknown.'}\n{what} {action}"
+    text = f":warning: {escape_mrkdwn(request.outcome_sentence or 'The outcome of the order is unknown.')}\n{what} {action}"
     blocks: list[SlackBlock] = [SectionBlock(text=_md(text))]
     if found is False:
         blocks.append(ActionsBlock(block_id=f"retry:{request.id}", elements=[
@@ -231,12 +233,13 @@ def outcome_text(request: AppRequest, *, sandbox: bool) -> str:
         return f"{prefix}:large_green_circle: {request.id} is done: {len(server_ids(request))} app server(s) created" \
                + (f": {ids}" if ids else ".")
     if state == State.REJECTED:
-        return f"{prefix}:no_entry: {request.id} was rejected by <@{request.decided_by}>: {request.decision_reason}"
+        return (f"{prefix}:no_entry: {request.id} was rejected by {mention(request.decided_by)}: "
+                f"{escape_mrkdwn(request.decision_reason)}")
     if state == State.EXPIRED:
         return f"{prefix}:alarm_clock: {request.id} expired without a decision; nothing was ordered."
     if state == State.CANCELLED:
         return f"{prefix}:heavy_multiplication_x: {request.id} was cancelled; nothing was ordered."
-    sentence = request.outcome_sentence or "The cloud gave no reason."
+    sentence = escape_mrkdwn(request.outcome_sentence or "The cloud gave no reason.")
     ids = _ids_text(request)
     extra = f" Servers that were created: {ids}." if ids else ""
     return f"{prefix}:red_circle: {request.id} failed. {sentence}{extra}"
@@ -246,10 +249,10 @@ def reply_text(request: AppRequest, event: str, *, sandbox: bool) -> str | None:
     prefix = "[SANDBOX] " if sandbox else ""
     state = State(request.state)
     if event == "submitted":
-        ref = f"job `{request.job_id}`" if request.job_id else f"order `{request.order_id}`"
+        ref = f"job {code(request.job_id)}" if request.job_id else f"order {code(request.order_id)}"
         return f"{prefix}:outbox_tray: Ordered from the cloud ({ref}). I'll follow it here."
     if event == "decided" and state == State.APPROVED:
-        return f"{prefix}:white_check_mark: Approved by <@{request.decided_by}>. Ordering now."
+        return f"{prefix}:white_check_mark: Approved by {mention(request.decided_by)}. Ordering now."
     return None
 
 
@@ -272,9 +275,9 @@ def home_view(mine: list[AppRequest], pending: list[AppRequest], *, approver: bo
             blocks.append(SectionBlock(text=_md("_Nothing waits for you._")))
         for request in pending[:20]:
             spec = spec_of(request)
-            blocks.append(SectionBlock(text=_md(f"*{request.id}* from <@{request.requester_id}>: "
+            blocks.append(SectionBlock(text=_md(f"*{request.id}* from {mention(request.requester_id)}: "
                                                 f"{spec.get('subscription_num')} server(s), {billing_text(spec)}"
-                                                f"\n:memo: {request.reason or 'No reason given.'}")))
+                                                f"\n:memo: {escape_mrkdwn(request.reason or 'No reason given.')}")))
             blocks.append(ActionsBlock(block_id=f"home:{request.id}", elements=[
                 ButtonElement(text="Approve", action_id=Action.APPROVE.value, value=request.id, style="primary"),
                 ButtonElement(text="Reject", action_id=Action.REJECT.value, value=request.id, style="danger")]))
