@@ -137,7 +137,8 @@ def build_runtime(settings: Settings, *, need_signing_secret: bool = True) -> Ru
         max_concurrent_calls=settings.tracker_max_concurrent_calls,
         # A poll is one cloud call: a little longer than it may take, so a crashed tracker's work moves on soon.
         poll_lease=timedelta(seconds=settings.cloud_read_timeout_seconds + 5)), on_news=courier.wake)
-    context = BotContext(settings, store, cloud, workflow, writer, CatalogueCache(cloud), tracker, courier,
+    catalogue = CatalogueCache(cloud, max_servers=settings.max_servers_per_request)
+    context = BotContext(settings, store, cloud, workflow, writer, catalogue, tracker, courier,
                          sandbox=sandbox_server is not None)
     secret = settings.slack_signing_secret.get_secret_value() if settings.slack_signing_secret else ""
     app = build_app(context, client, signing_secret=secret)

@@ -13,6 +13,7 @@ from bot.lifecycle import State
 from bot.sandbox import Sandbox
 from bot.sandbox.seed import server_groups
 from bot.sandbox.server import BackgroundServer
+from bot.slack.binding import button_value
 from bot.slack.ids import Action, Block
 from bot.store.repository import server_ids
 from tests.conftest import sandbox_settings
@@ -110,7 +111,7 @@ def test_prepaid_approval_then_order_then_success(bot: Bot) -> None:
     assert buttons == [Action.APPROVE.value, Action.REJECT.value]
     assert bot.sandbox.calls("CreateAppServers") == []
     row = wait_for(lambda: only_request(bot).approval_ts and only_request(bot), what="the card's ts recorded")
-    assert bot.click(Action.APPROVE.value, row.id, APPROVER, APPROVAL_CHANNEL, row.approval_ts).status_code == 200
+    assert bot.click(Action.APPROVE.value, button_value(row), APPROVER, APPROVAL_CHANNEL, row.approval_ts).status_code == 200
     done = final_state(bot, State.SUCCEEDED)
     assert done.order_id and len(server_ids(done)) == 1 and done.decided_by == APPROVER
     card_edits = wait_for(lambda: [a for a in bot.slack.of("chat.update") if a.get("ts") == row.approval_ts
@@ -121,16 +122,16 @@ def test_prepaid_approval_then_order_then_success(bot: Bot) -> None:
 def test_an_unpaid_order_is_paid_with_the_button(bot: Bot) -> None:
     fill(bot, billing="prePaid", period_unit="2", period_num=1, count=1)
     row = final_state(bot, State.PENDING_APPROVAL)
-    bot.click(Action.APPROVE.value, row.id, APPROVER, APPROVAL_CHANNEL)
+    bot.click(Action.APPROVE.value, button_value(row), APPROVER, APPROVAL_CHANNEL)
     wait_for(lambda: any("not paid" in t for t in bot.slack.texts()) or
              any("waits for payment" in t for t in bot.slack.texts()), what="the payment prompt")
     pay = [a for a in bot.slack.of("chat.postMessage") if "waits for payment" in a.get("text", "")]
     assert any(e["action_id"] == Action.PAY.value for b in pay[0]["blocks"] if b["type"] == "actions"
                for e in b["elements"])
-    assert bot.click(Action.PAY.value, row.id, STRANGER, REQUEST_CHANNEL).status_code == 200
+    assert bot.click(Action.PAY.value, button_value(row), STRANGER, REQUEST_CHANNEL).status_code == 200
     wait_for(lambda: bot.slack.of("chat.postEphemeral"), what="the refusal to a stranger")
     assert bot.sandbox.calls("PayOrders") == []
-    bot.click(Action.PAY.value, row.id, APPROVER, REQUEST_CHANNEL)
+    bot.click(Action.PAY.value, button_value(row), APPROVER, REQUEST_CHANNEL)
     done = final_state(bot, State.SUCCEEDED)
     assert len(bot.sandbox.calls("PayOrders")) == 1 and len(server_ids(done)) == 1
 
@@ -179,8 +180,8 @@ def test_not_enough_quota_is_an_inline_error(bot: Bot) -> None:
 def test_self_and_unauthorized_approval_are_refused_explained_and_audited(bot: Bot) -> None:
     fill(bot, billing="prePaid", period_unit="2", period_num=1, count=1)
     row = final_state(bot, State.PENDING_APPROVAL)
-    bot.click(Action.APPROVE.value, row.id, STRANGER, APPROVAL_CHANNEL)
-    bot.click(Action.APPROVE.value, row.id, REQUESTER, APPROVAL_CHANNEL)
+    bot.click(Action.APPROVE.value, button_value(row), STRANGER, APPROVAL_CHANNEL)
+    bot.click(Action.APPROVE.value, button_value(row), REQUESTER, APPROVAL_CHANNEL)
     ephemerals = wait_for(lambda: len(bot.slack.of("chat.postEphemeral")) >= 2 and bot.slack.of("chat.postEphemeral"),
                           what="two ephemeral refusals")
     texts = {e["user"]: e["text"] for e in ephemerals}
@@ -189,9 +190,9 @@ def test_self_and_unauthorized_approval_are_refused_explained_and_audited(bot: B
     refused = [(e.actor, e.allowed) for e in bot.runtime.store.audit_log(row.id) if e.action == "approve"]
     assert sorted(refused) == sorted([(STRANGER, False), (REQUESTER, False)])  # the clicks are handled concurrently
     # A member of an approver user group may decide; the second approver learns who did.
-    bot.click(Action.APPROVE.value, row.id, OTHER_APPROVER, APPROVAL_CHANNEL)
+    bot.click(Action.APPROVE.value, button_value(row), OTHER_APPROVER, APPROVAL_CHANNEL)
     wait_for(lambda: only_request(bot).decided_by == OTHER_APPROVER, what="the group member's approval")
-    bot.click(Action.APPROVE.value, row.id, APPROVER, APPROVAL_CHANNEL)
+    bot.click(Action.APPROVE.value, button_value(row), APPROVER, APPROVAL_CHANNEL)
     wait_for(lambda: any(f"<@{OTHER_APPROVER}> already approved" in e["text"] for e in bot.slack.of("chat.postEphemeral")),
              what="who already decided")
 

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import asyncio
 import json
 import logging
 from typing import Any
@@ -11,6 +12,7 @@ from slack_sdk.errors import SlackApiError
 from slack_sdk.web.async_client import AsyncWebClient
 
 from bot.slack import forms
+from bot.slack.binding import Shown, mismatch
 from bot.slack.context import BotContext
 from bot.slack.home import publish_home
 from bot.slack.ids import Action, Block, Callback
@@ -47,10 +49,30 @@ def register(app: AsyncApp, ctx: BotContext) -> None:
         if as_dict(body.get("view")).get("type") == "home":
             await publish_home(ctx, _clicked(body)[0])
 
+    async def as_shown(body: dict[str, Any], action: str, current_amount: str | None = None) -> str | None:
+        """The request id when the click is for the request as its card showed it; otherwise the clicker is
+        told why, the refusal is audited, and None."""
+        user, value, _, _ = _clicked(body)
+        shown = Shown.parse(value)
+        if shown is None:
+            await tell_clicker(body, Decision(Outcome.NOT_FOUND, "This button does not name a request."))
+            return None
+        row = await asyncio.to_thread(ctx.store.get, shown.request_id)
+        problem = mismatch(shown, row, current_amount) if row is not None else None
+        if row is None or problem is None:
+            return shown.request_id  # an unknown id is the workflow's to answer
+        await asyncio.to_thread(ctx.store.audit, row.id, user, action, allowed=False,
+                                detail=f"{Outcome.NOT_AS_SHOWN.value}: {problem}")
+        await tell_clicker(body, Decision(Outcome.NOT_AS_SHOWN, problem, row))
+        return None
+
     @app.action(Action.APPROVE.value)
     async def approve(ack: AsyncAck, body: dict[str, Any]) -> None:
         await ack()
-        user, request_id, _, _ = _clicked(body)
+        user = _clicked(body)[0]
+        request_id = await as_shown(body, "approve")
+        if request_id is None:
+            return
         decision = await ctx.workflow.approve(request_id, user)
         if decision.ok:
             ctx.wake_workers()  # the order goes out, and the card and thread say so
@@ -108,7 +130,12 @@ def register(app: AsyncApp, ctx: BotContext) -> None:
     @app.action(Action.PAY.value)
     async def pay(ack: AsyncAck, body: dict[str, Any]) -> None:
         await ack()
-        user, request_id, _, _ = _clicked(body)
+        user = _clicked(body)[0]
+        # The bot records no amount for an order yet, so a Pay button carries none; a card that showed one
+        # is refused until the amount it showed is the one the bot knows.
+        request_id = await as_shown(body, "pay_order", current_amount=None)
+        if request_id is None:
+            return
         await in_thread_or_tell(body, await ctx.workflow.pay_order(request_id, user), ":credit_card:")
 
     @app.action(Action.RETRY.value)

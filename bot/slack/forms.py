@@ -282,7 +282,8 @@ def message_view(text: str, title: str = "New app servers") -> View:
                 blocks=[SectionBlock(text=MarkdownTextObject(text=text))])
 
 
-def create_view(catalogue: Catalogue, form: FormValues, context: ModalContext, *, sandbox: bool) -> View:
+def create_view(catalogue: Catalogue, form: FormValues, context: ModalContext, *, sandbox: bool,
+                max_servers: int = 100) -> View:
     blocks: list[SlackBlock] = []
     if sandbox:
         blocks.append(ContextBlock(elements=[MarkdownTextObject(
@@ -332,7 +333,9 @@ def create_view(catalogue: Catalogue, form: FormValues, context: ModalContext, *
                                                         initial_value=form.disk_size or None)))
     blocks.append(InputBlock(block_id=Block.COUNT.value, label=_plain("Number of servers"),
                              element=NumberInputElement(action_id=Action.INPUT.value, is_decimal_allowed=False,
-                                                        min_value=1, max_value=100, initial_value=form.count or "1")))
+                                                        min_value=1, max_value=max_servers,
+                                                        initial_value=form.count or "1"),
+                             hint=_plain(f"At most {max_servers} per request.")))
     billing_options = [_option("Pay-per-use", POSTPAID), _option("Yearly/monthly (needs approval)", PREPAID)]
     blocks.append(InputBlock(block_id=Block.BILLING.value, label=_plain("Billing"), dispatch_action=True,
                              element=RadioButtonsElement(action_id=Action.BILLING_CHANGE.value, options=billing_options,

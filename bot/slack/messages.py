@@ -23,6 +23,7 @@ from slack_sdk.models.views import View
 
 from bot.lifecycle import LABELS, State
 from bot.progress import Progress
+from bot.slack.binding import button_value
 from bot.slack.ids import Action
 from bot.slack.text import code, escape_mrkdwn, mention
 from bot.store.models import AppRequest, utcnow
@@ -175,7 +176,7 @@ def approval_card(request: AppRequest, *, sandbox: bool, quota: str | None, grou
                                          _md(f"Spec hash `{request.spec_hash[:12]}`")]))
     if state == State.PENDING_APPROVAL:
         blocks.append(ActionsBlock(block_id=f"decide:{request.id}", elements=[
-            ButtonElement(text="Approve", action_id=Action.APPROVE.value, value=request.id, style="primary",
+            ButtonElement(text="Approve", action_id=Action.APPROVE.value, value=button_value(request), style="primary",
                           confirm=ConfirmObject(title="Approve this order?", text=f"The bot will order exactly "
                                                 f"this from the cloud ({billing_text(spec)}).",
                                                 confirm="Approve", deny="Back")),
@@ -192,7 +193,7 @@ def payment_message(request: AppRequest, *, sandbox: bool) -> Message:
     text = (f":credit_card: Order `{request.order_id}` was placed but is not paid. Nothing is created until it is "
             f"paid{deadline}. An approver can pay it here, or in the Billing Center.")
     blocks: list[SlackBlock] = [SectionBlock(text=_md(text)), ActionsBlock(block_id=f"pay:{request.id}", elements=[
-        ButtonElement(text="Pay now", action_id=Action.PAY.value, value=request.id, style="primary",
+        ButtonElement(text="Pay now", action_id=Action.PAY.value, value=button_value(request), style="primary",
                       confirm=ConfirmObject(title="Pay this order?", text="The cloud account is charged now.",
                                             confirm="Pay", deny="Back"))])]
     if sandbox:
@@ -279,6 +280,7 @@ def home_view(mine: list[AppRequest], pending: list[AppRequest], *, approver: bo
                                                 f"{spec.get('subscription_num')} server(s), {billing_text(spec)}"
                                                 f"\n:memo: {escape_mrkdwn(request.reason or 'No reason given.')}")))
             blocks.append(ActionsBlock(block_id=f"home:{request.id}", elements=[
-                ButtonElement(text="Approve", action_id=Action.APPROVE.value, value=request.id, style="primary"),
+                ButtonElement(text="Approve", action_id=Action.APPROVE.value, value=button_value(request),
+                              style="primary"),
                 ButtonElement(text="Reject", action_id=Action.REJECT.value, value=request.id, style="danger")]))
     return View(type="home", blocks=blocks[:100])
