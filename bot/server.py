@@ -22,6 +22,7 @@ from datetime import UTC, datetime
 from prometheus_client import CONTENT_TYPE_LATEST, generate_latest
 from slack_bolt.adapter.starlette.async_handler import to_async_bolt_request, to_starlette_response
 from sqlalchemy import text
+from sqlalchemy.exc import SQLAlchemyError
 from starlette.applications import Starlette
 from starlette.requests import ClientDisconnect, Request
 from starlette.responses import JSONResponse, Response
@@ -61,7 +62,9 @@ class FrontDoor:
         if self._secret is None:
             raise Refused(401, "no signing secret is configured")
         length = request.headers.get("content-length")
-        if length is not None and (not length.isdigit() or int(length) > MAX_BODY_BYTES):
+        if length is not None and not length.isdigit():
+            raise Refused(400, "a malformed Content-Length")
+        if length is not None and int(length) > MAX_BODY_BYTES:
             raise Refused(413, "the body is larger than Slack sends")
         stamp = request.headers.get("x-slack-request-timestamp", "")
         if not stamp.isdigit() or len(stamp) > 12:
@@ -94,7 +97,11 @@ class FrontDoor:
 
     async def check_replay(self, stamp: int, signature: str) -> None:
         # Remembered until Slack's window no longer accepts the timestamp, a future one included.
-        first = await asyncio.to_thread(self._replays.first_time, signature, stamp + TIMESTAMP_WINDOW_SECONDS + 1)
+        try:
+            first = await asyncio.to_thread(self._replays.first_time, signature, stamp + TIMESTAMP_WINDOW_SECONDS + 1)
+        except SQLAlchemyError as error:  # without the memory a replay cannot be told: refuse, Slack retries
+            log.warning("the replay memory could not be written (%s); answering 503", type(error).__name__)
+            raise Refused(503, "the database is unavailable") from None
         if not first:
             raise Refused(401, "the signed request was seen before")
 

@@ -279,3 +279,11 @@ def test_two_serve_processes_on_postgresql_refuse_each_others_replays(
             outputs.append(proc.communicate(timeout=30)[0])
     for output in outputs:
         assert "Traceback" not in output
+
+
+def test_without_the_replay_memory_a_signed_request_is_refused_not_taken(bot: Bot, log: pytest.LogCaptureFixture) -> None:  # noqa: F811
+    with bot.runtime.engine.begin() as connection:
+        connection.execute(text("DROP TABLE seen_signatures"))
+    assert post(bot, HELP, sign(HELP)).status_code == 503
+    assert [r.getMessage() for r in log.records if r.levelno >= logging.WARNING] == [
+        "the replay memory could not be written (OperationalError); answering 503"]
