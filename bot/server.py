@@ -113,7 +113,9 @@ def create_asgi_app(runtime: Runtime, *, run_tracker: bool = True, socket_app_to
     def refuse(reason: str, status: int, size: int | None) -> Response:
         runtime.metrics.refused.labels(reason).inc()
         log.debug("refused a request to /slack/events (%s bytes): %s", "?" if size is None else size, reason)
-        return JSONResponse({"error": reason}, status_code=status)
+        # A body left unread cannot be followed by another request on this connection: close it.
+        headers = {"Connection": "close"} if status == 413 else None
+        return JSONResponse({"error": reason}, status_code=status, headers=headers)
 
     async def slack_events(request: Request) -> Response:
         body: bytes | None = None
