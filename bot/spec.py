@@ -108,9 +108,9 @@ class WdhParam(_ApiModel):
     @classmethod
     def _host(cls, v: object) -> str | None:
         host = _optional_text(v, "The dedicated host ID", 64)
-        # A dedicated host id is a UUID; letters, digits and hyphens are all an id may hold here.
-        if host is not None and not re.fullmatch(r"[A-Za-z0-9-]+", host):
-            _fail("The dedicated host ID may hold only letters, digits and hyphens.")
+        # A dedicated host id is a UUID; an id here holds letters, digits, dots, hyphens and underscores only.
+        if host is not None and not re.fullmatch(r"[A-Za-z0-9._-]+", host):
+            _fail("The dedicated host ID may hold only letters, digits, dots, hyphens and underscores.")
         return host
 
     @field_validator("tenancy", mode="before")
