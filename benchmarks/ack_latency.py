@@ -34,6 +34,7 @@ from benchmarks import services
 from bot.lifecycle import State
 from bot.sandbox import SandboxConfig
 from bot.sandbox.server import free_port
+from bot.slack.binding import button_value
 from bot.slack.ids import Action
 from bot.spec import parse_spec
 from bot.store.db import make_engine
@@ -121,11 +122,11 @@ def command_body(n: int) -> tuple[bytes, str]:
     return urlencode(form).encode(), trigger
 
 
-def click_body(n: int, request_id: str) -> tuple[bytes, str]:
+def click_body(n: int, value: str) -> tuple[bytes, str]:
     payload = {"type": "block_actions", "user": {"id": APPROVERS[n % len(APPROVERS)]}, "team": {"id": "T1"},
                "trigger_id": f"{time.time_ns()}.{n}", "channel": {"id": "C0APPROVALS"},
                "message": {"ts": "1.0"}, "container": {"type": "message", "channel_id": "C0APPROVALS"},
-               "actions": [{"action_id": Action.APPROVE.value, "value": request_id, "type": "button",
+               "actions": [{"action_id": Action.APPROVE.value, "value": value, "type": "button",
                             "block_id": "b", "action_ts": str(time.time_ns())}]}
     return ("payload=" + quote(json.dumps(payload))).encode(), ""
 
@@ -172,13 +173,14 @@ def views_open_lags(slack_url: str, sent_at: dict[str, float]) -> list[float]:
 
 
 def pending_request(database: str) -> str:
+    """A request waiting for approval; returns the value its card's Approve button carries."""
     store = RequestStore(make_engine(database))
     spec = parse_spec({"server_group_id": "g", "subscription_num": 1, "product_id": "p",
                        "root_volume": {"type": "SAS", "size": 80}, "subnet_id": "s", "vpc_id": "v",
                        "create_server_extend_param": {"charging_mode": "prePaid", "period_type": 2, "period_num": 1}})
     row = store.create(NewRequest("U0ASKER", spec.canonical_json(), spec.spec_hash(), "prePaid", 1, "g"),
                        State.PENDING_APPROVAL, "U0ASKER")
-    return row.id
+    return button_value(row)
 
 
 def measure(kind: str, run: int, urls: dict[str, str], database: str, args: argparse.Namespace
@@ -187,10 +189,10 @@ def measure(kind: str, run: int, urls: dict[str, str], database: str, args: argp
     procs, url = start_app(kind, urls, database, args.shape)
     rows: list[dict[str, Any]] = []
     try:
-        request_id = pending_request(database)
+        approve_value = pending_request(database)
         scenarios: dict[str, Callable[[int], tuple[bytes, str]]] = {
             "command": command_body,
-            "approve": lambda n: click_body(n, request_id),
+            "approve": lambda n: click_body(n, approve_value),
             "view_submission": submission_body,
         }
         for name, make in scenarios.items():

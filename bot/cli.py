@@ -29,7 +29,7 @@ def _settings(*, quiet: bool = False) -> Settings:
     """The settings, with logging set up; `quiet` shows only errors (unless LOG_LEVEL=DEBUG)."""
     settings = load_settings()
     level = "ERROR" if quiet and settings.log_level != "DEBUG" else settings.log_level
-    configure_logging(level, settings.secret_values())
+    configure_logging(level, settings.secret_values(), settings.log_format)
     return settings
 
 

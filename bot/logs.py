@@ -1,16 +1,21 @@
-"""Logging set-up, with every secret value redacted from every record before any handler sees it.
+"""Logging set-up: every secret value redacted, and every control character escaped, in every record
+before any handler sees it.
 
-Redaction happens in the log-record factory, so it covers third-party loggers (httpx, httpcore,
-slack_sdk) and any handler, including ones added later, such as a test's capture handler.
+Both happen in the log-record factory, so they cover third-party loggers (httpx, httpcore, slack_sdk)
+and any handler, including ones added later, such as a test's capture handler. Escaping newlines
+means a value from outside (a payload field, a cloud message) cannot start a line of its own that
+looks like the bot's. `LOG_FORMAT=json` writes one JSON object per line for log shippers.
 """
 
 from __future__ import annotations
 
+import json
 import logging
 import re
 import threading
 from collections.abc import Iterable
-from typing import Any
+from datetime import UTC, datetime
+from typing import Any, Literal
 
 MASK = "[redacted]"
 # Header values that are credentials, whatever their value (dynamic tokens included).
@@ -18,6 +23,10 @@ _HEADER_PATTERN = re.compile(
     r"(?i)(x-subject-token|x-auth-token|x-security-token|authorization|x-slack-signature)"
     r"""(['"]?\s*[:,=]\s*b?['"]?)([^'"\r\n]+)"""
 )
+
+# C0 and C1 controls (newline, carriage return, escape, …) and the Unicode line and paragraph separators.
+_CONTROL = re.compile(r"[\x00-\x1f\x7f-\x9f\u2028\u2029]")
+_NAMED = {"\n": "\\n", "\r": "\\r", "\t": "\\t"}
 
 _lock = threading.Lock()
 _secrets: set[str] = set()
@@ -41,6 +50,11 @@ def redact(text: str) -> str:
     return text
 
 
+def escape_controls(text: str) -> str:
+    """One line whatever the text holds: newlines as `\\n`, other control characters as `\\xNN`."""
+    return _CONTROL.sub(lambda m: _NAMED.get(m.group(), m.group().encode("unicode_escape").decode()), text)
+
+
 def install_redaction(secrets: Iterable[str] = ()) -> None:
     global _installed
     for value in secrets:
@@ -57,7 +71,7 @@ def install_redaction(secrets: Iterable[str] = ()) -> None:
             message = record.getMessage()
         except Exception:  # a malformed call elsewhere must not break logging
             return record
-        record.msg, record.args = redact(message), None
+        record.msg, record.args = escape_controls(redact(message)), None
         return record
 
     logging.setLogRecordFactory(factory)
@@ -74,9 +88,25 @@ def _not_the_expected_bolt_warning(record: logging.LogRecord) -> bool:
     return record.getMessage() != warning_client_prioritized_and_token_skipped()
 
 
-def configure_logging(level: str, secrets: Iterable[str] = ()) -> None:
+class JsonFormatter(logging.Formatter):
+    """One JSON object per line: time, level, logger, message (and the traceback, as one string)."""
+
+    def format(self, record: logging.LogRecord) -> str:
+        entry: dict[str, Any] = {
+            "time": datetime.fromtimestamp(record.created, UTC).isoformat(timespec="milliseconds"),
+            "level": record.levelname, "logger": record.name, "message": record.getMessage(),
+        }
+        if record.exc_info:
+            entry["exception"] = redact(self.formatException(record.exc_info))
+        return json.dumps(entry, ensure_ascii=False)
+
+
+def configure_logging(level: str, secrets: Iterable[str] = (), fmt: Literal["text", "json"] = "text") -> None:
     install_redaction(secrets)
-    logging.basicConfig(level=level, format="%(asctime)s %(levelname)s %(name)s: %(message)s")
+    handler = logging.StreamHandler()
+    handler.setFormatter(JsonFormatter() if fmt == "json"
+                         else logging.Formatter("%(asctime)s %(levelname)s %(name)s: %(message)s"))
+    logging.basicConfig(level=level, handlers=[handler])
     numeric = logging.getLevelName(level)
     # Transport internals are noise at INFO; they stay redacted at DEBUG too.
     for noisy in ("httpcore", "hpack"):

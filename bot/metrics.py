@@ -53,6 +53,9 @@ class Metrics:
         self.slack_calls = Counter("appserver_slack_calls", "Slack Web API calls", ["method"], registry=self.registry)
         self.slack_errors = Counter("appserver_slack_errors", "Slack Web API errors", ["method", "error"],
                                     registry=self.registry)
+        # Requests refused at the door, by reason (their content is never logged).
+        self.refused = Counter("appserver_slack_refused", "Requests to /slack/events refused before Bolt", ["reason"],
+                               registry=self.registry)
         self.last_cloud_success: float | None = None
         if store is not None:
             self.registry.register(_StoreCollector(store))

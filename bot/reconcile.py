@@ -118,7 +118,7 @@ def describe_order(order: CustomerOrder, details: OrderDetails | None) -> str:
             parts.append(f"{count} × {item.product_id or item.service_type_code or 'item'}, {num} {unit}{plural}")  # noqa: RUF001
         info = details.order_info
         if info.amount_after_discount is not None:
-            parts.append(f"*{info.currency or ''} {info.amount_after_discount:,.2f}*".replace("* ", "*"))
+            parts.append(f"{info.currency or ''} {info.amount_after_discount:,.2f}".strip())
         parts.append(ORDER_WORDS.get(info.status, f"status {info.status}"))
     parts.append(f"placed {_when(parse_cloud_time(order.create_time))}")
     return " · ".join(parts)

@@ -17,6 +17,7 @@ from bot.cloud.client import Cloud, build_cloud
 from bot.cloud.pricing import Pricer
 from bot.courier import Courier, CourierConfig
 from bot.metrics import Metrics
+from bot.policy import Guardrails
 from bot.sandbox import Sandbox, SandboxConfig
 from bot.sandbox.server import BackgroundServer
 from bot.settings import Settings, SettingsError, StartupError
@@ -161,6 +162,7 @@ def build_runtime(settings: Settings, *, need_signing_secret: bool = True) -> Ru
         approval_ttl=timedelta(hours=settings.approval_ttl_hours),
         submit_lease=timedelta(seconds=settings.submit_lease_seconds),
         first_poll_delay=timedelta(seconds=settings.poll_first_delay_seconds),
+        guardrails=Guardrails.from_settings(settings),
     )
     workflow = Workflow(store, CloudAdapter(cloud), CachedDirectory(SlackDirectory(writer)), policy)
     notifier = SlackNotifier(writer, store, settings.approval_channel, settings.notify_channel,
@@ -172,7 +174,8 @@ def build_runtime(settings: Settings, *, need_signing_secret: bool = True) -> Ru
         max_concurrent_calls=settings.tracker_max_concurrent_calls,
         # A poll is one cloud call: a little longer than it may take, so a crashed tracker's work moves on soon.
         poll_lease=timedelta(seconds=settings.cloud_read_timeout_seconds + 5)), on_news=courier.wake)
-    context = BotContext(settings, store, cloud, workflow, writer, CatalogueCache(cloud), tracker, courier,
+    catalogue = CatalogueCache(cloud, max_servers=settings.max_servers_per_request)
+    context = BotContext(settings, store, cloud, workflow, writer, catalogue, tracker, courier,
                          sandbox=sandbox_server is not None, pricer=Pricer.from_cloud(cloud, timeout_seconds=PRICE_SECONDS))
     secret = settings.slack_signing_secret.get_secret_value() if settings.slack_signing_secret else ""
     app = build_app(context, client, signing_secret=secret)

@@ -1,80 +1,145 @@
-"""HTTP mode: one ASGI app with POST /slack/events, GET /healthz and GET /metrics."""
+"""HTTP mode: one ASGI app with POST /slack/events, GET /healthz and GET /metrics.
+
+`/slack/events` is open to the internet, so a request earns each step before the next: a size
+within Slack's, a fresh timestamp and a well-formed signature header (before the body is read), a
+valid signature over the raw bytes, a signature no replica has seen, a payload that parses as
+Slack's and has Slack's shape. Only then does Bolt see it. Nothing a stranger sends is logged:
+refusals are counted by reason on `/metrics` (and logged, with the size only, at DEBUG).
+"""
 
 from __future__ import annotations
 
 import asyncio
+import hashlib
+import hmac
 import logging
+import re
 import time
-from collections import OrderedDict
 from collections.abc import AsyncIterator
 from contextlib import asynccontextmanager
 from datetime import UTC, datetime
 
 from prometheus_client import CONTENT_TYPE_LATEST, generate_latest
-from slack_bolt.adapter.starlette.async_handler import AsyncSlackRequestHandler
-from slack_sdk.signature import SignatureVerifier
+from slack_bolt.adapter.starlette.async_handler import to_async_bolt_request, to_starlette_response
 from sqlalchemy import text
+from sqlalchemy.exc import SQLAlchemyError
 from starlette.applications import Starlette
-from starlette.requests import Request
+from starlette.requests import ClientDisconnect, Request
 from starlette.responses import JSONResponse, Response
 from starlette.routing import Route
 
 from bot.runtime import Runtime
-from bot.slack.payloads import interactive_payload, well_formed
+from bot.slack.payloads import Unparseable, parse, shape_problem
 from bot.slack.socket_mode import SocketModeLink
+from bot.store.replays import ReplayMemory
 
 log = logging.getLogger(__name__)
+
+MAX_BODY_BYTES = 1024 * 1024  # Slack's payloads are a few kilobytes; a full modal's state is well under this
+TIMESTAMP_WINDOW_SECONDS = 300  # Slack's (and Bolt's) window, in both directions
+_SIGNATURE = re.compile(r"v0=([0-9a-f]{64})")
 
 
 def _iso(ts: float | None) -> str | None:
     return datetime.fromtimestamp(ts, UTC).isoformat() if ts else None
 
 
-class ReplayGuard:
-    """Refuses a signed request seen before: Slack signs every delivery (retries included) anew, so the
-    same signature twice is a replay. Kept for the 5 minutes in which Bolt accepts a timestamp."""
+class Refused(Exception):
+    def __init__(self, status: int, reason: str) -> None:
+        super().__init__(reason)
+        self.status = status
+        self.reason = reason
 
-    WINDOW = 300.0
 
-    def __init__(self) -> None:
-        self._seen: OrderedDict[str, float] = OrderedDict()
+class FrontDoor:
+    """The checks in front of Bolt, in the order that makes junk cheapest."""
 
-    def first_time(self, signature: str) -> bool:
-        now = time.monotonic()
-        while self._seen and next(iter(self._seen.values())) < now - self.WINDOW:
-            self._seen.popitem(last=False)
-        if signature in self._seen:
-            return False
-        self._seen[signature] = now
-        return True
+    def __init__(self, secret: str | None, replays: ReplayMemory) -> None:
+        self._secret = secret.encode() if secret else None
+        self._replays = replays
+
+    def check_headers(self, request: Request) -> tuple[int, str]:
+        """(timestamp, signature hex) from a request whose headers could be Slack's; before any body is read."""
+        if self._secret is None:
+            raise Refused(401, "no signing secret is configured")
+        length = request.headers.get("content-length")
+        if length is not None and not length.isdigit():
+            raise Refused(400, "a malformed Content-Length")
+        if length is not None and int(length) > MAX_BODY_BYTES:
+            raise Refused(413, "the body is larger than Slack sends")
+        stamp = request.headers.get("x-slack-request-timestamp", "")
+        if not stamp.isdigit() or len(stamp) > 12:
+            raise Refused(401, "no valid timestamp")
+        if abs(time.time() - int(stamp)) > TIMESTAMP_WINDOW_SECONDS:
+            raise Refused(401, "the timestamp is outside Slack's window")
+        match = _SIGNATURE.fullmatch(request.headers.get("x-slack-signature", ""))
+        if match is None:
+            raise Refused(401, "no well-formed signature")
+        return int(stamp), match.group(1)
+
+    async def read_body(self, request: Request) -> bytes:
+        """The body, read no further than the limit."""
+        chunks, size = [], 0
+        try:
+            async for chunk in request.stream():
+                size += len(chunk)
+                if size > MAX_BODY_BYTES:
+                    raise Refused(413, "the body is larger than Slack sends")
+                chunks.append(chunk)
+        except ClientDisconnect:
+            raise Refused(400, "the client went away") from None
+        return b"".join(chunks)
+
+    def check_signature(self, body: bytes, stamp: int, signature: str) -> None:
+        assert self._secret is not None
+        expected = hmac.new(self._secret, b"v0:%d:" % stamp + body, hashlib.sha256).hexdigest()
+        if not hmac.compare_digest(expected, signature):
+            raise Refused(401, "the signature does not match")
+
+    async def check_replay(self, stamp: int, signature: str) -> None:
+        # Remembered until Slack's window no longer accepts the timestamp, a future one included.
+        try:
+            first = await asyncio.to_thread(self._replays.first_time, signature, stamp + TIMESTAMP_WINDOW_SECONDS + 1)
+        except SQLAlchemyError as error:  # without the memory a replay cannot be told: refuse, Slack retries
+            log.warning("the replay memory could not be written (%s); answering 503", type(error).__name__)
+            raise Refused(503, "the database is unavailable") from None
+        if not first:
+            raise Refused(401, "the signed request was seen before")
 
 
 def create_asgi_app(runtime: Runtime, *, run_tracker: bool = True, socket: SocketModeLink | None = None) -> Starlette:
-    handler = AsyncSlackRequestHandler(runtime.app)
-    replays = ReplayGuard()
     secret = runtime.settings.slack_signing_secret
-    verifier = SignatureVerifier(secret.get_secret_value()) if secret else None
+    door = FrontDoor(secret.get_secret_value() if secret else None, ReplayMemory(runtime.engine))
+
+    def refuse(reason: str, status: int, size: int | None) -> Response:
+        runtime.metrics.refused.labels(reason).inc()
+        log.debug("refused a request to /slack/events (%s bytes): %s", "?" if size is None else size, reason)
+        # A body left unread cannot be followed by another request on this connection: close it.
+        headers = {"Connection": "close"} if status == 413 else None
+        return JSONResponse({"error": reason}, status_code=status, headers=headers)
 
     async def slack_events(request: Request) -> Response:
-        signature = request.headers.get("x-slack-signature", "")
-        timestamp = request.headers.get("x-slack-request-timestamp", "")
-        if not timestamp.isdigit():  # Bolt would fail on int() with a 500; it is simply not a Slack request
-            return JSONResponse({"error": "invalid request"}, status_code=401)
-        # Only a correctly signed request is remembered (junk cannot fill the memory); a second one is refused
-        # before any listener runs. Bolt itself answers 401 to bad or stale signatures.
-        body = await request.body()
+        body: bytes | None = None
         try:
-            body.decode("utf-8")
-        except UnicodeDecodeError:  # Slack sends UTF-8; Bolt would fail decoding anything else with a 500
-            return JSONResponse({"error": "the body is not UTF-8"}, status_code=400)
-        if verifier is not None and verifier.is_valid(body, timestamp, signature):
-            if not replays.first_time(signature):
-                return JSONResponse({"error": "replayed request"}, status_code=401)
-            payload = interactive_payload(body)
-            if payload is not None and not well_formed(payload):
-                log.warning("acknowledged and dropped a malformed interactive payload")
-                return Response(status_code=200)
-        return await handler.handle(request)
+            stamp, signature = door.check_headers(request)
+            body = await door.read_body(request)
+            door.check_signature(body, stamp, signature)
+            await door.check_replay(stamp, signature)
+            payload = parse(body, request.headers.get("content-type"))
+        except Refused as refused:
+            return refuse(refused.reason, refused.status, None if body is None else len(body))
+        except Unparseable as unparseable:
+            return refuse(str(unparseable), 400, len(body or b""))
+        problem = shape_problem(payload)
+        if problem is not None:
+            # Signed, so it came with our secret, yet not Slack's shape: acknowledged, dropped, said once.
+            runtime.metrics.refused.labels("malformed").inc()
+            log.warning("acknowledged and dropped a signed payload that is not Slack's shape: %s", problem)
+            return Response(status_code=200)
+        response = await runtime.app.async_dispatch(to_async_bolt_request(request, body))
+        if response.status == 500:  # Bolt could not route it (logged once by the app's error handler)
+            return JSONResponse({"error": "the payload could not be handled"}, status_code=400)
+        return to_starlette_response(response)
 
     async def healthz(request: Request) -> Response:
         def ping() -> None:

@@ -44,6 +44,11 @@ class Settings(BaseSettings):
 
     # Who decides, and where messages go
     approvers: Annotated[list[str], NoDecode] = Field(default_factory=list)
+    # Guardrails (bot/policy.py): who may ask, and how many servers before a person has to approve
+    requesters: Annotated[list[str], NoDecode] = Field(default_factory=list)
+    max_servers_per_request: int = Field(default=20, ge=1, le=100)
+    auto_approve_max_servers: int = Field(default=5, ge=0, le=100)
+    max_servers_per_user_per_day: int | None = Field(default=None, ge=1)
     approval_channel: str | None = None
     notify_channel: str | None = None
     postpaid_requires_approval: bool = False
@@ -89,13 +94,20 @@ class Settings(BaseSettings):
     # HTTP mode
     port: int = Field(default=3000, ge=0, le=65535)
     log_level: Literal["DEBUG", "INFO", "WARNING", "ERROR"] = "INFO"
+    log_format: Literal["text", "json"] = "text"
 
-    @field_validator("approvers", mode="before")
+    @field_validator("slack_bot_token", "slack_signing_secret", "slack_app_token", mode="before")
+    @classmethod
+    def _blank_is_unset(cls, value: object) -> object:
+        # An empty or whitespace value (a `KEY=` line in .env) is no secret at all: treat it as missing.
+        return None if isinstance(value, str) and not value.strip() else value
+
+    @field_validator("approvers", "requesters", mode="before")
     @classmethod
     def _approvers_from_commas(cls, value: object) -> object:
         return _split_commas(value)
 
-    @field_validator("approvers")
+    @field_validator("approvers", "requesters")
     @classmethod
     def _approver_ids_look_like_slack_ids(cls, value: list[str]) -> list[str]:
         for entry in value:

@@ -8,6 +8,7 @@ from __future__ import annotations
 
 import hashlib
 import json
+import re
 from typing import Any, Literal, NoReturn
 
 from pydantic import BaseModel, ConfigDict, ValidationError, field_validator, model_validator
@@ -106,7 +107,11 @@ class WdhParam(_ApiModel):
     @field_validator("dedicated_host_id", mode="before")
     @classmethod
     def _host(cls, v: object) -> str | None:
-        return _optional_text(v, "The dedicated host ID", 255)
+        host = _optional_text(v, "The dedicated host ID", 255)
+        # A dedicated host id is a UUID; an id here holds letters, digits, dots, hyphens and underscores only.
+        if host is not None and not re.fullmatch(r"[A-Za-z0-9._-]+", host):
+            _fail("The dedicated host ID may hold only letters, digits, dots, hyphens and underscores.")
+        return host
 
     @field_validator("tenancy", mode="before")
     @classmethod

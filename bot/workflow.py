@@ -25,6 +25,7 @@ from bot.cloud.models import ORDER_PENDING_PAYMENT, AppServer, CustomerOrder, Jo
 from bot.cloud.quote import PriceQuote
 from bot.lifecycle import State
 from bot.notify import Event
+from bot.policy import Guardrails, approval_rule
 from bot.price import quote_of
 from bot.progress import Progress
 from bot.reconcile import Candidates, Lookup, Reconciler, late_answer_ids
@@ -53,12 +54,17 @@ class ApproverDirectory(Protocol):
     async def group_members(self, group_id: str) -> set[str]: ...
 
 
-class CachedDirectory:
-    """Caches user-group members for a while; a failing lookup counts as no members (deny)."""
+class DirectoryUnavailable(Exception):
+    """A user group's members could not be read (and no fresh copy is cached): nobody is granted anything."""
 
-    def __init__(self, inner: ApproverDirectory, ttl_seconds: float = 300.0) -> None:
+
+class CachedDirectory:
+    """Caches user-group members for a while. A failing lookup fails closed: an expired copy is not used."""
+
+    def __init__(self, inner: ApproverDirectory, ttl_seconds: float = 300.0, max_groups: int = 256) -> None:
         self._inner = inner
         self._ttl = ttl_seconds
+        self._max_groups = max_groups  # the configured groups; a bound all the same
         self._cache: dict[str, tuple[float, set[str]]] = {}
 
     async def group_members(self, group_id: str) -> set[str]:
@@ -67,10 +73,14 @@ class CachedDirectory:
             return cached[1]
         try:
             members = await self._inner.group_members(group_id)
-        except Exception:  # the directory is another service; fail closed
-            log.exception("could not read the members of user group %s", group_id)
-            return cached[1] if cached else set()
+        except Exception as error:  # the directory is another service
+            self._cache.pop(group_id, None)
+            log.warning("could not read the members of user group %s: %s", group_id, type(error).__name__)
+            raise DirectoryUnavailable(f"Slack did not tell who is in user group {group_id}.") from error
+        self._cache.pop(group_id, None)
         self._cache[group_id] = (time.monotonic(), members)
+        while len(self._cache) > self._max_groups:
+            self._cache.pop(next(iter(self._cache)))
         return members
 
 
@@ -83,6 +93,7 @@ class Policy:
     first_poll_delay: timedelta = timedelta(seconds=10)
     # After a payment with no answer, how long the billing service gets before "still unpaid" is believed.
     payment_settles: timedelta = timedelta(minutes=2)
+    guardrails: Guardrails = field(default_factory=Guardrails)
 
 
 class Outcome(StrEnum):
@@ -99,6 +110,8 @@ class Outcome(StrEnum):
     PAYMENT_FAILED = "payment_failed"
     PAYMENT_UNKNOWN = "payment_unknown"
     NOT_A_CANDIDATE = "not_a_candidate"
+    CHECK_FAILED = "check_failed"
+    NOT_AS_SHOWN = "not_as_shown"
 
 
 @dataclass(frozen=True)
@@ -144,16 +157,28 @@ class Workflow:
     # Approvers ---------------------------------------------------------------------------------
 
     async def is_approver(self, user_id: str) -> bool:
-        if user_id in self.policy.approvers:
+        """For what is shown (lists, App Home): a directory that cannot answer shows nothing (fails closed)."""
+        try:
+            return await self.is_listed(user_id, self.policy.approvers)
+        except DirectoryUnavailable:
+            return False
+
+    async def is_listed(self, user_id: str, ids: frozenset[str]) -> bool:
+        """The user is one of `ids`, or in one of its user groups; `DirectoryUnavailable` if that cannot be told."""
+        if user_id in ids:
             return True
-        groups = [g for g in self.policy.approvers if g.startswith("S")]
+        groups = [g for g in ids if g.startswith("S")]
         memberships: list[set[str]] = await asyncio.gather(*(self.directory.group_members(g) for g in groups))
         return any(user_id in members for members in memberships)
 
     # Submitting a request ----------------------------------------------------------------------
 
+    def approval_rule(self, spec: CreateAppServersRequest) -> str | None:
+        return approval_rule(self.policy.guardrails, prepaid=spec.is_prepaid, servers=spec.subscription_num,
+                             postpaid_requires_approval=self.policy.postpaid_requires_approval)
+
     def needs_approval(self, spec: CreateAppServersRequest) -> bool:
-        return spec.is_prepaid or self.policy.postpaid_requires_approval
+        return self.approval_rule(spec) is not None
 
     async def submit(
         self,
@@ -179,8 +204,10 @@ class Workflow:
             price_json=price.model_dump_json() if price else None, price_summary=price.summary() if price else None,
         )
         # One transaction: the row, its "created" audit row and, without a human decision, "auto_approved".
+        auto = (f"pay-per-use, {spec.subscription_num} server(s), within AUTO_APPROVE_MAX_SERVERS "
+                f"({self.policy.guardrails.auto_approve_max_servers})")
         return await self._db(self.store.create, new, State.PENDING_APPROVAL if approval else State.APPROVED,
-                              requester_id, None if approval else "pay-per-use needs no approval by policy")
+                              requester_id, None if approval else auto)
 
     # Deciding ----------------------------------------------------------------------------------
 
@@ -198,7 +225,13 @@ class Workflow:
         if row.requester_id == user_id:
             return await self._refuse(request_id, user_id, action, Outcome.SELF_APPROVAL,
                                       "You cannot decide on your own request; another approver has to.", row)
-        if not await self.is_approver(user_id):
+        try:
+            approver = await self.is_listed(user_id, self.policy.approvers)
+        except DirectoryUnavailable as unavailable:
+            return await self._refuse(request_id, user_id, action, Outcome.CHECK_FAILED,
+                                      f"I could not check that you are an approver: {unavailable} Nothing was done; "
+                                      "try again in a minute.", row)
+        if not approver:
             return await self._refuse(request_id, user_id, action, Outcome.NOT_APPROVER,
                                       "Only the configured approvers can decide on requests.", row)
         if row.state == State.PENDING_APPROVAL and row.expires_at and row.expires_at < utcnow():

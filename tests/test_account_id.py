@@ -21,6 +21,7 @@ from bot.sandbox import Sandbox
 from bot.sandbox.app import GLOBAL_SERVICE_PREFIXES, is_global_service
 from bot.sandbox.faults import ScriptedFault
 from bot.sandbox.server import BackgroundServer, free_port
+from bot.slack.binding import button_value
 from bot.slack.ids import Action
 from bot.spec import parse_spec
 from bot.store.repository import server_ids
@@ -277,7 +278,8 @@ def test_a_yearly_monthly_request_finds_the_account_id_and_reaches_its_servers(
         fill(bot, billing="prePaid", period_unit="2", period_num=1, auto_pay=True, count=1)
         final_state(bot, State.PENDING_APPROVAL)
         row = wait_for(lambda: only_request(bot).approval_ts and only_request(bot), what="the approval card")
-        assert bot.click(Action.APPROVE.value, row.id, APPROVER, APPROVAL_CHANNEL, row.approval_ts).status_code == 200
+        clicked = bot.click(Action.APPROVE.value, button_value(row), APPROVER, APPROVAL_CHANNEL, row.approval_ts)
+        assert clicked.status_code == 200
         done = final_state(bot, State.SUCCEEDED)
     assert done.order_id and len(server_ids(done)) == 1
     calls = bss_calls(sandbox)

@@ -10,7 +10,9 @@ from decimal import Decimal
 from typing import Any
 
 from bot.lifecycle import State
+from bot.slack.binding import button_value
 from bot.slack.ids import Action
+from bot.slack.messages import payable_amount
 from bot.store.repository import server_ids
 from tests.flows import fill, final_state, only_request
 from tests.harness import APPROVAL_CHANNEL, APPROVER, REQUEST_CHANNEL, REQUESTER, Bot, wait_for
@@ -40,7 +42,7 @@ def test_an_unpaid_order_reaches_the_approvers_with_its_amount_and_is_paid_once(
     fill(bot, billing="prePaid", period_unit="2", period_num=2, count=2)
     row = final_state(bot, State.PENDING_APPROVAL)
     row = wait_for(lambda: only_request(bot).approval_ts and only_request(bot), what="the approval card")
-    bot.click(Action.APPROVE.value, row.id, APPROVER, APPROVAL_CHANNEL, row.approval_ts)
+    bot.click(Action.APPROVE.value, button_value(row), APPROVER, APPROVAL_CHANNEL, row.approval_ts)
     waiting = final_state(bot, State.AWAITING_PAYMENT)
     order = bot.sandbox.state.orders[waiting.order_id]
     amount = f"CNY {order.amount:,.2f}"
@@ -70,13 +72,13 @@ def test_an_unpaid_order_reaches_the_approvers_with_its_amount_and_is_paid_once(
     assert not any(b.get("action_id") == Action.PAY.value for b in buttons(open_home(bot, REQUESTER)["blocks"]))
 
     # The requester cannot pay, and hears why in words about paying.
-    bot.click(Action.PAY.value, row.id, REQUESTER, REQUEST_CHANNEL, waiting.thread_ts)
+    bot.click(Action.PAY.value, pay["value"], REQUESTER, REQUEST_CHANNEL, waiting.thread_ts)
     refusal = wait_for(lambda: [a for a in bot.slack.of("chat.postEphemeral") if a.get("user") == REQUESTER],
                        what="the requester's refusal")[0]
     assert "pay" in refusal["text"] and "decide" not in refusal["text"] and bot.sandbox.calls("PayOrders") == []
 
     for _ in range(3):  # a double (triple) click pays once
-        bot.click(Action.PAY.value, row.id, APPROVER, APPROVAL_CHANNEL, row.approval_ts)
+        bot.click(Action.PAY.value, pay["value"], APPROVER, APPROVAL_CHANNEL, row.approval_ts)
     done = final_state(bot, State.SUCCEEDED)
     assert len(bot.sandbox.calls("PayOrders")) == 1 and len(server_ids(done)) == 2 and done.payment_by == APPROVER
     wait_for(lambda: any(f"paid {amount} for order" in t for t in bot.slack.texts(channel=REQUEST_CHANNEL)),
@@ -95,11 +97,11 @@ def test_a_create_answered_with_a_job_and_an_order_follows_both(bot: Bot) -> Non
     try:
         fill(bot, billing="prePaid", period_unit="2", period_num=1, count=2)
         row = final_state(bot, State.PENDING_APPROVAL)
-        bot.click(Action.APPROVE.value, row.id, APPROVER, APPROVAL_CHANNEL)
+        bot.click(Action.APPROVE.value, button_value(row), APPROVER, APPROVAL_CHANNEL)
         waiting = final_state(bot, State.AWAITING_PAYMENT)
         assert waiting.order_id and waiting.job_id
         assert not [c for c in bot.sandbox.calls() if c["operation"] in ("ShowJob", "ShowJobDetail")]  # unpaid
-        bot.click(Action.PAY.value, row.id, APPROVER, APPROVAL_CHANNEL)
+        bot.click(Action.PAY.value, button_value(waiting, amount=payable_amount(waiting)), APPROVER, APPROVAL_CHANNEL)
         done = final_state(bot, State.SUCCEEDED, State.FAILED)
     finally:
         bot.sandbox.config.order_answers_with_job = False
@@ -136,7 +138,7 @@ def test_the_card_and_the_thread_show_the_estimate_and_the_audit_log_keeps_it(bo
     created = next(e for e in bot.runtime.store.audit_log(row.id) if e.action == "created")
     assert created.detail and discounted in created.detail
     row = wait_for(lambda: only_request(bot).approval_ts and only_request(bot), what="the card's ts")
-    bot.click(Action.APPROVE.value, row.id, APPROVER, APPROVAL_CHANNEL, row.approval_ts)
+    bot.click(Action.APPROVE.value, button_value(row), APPROVER, APPROVAL_CHANNEL, row.approval_ts)
     final_state(bot, State.AWAITING_PAYMENT)
     # The sandbox's order is at list price: the card says how it differs from what was approved.
     gap = f"{float(quote['list_amount']) - float(quote['discounted_amount']):,.2f}"

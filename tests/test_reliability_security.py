@@ -13,6 +13,7 @@ from hypothesis import strategies as st
 
 from bot.lifecycle import State
 from bot.logs import install_redaction
+from bot.slack.binding import button_value
 from bot.slack.ids import Action, Block, Callback
 from tests.flows import fill, final_state
 from tests.harness import APPROVAL_CHANNEL, APPROVER, SIGNING_SECRET, Bot, form_values, sign, wait_for
@@ -88,7 +89,7 @@ def test_no_secret_in_any_log_line_or_slack_message(bot: Bot, caplog: pytest.Log
     caplog.set_level(logging.DEBUG)
     fill(bot, billing="prePaid", period_unit="2", period_num=1, auto_pay=True, count=1)
     row = final_state(bot, State.PENDING_APPROVAL)
-    bot.click(Action.APPROVE.value, row.id, APPROVER, APPROVAL_CHANNEL)
+    bot.click(Action.APPROVE.value, button_value(row), APPROVER, APPROVAL_CHANNEL)
     final_state(bot, State.SUCCEEDED)
     cfg = bot.sandbox.config
     secrets = [bot.slack.token, SIGNING_SECRET, cfg.access_key, cfg.secret_key]

@@ -22,6 +22,7 @@ from bot.lifecycle import FINAL_STATES, State
 from bot.sandbox import Sandbox
 from bot.sandbox.faults import FaultSettings
 from bot.sandbox.server import free_port
+from bot.slack.binding import button_value
 from bot.slack.ids import Action
 from bot.spec import parse_spec
 from bot.store.db import make_engine
@@ -71,12 +72,12 @@ def wait_healthy(url: str, proc: subprocess.Popen[str], timeout: float = 60) -> 
         time.sleep(0.2)
 
 
-def click_body(request_id: str, user: str) -> bytes:
+def click_body(value: str, user: str) -> bytes:
     payload = {"type": "block_actions", "user": {"id": user, "team_id": "T1"}, "team": {"id": "T1"},
                "api_app_id": "A1", "trigger_id": f"{time.time_ns()}.1", "channel": {"id": "C0APPROVALS"},
                "container": {"type": "message", "channel_id": "C0APPROVALS", "message_ts": "1.0"},
                "message": {"ts": "1.0", "text": "card"},
-               "actions": [{"action_id": Action.APPROVE.value, "block_id": "b", "type": "button", "value": request_id,
+               "actions": [{"action_id": Action.APPROVE.value, "block_id": "b", "type": "button", "value": value,
                             "action_ts": str(time.time_ns())}]}
     return ("payload=" + quote(json.dumps(payload))).encode()
 
@@ -100,7 +101,7 @@ async def test_two_serve_processes_200_concurrent_approvals_one_create(
         timings: list[tuple[int, float]] = []
 
         async def click(client: httpx.AsyncClient, index: int) -> None:
-            body = click_body(row.id, CLICKERS[index])
+            body = click_body(button_value(row), CLICKERS[index])
             headers = {"Content-Type": "application/x-www-form-urlencoded", **sign(body)}
             started = time.perf_counter()
             response = await client.post(f"http://127.0.0.1:{ports[index % 2]}/slack/events", content=body,

@@ -10,6 +10,7 @@ import pytest
 
 from bot.lifecycle import State
 from bot.sandbox import Sandbox
+from bot.slack.binding import button_value
 from bot.slack.ids import Action, Block
 from bot.store.repository import server_ids
 from tests.fake_slack import FakeSlack
@@ -59,7 +60,7 @@ def test_prepaid_approval_then_order_then_success(bot: Bot) -> None:
     assert buttons == [Action.APPROVE.value, Action.REJECT.value]
     assert bot.sandbox.calls("CreateAppServers") == []
     row = wait_for(lambda: only_request(bot).approval_ts and only_request(bot), what="the card's ts recorded")
-    assert bot.click(Action.APPROVE.value, row.id, APPROVER, APPROVAL_CHANNEL, row.approval_ts).status_code == 200
+    assert bot.click(Action.APPROVE.value, button_value(row), APPROVER, APPROVAL_CHANNEL, row.approval_ts).status_code == 200
     done = final_state(bot, State.SUCCEEDED)
     assert done.order_id and len(server_ids(done)) == 1 and done.decided_by == APPROVER
     card_edits = wait_for(lambda: [a for a in bot.slack.of("chat.update") if a.get("ts") == row.approval_ts
@@ -70,18 +71,18 @@ def test_prepaid_approval_then_order_then_success(bot: Bot) -> None:
 def test_an_unpaid_order_is_paid_with_the_button(bot: Bot) -> None:
     fill(bot, billing="prePaid", period_unit="2", period_num=1, count=1)
     row = final_state(bot, State.PENDING_APPROVAL)
-    bot.click(Action.APPROVE.value, row.id, APPROVER, APPROVAL_CHANNEL)
+    bot.click(Action.APPROVE.value, button_value(row), APPROVER, APPROVAL_CHANNEL)
     row = final_state(bot, State.AWAITING_PAYMENT)
     # The card (posted now if the approval came before it was out) follows the order.
     card = wait_for(lambda: [a for a in bot.slack.of("chat.update") + bot.slack.of("chat.postMessage")
                              if a.get("channel") == APPROVAL_CHANNEL and a.get("blocks")
                              and "waits for payment" in a.get("text", "")], what="the card with Pay")
-    assert any(e["action_id"] == Action.PAY.value for b in card[-1]["blocks"] if b["type"] == "actions"
-               for e in b["elements"])
-    assert bot.click(Action.PAY.value, row.id, STRANGER, APPROVAL_CHANNEL).status_code == 200
+    pay = next(e["value"] for b in card[-1]["blocks"] if b["type"] == "actions" for e in b["elements"]
+               if e["action_id"] == Action.PAY.value)
+    assert bot.click(Action.PAY.value, pay, STRANGER, APPROVAL_CHANNEL).status_code == 200
     wait_for(lambda: bot.slack.of("chat.postEphemeral"), what="the refusal to a stranger")
     assert bot.sandbox.calls("PayOrders") == []
-    bot.click(Action.PAY.value, row.id, APPROVER, APPROVAL_CHANNEL)
+    bot.click(Action.PAY.value, pay, APPROVER, APPROVAL_CHANNEL)
     done = final_state(bot, State.SUCCEEDED)
     assert len(bot.sandbox.calls("PayOrders")) == 1 and len(server_ids(done)) == 1
 
@@ -130,8 +131,8 @@ def test_not_enough_quota_is_an_inline_error(bot: Bot) -> None:
 def test_self_and_unauthorized_approval_are_refused_explained_and_audited(bot: Bot) -> None:
     fill(bot, billing="prePaid", period_unit="2", period_num=1, count=1)
     row = final_state(bot, State.PENDING_APPROVAL)
-    bot.click(Action.APPROVE.value, row.id, STRANGER, APPROVAL_CHANNEL)
-    bot.click(Action.APPROVE.value, row.id, REQUESTER, APPROVAL_CHANNEL)
+    bot.click(Action.APPROVE.value, button_value(row), STRANGER, APPROVAL_CHANNEL)
+    bot.click(Action.APPROVE.value, button_value(row), REQUESTER, APPROVAL_CHANNEL)
     ephemerals = wait_for(lambda: len(bot.slack.of("chat.postEphemeral")) >= 2 and bot.slack.of("chat.postEphemeral"),
                           what="two ephemeral refusals")
     texts = {e["user"]: e["text"] for e in ephemerals}
@@ -140,9 +141,9 @@ def test_self_and_unauthorized_approval_are_refused_explained_and_audited(bot: B
     refused = [(e.actor, e.allowed) for e in bot.runtime.store.audit_log(row.id) if e.action == "approve"]
     assert sorted(refused) == sorted([(STRANGER, False), (REQUESTER, False)])  # the clicks are handled concurrently
     # A member of an approver user group may decide; the second approver learns who did.
-    bot.click(Action.APPROVE.value, row.id, OTHER_APPROVER, APPROVAL_CHANNEL)
+    bot.click(Action.APPROVE.value, button_value(row), OTHER_APPROVER, APPROVAL_CHANNEL)
     wait_for(lambda: only_request(bot).decided_by == OTHER_APPROVER, what="the group member's approval")
-    bot.click(Action.APPROVE.value, row.id, APPROVER, APPROVAL_CHANNEL)
+    bot.click(Action.APPROVE.value, button_value(row), APPROVER, APPROVAL_CHANNEL)
     wait_for(lambda: any(f"<@{OTHER_APPROVER}> already approved" in e["text"] for e in bot.slack.of("chat.postEphemeral")),
              what="who already decided")
 

@@ -17,7 +17,7 @@ from bot.sandbox.faults import ScriptedFault
 from bot.spec import parse_spec
 from bot.store.models import utcnow
 from bot.store.repository import NewRequest, RequestStore, new_request_id, server_ids
-from bot.workflow import CloudAdapter, Outcome, Policy, Workflow
+from bot.workflow import CloudAdapter, DirectoryUnavailable, Outcome, Policy, Workflow
 from tests.specs import office_body, prepaid_body
 
 APPROVER = "U0APPROVER"
@@ -304,7 +304,33 @@ async def test_group_membership_is_cached_and_a_failing_directory_denies() -> No
         async def group_members(self, group_id: str) -> set[str]:
             raise RuntimeError("usergroups.users.list failed")
 
-    assert await CachedDirectory(Broken()).group_members("S0MANAGERS") == set()
+    with pytest.raises(DirectoryUnavailable):
+        await CachedDirectory(Broken()).group_members("S0MANAGERS")
+
+
+async def test_an_expired_member_list_is_not_used_when_the_directory_fails(store: RequestStore, cloud: Cloud) -> None:
+    from bot.workflow import CachedDirectory
+
+    class FailsAfterFirst:
+        calls = 0
+
+        async def group_members(self, group_id: str) -> set[str]:
+            self.calls += 1
+            if self.calls > 1:
+                raise RuntimeError("usergroups.users.list failed")
+            return {GROUP_MEMBER}
+
+    directory = CachedDirectory(FailsAfterFirst(), ttl_seconds=0)  # every lookup finds the cache expired
+    workflow = Workflow(store, CloudAdapter(cloud), directory, Policy(approvers=frozenset({"S0MANAGERS"})))
+    row = await workflow.submit(parse_spec(prepaid_body()), REQUESTER)
+    assert await directory.group_members("S0MANAGERS") == {GROUP_MEMBER}  # read once, then expired
+    decision = await workflow.approve(row.id, GROUP_MEMBER)
+    assert decision.outcome is Outcome.CHECK_FAILED
+    assert decision.sentence.startswith("I could not check that you are an approver")
+    assert store.get(row.id).state == State.PENDING_APPROVAL  # type: ignore[union-attr]
+    refused = [e for e in store.audit_log(row.id) if e.action == "approve"]
+    assert len(refused) == 1 and refused[0].allowed is False and "check_failed" in (refused[0].detail or "")
+    assert await workflow.is_approver(GROUP_MEMBER) is False  # what is shown fails closed too
 
 
 def test_concurrent_claims_take_disjoint_requests(store: RequestStore) -> None:

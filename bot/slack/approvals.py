@@ -4,19 +4,24 @@ hears directly only what concerns them alone (a refusal, a payment that did not 
 
 from __future__ import annotations
 
+import asyncio
 import json
 import logging
+from collections.abc import Callable
 from typing import Any
 
 from slack_bolt.async_app import AsyncAck, AsyncApp
 from slack_sdk.errors import SlackApiError
 from slack_sdk.web.async_client import AsyncWebClient
 
-from bot.slack import forms
+from bot.slack import forms, messages
+from bot.slack.binding import Shown, mismatch
 from bot.slack.context import BotContext
 from bot.slack.home import publish_home
 from bot.slack.ids import Action, Block, Callback, parse_candidate_value
 from bot.slack.payloads import as_dict
+from bot.slack.text import is_user_id
+from bot.store.models import AppRequest
 from bot.workflow import Decision, Outcome
 
 log = logging.getLogger(__name__)
@@ -24,14 +29,15 @@ log = logging.getLogger(__name__)
 
 def _clicked(body: dict[str, Any]) -> tuple[str, str, str | None, str | None]:
     """(user, request id, channel, thread ts) of a button click; missing parts are empty."""
-    user = str(as_dict(body.get("user")).get("id", ""))
+    user = as_dict(body.get("user")).get("id")
     actions = body.get("actions")
     action = as_dict(actions[0]) if isinstance(actions, list) and actions else {}
     value = action.get("value")
     channel = as_dict(body.get("channel")).get("id") or as_dict(body.get("container")).get("channel_id")
     message = as_dict(body.get("message"))
     thread = message.get("thread_ts") or message.get("ts")
-    return (user, value if isinstance(value, str) else "", channel if isinstance(channel, str) else None,
+    return (str(user) if is_user_id(user) else "", value if isinstance(value, str) else "",
+            channel if isinstance(channel, str) else None,
             thread if isinstance(thread, str) else None)
 
 
@@ -47,10 +53,31 @@ def register(app: AsyncApp, ctx: BotContext) -> None:
         if as_dict(body.get("view")).get("type") == "home":
             await publish_home(ctx, _clicked(body)[0])
 
+    async def as_shown(body: dict[str, Any], action: str,
+                       amount_of: Callable[[AppRequest], str | None] | None = None) -> str | None:
+        """The request id when the click is for the request as its card showed it; otherwise the clicker is
+        told why, the refusal is audited, and None."""
+        user, value, _, _ = _clicked(body)
+        shown = Shown.parse(value)
+        if shown is None:
+            await tell_clicker(body, Decision(Outcome.NOT_FOUND, "This button does not name a request."))
+            return None
+        row = await asyncio.to_thread(ctx.store.get, shown.request_id)
+        problem = mismatch(shown, row, amount_of(row) if amount_of else None) if row is not None else None
+        if row is None or problem is None:
+            return shown.request_id  # an unknown id is the workflow's to answer
+        await asyncio.to_thread(ctx.store.audit, row.id, user, action, allowed=False,
+                                detail=f"{Outcome.NOT_AS_SHOWN.value}: {problem}")
+        await tell_clicker(body, Decision(Outcome.NOT_AS_SHOWN, problem, row))
+        return None
+
     @app.action(Action.APPROVE.value)
     async def approve(ack: AsyncAck, body: dict[str, Any]) -> None:
         await ack()
-        user, request_id, _, _ = _clicked(body)
+        user = _clicked(body)[0]
+        request_id = await as_shown(body, "approve")
+        if request_id is None:
+            return
         decision = await ctx.workflow.approve(request_id, user)
         if decision.ok:
             ctx.wake_workers()  # the order goes out, and the card and thread say so
@@ -106,7 +133,11 @@ def register(app: AsyncApp, ctx: BotContext) -> None:
     @app.action(Action.PAY.value)
     async def pay(ack: AsyncAck, body: dict[str, Any]) -> None:
         await ack()
-        user, request_id, _, _ = _clicked(body)
+        user = _clicked(body)[0]
+        # A Pay button carries the amount its card showed: a click is taken only for the amount the order has now.
+        request_id = await as_shown(body, "pay_order", amount_of=messages.payable_amount)
+        if request_id is None:
+            return
         await done_or_tell(body, await ctx.workflow.pay_order(request_id, user))
 
     @app.action(Action.RETRY.value)

@@ -15,8 +15,9 @@ RENDERED_FORMS = 256
 
 
 class CatalogueCache:
-    def __init__(self, cloud: Cloud, ttl_seconds: float = 60.0) -> None:
+    def __init__(self, cloud: Cloud, ttl_seconds: float = 60.0, max_servers: int = 100) -> None:
         self._cloud = cloud
+        self._max_servers = max_servers  # MAX_SERVERS_PER_REQUEST, the form's own limit
         self._ttl = ttl_seconds
         self._value: tuple[float, Catalogue] | None = None
         self._lock = asyncio.Lock()
@@ -46,7 +47,7 @@ class CatalogueCache:
         key = (form.model_dump_json(), anywhere.dump(), sandbox)
         view = self._rendered.get(key)
         if view is None:
-            view = create_view(catalogue, form, anywhere, sandbox=sandbox).to_dict()
+            view = create_view(catalogue, form, anywhere, sandbox=sandbox, max_servers=self._max_servers).to_dict()
             self._rendered[key] = view
             if len(self._rendered) > RENDERED_FORMS:
                 self._rendered.popitem(last=False)

@@ -12,9 +12,10 @@ from slack_sdk.web.async_client import AsyncWebClient
 
 from bot.cloud.errors import CloudError, describe
 from bot.lifecycle import LABELS, State
-from bot.slack import forms
+from bot.slack import forms, guard
 from bot.slack.context import BotContext
 from bot.slack.messages import billing_text, spec_of, status_line
+from bot.slack.text import code, escape_mrkdwn, is_request_id, mention
 from bot.store.models import AppRequest
 
 log = logging.getLogger(__name__)
@@ -46,12 +47,17 @@ def register(app: AsyncApp, ctx: BotContext) -> None:
             await respond(response_type="ephemeral", text=await _list(ctx, user))
         elif sub == "cancel":
             await ack()
-            decision = await ctx.workflow.cancel(rest.strip().upper(), user)
+            request_id = rest.strip().upper()
+            if not is_request_id(request_id):
+                await respond(response_type="ephemeral", text=f"{code(request_id[:40])} is not a request id; "
+                              "they look like `AS-7K3F9QX2`.")
+                return
+            decision = await ctx.workflow.cancel(request_id, user)
             await respond(response_type="ephemeral", text=decision.sentence)
             if decision.ok:
                 ctx.wake_workers()
         else:
-            await ack(text=f"I don't know `{sub}`.\n{USAGE}")
+            await ack(text=f"I don't know {code(sub)}.\n{USAGE}")
 
 
 async def _create(ack: AsyncAck, command: dict[str, Any], client: AsyncWebClient, respond: AsyncRespond,
@@ -60,6 +66,12 @@ async def _create(ack: AsyncAck, command: dict[str, Any], client: AsyncWebClient
         prefill = forms.parse_prefill(rest)
     except forms.PrefillError as error:
         await ack(text=str(error))
+        return
+    user = str(command.get("user_id", ""))
+    count = int(prefill.count) if prefill.count and prefill.count.isdigit() else 1
+    refusal = await guard.requester_refusal(ctx, user) or await guard.size_refusal(ctx, user, count)
+    if refusal is not None:  # no form: say which rule refuses, and its number
+        await ack(text=refusal.sentence)
         return
     await ack()
     # The trigger_id dies 3 s after Slack sent the command: open a loading view first, fill it after.
@@ -100,16 +112,18 @@ async def _can_see(ctx: BotContext, request: AppRequest, user: str) -> bool:
 async def _status(ctx: BotContext, request_id: str, user: str) -> str:
     if not request_id:
         return "Which request? For example `/appserver status AS-7K3F9QX2`."
+    if not is_request_id(request_id):
+        return f"{code(request_id[:40])} is not a request id; they look like `AS-7K3F9QX2`."
     request = await asyncio.to_thread(ctx.store.get, request_id)
     if request is None or not await _can_see(ctx, request, user):
         return f"There is no request {request_id} that you can see."
     spec = spec_of(request)
     lines = [f"*{request.id}*: {spec.get('subscription_num')} server(s), {billing_text(spec)}", status_line(request)]
-    refs = [f"{kind} `{ref}`" for kind, ref in (("order", request.order_id), ("job", request.job_id)) if ref]
+    refs = [f"{kind} {code(ref)}" for kind, ref in (("order", request.order_id), ("job", request.job_id)) if ref]
     if refs:
         lines.append("Cloud " + ", ".join(refs))
     if request.outcome_sentence:
-        lines.append(request.outcome_sentence)
+        lines.append(escape_mrkdwn(request.outcome_sentence))
     return "\n".join(lines)
 
 
@@ -122,6 +136,6 @@ async def _list(ctx: BotContext, user: str) -> str:
             ctx.store.in_states, [State.PENDING_APPROVAL, State.AWAITING_PAYMENT, State.NEEDS_ATTENTION], 50)
             if r.requester_id != user]
         lines.append("*Waiting for you*")
-        lines += [f"• {r.id} from <@{r.requester_id}>: {LABELS[State(r.state)]}" for r in waiting] or \
+        lines += [f"• {r.id} from {mention(r.requester_id)}: {LABELS[State(r.state)]}" for r in waiting] or \
             ["Nothing waits for you."]
     return "\n".join(lines)

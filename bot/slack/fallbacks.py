@@ -13,6 +13,7 @@ from typing import Any
 from slack_bolt.async_app import AsyncAck, AsyncApp
 
 from bot.slack.payloads import as_dict
+from bot.slack.text import code
 
 log = logging.getLogger(__name__)
 ANY = re.compile(".*")
@@ -21,7 +22,7 @@ ANY = re.compile(".*")
 def register(app: AsyncApp) -> None:
     @app.command(ANY)
     async def other_command(ack: AsyncAck, command: dict[str, Any]) -> None:
-        await ack(text=f"This app answers `/appserver`, not `{command.get('command')}`.")
+        await ack(text=f"This app answers `/appserver`, not {code(command.get('command'))}.")
 
     @app.action(ANY)
     async def other_action(ack: AsyncAck, body: dict[str, Any]) -> None:

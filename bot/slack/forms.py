@@ -31,6 +31,7 @@ from slack_sdk.models.views import View
 
 from bot.cloud.models import AvailabilityZone, ProductInfo, ServerGroup, VolumeType
 from bot.slack.ids import Action, Block, Callback, block_for
+from bot.slack.text import code, escape_mrkdwn
 from bot.spec import DISK_TYPES, PERIOD_MONTH, PERIOD_YEAR
 
 STATIC_SELECT_LIMIT = 100
@@ -212,13 +213,13 @@ def parse_prefill(text: str, catalogue_groups: list[ServerGroup] | None = None) 
     try:
         words = shlex.split(text)
     except ValueError as error:
-        raise PrefillError(f"I could not read that: {error}.") from None
+        raise PrefillError(f"I could not read that: {escape_mrkdwn(error)}.") from None
     data: dict[str, Any] = {}
     for word in words:
         key, sep, value = word.partition("=")
         key = key.strip().lower()
         if not sep or key not in PREFILL_KEYS:
-            raise PrefillError(f"I don't know `{word}`. Use key=value with one of: {', '.join(sorted(PREFILL_KEYS))}.")
+            raise PrefillError(f"I don't know {code(word)}. Use key=value with one of: {', '.join(sorted(PREFILL_KEYS))}.")
         name = PREFILL_KEYS[key]
         if name == "billing":
             if value.lower() not in BILLING_WORDS:
@@ -281,7 +282,8 @@ def message_view(text: str, title: str = "New app servers") -> View:
                 blocks=[SectionBlock(text=MarkdownTextObject(text=text))])
 
 
-def create_view(catalogue: Catalogue, form: FormValues, context: ModalContext, *, sandbox: bool) -> View:
+def create_view(catalogue: Catalogue, form: FormValues, context: ModalContext, *, sandbox: bool,
+                max_servers: int = 100) -> View:
     blocks: list[SlackBlock] = []
     if sandbox:
         blocks.append(ContextBlock(elements=[MarkdownTextObject(
@@ -331,7 +333,9 @@ def create_view(catalogue: Catalogue, form: FormValues, context: ModalContext, *
                                                         initial_value=form.disk_size or None)))
     blocks.append(InputBlock(block_id=Block.COUNT.value, label=_plain("Number of servers"),
                              element=NumberInputElement(action_id=Action.INPUT.value, is_decimal_allowed=False,
-                                                        min_value=1, max_value=100, initial_value=form.count or "1")))
+                                                        min_value=1, max_value=max_servers,
+                                                        initial_value=form.count or "1"),
+                             hint=_plain(f"At most {max_servers} per request.")))
     billing_options = [_option("Pay-per-use", POSTPAID), _option("Yearly/monthly (needs approval)", PREPAID)]
     blocks.append(InputBlock(block_id=Block.BILLING.value, label=_plain("Billing"), dispatch_action=True,
                              element=RadioButtonsElement(action_id=Action.BILLING_CHANGE.value, options=billing_options,

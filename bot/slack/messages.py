@@ -27,7 +27,9 @@ from bot.lifecycle import FINAL_STATES, LABELS, State
 from bot.price import quote_of
 from bot.progress import Progress
 from bot.reconcile import Candidate, Candidates
+from bot.slack.binding import button_value
 from bot.slack.ids import Action, candidate_value
+from bot.slack.text import code, escape_mrkdwn, mention
 from bot.store.models import AppRequest, utcnow
 from bot.store.repository import server_ids
 
@@ -84,17 +86,17 @@ def spec_fields(spec: dict[str, Any], group_name: str | None = None) -> list[Mar
     volume = spec.get("root_volume") or {}
     pairs = [
         ("Servers", str(spec.get("subscription_num"))),
-        ("Server group", group_name or f"`{spec.get('server_group_id')}`"),
-        ("Product", f"`{spec.get('product_id')}`"),
-        ("System disk", f"{volume.get('type')} {volume.get('size')} GB"),
-        ("Zone", spec.get("availability_zone") or "chosen by the cloud"),
+        ("Server group", escape_mrkdwn(group_name) if group_name else code(spec.get("server_group_id"))),
+        ("Product", code(spec.get("product_id"))),
+        ("System disk", escape_mrkdwn(f"{volume.get('type')} {volume.get('size')} GB")),
+        ("Zone", escape_mrkdwn(spec.get("availability_zone") or "chosen by the cloud")),
         ("Billing", billing_text(spec)),
-        ("Network", f"subnet `{spec.get('subnet_id')}` in VPC `{spec.get('vpc_id')}`"),
+        ("Network", f"subnet {code(spec.get('subnet_id'))} in VPC {code(spec.get('vpc_id'))}"),
     ]
     if spec.get("ou_name"):
-        pairs.append(("OU", f"`{spec['ou_name']}`"))
+        pairs.append(("OU", code(spec["ou_name"])))
     if spec.get("scheduler_hints"):
-        pairs.append(("Dedicated host", f"`{spec['scheduler_hints'].get('dedicated_host_id')}`"))
+        pairs.append(("Dedicated host", code(spec["scheduler_hints"].get("dedicated_host_id"))))
     return [_md(f"*{k}*\n{v}") for k, v in pairs][:10]
 
 
@@ -102,7 +104,7 @@ def _ids_text(request: AppRequest) -> str:
     ids = server_ids(request)
     if not ids:
         return ""
-    shown = ", ".join(f"`{i}`" for i in ids[:MAX_IDS_SHOWN])
+    shown = ", ".join(code(i) for i in ids[:MAX_IDS_SHOWN])
     more = f" and {len(ids) - MAX_IDS_SHOWN} more" if len(ids) > MAX_IDS_SHOWN else ""
     return f"{shown}{more}"
 
@@ -114,9 +116,9 @@ def status_line(request: AppRequest) -> str:
         line += f" (expires {_when(request.expires_at)})"
     if request.decided_by and state not in (State.PENDING_APPROVAL, State.CANCELLED, State.EXPIRED):
         verb = "Rejected" if state == State.REJECTED else "Approved"
-        line += f"\n{verb} by <@{request.decided_by}> {_when(request.decided_at)}"
+        line += f"\n{verb} by {mention(request.decided_by)} {_when(request.decided_at)}"
         if request.decision_reason:
-            line += f": {request.decision_reason}"
+            line += f": {escape_mrkdwn(request.decision_reason)}"
     return line
 
 
@@ -143,7 +145,7 @@ def price_text(request: AppRequest) -> str | None:
         return None
     spec = spec_of(request)
     if not quote.ok or quote.final_amount is None or quote.list_amount is None:
-        text = f":moneybag: *No price estimate*: {quote.no_price or 'the billing service gave none'}."
+        text = f":moneybag: *No price estimate*: {escape_mrkdwn(quote.no_price or 'the billing service gave none')}."
         if spec.get("create_server_extend_param", {}).get("charging_mode") != "prePaid":
             return text + " Pay-per-use servers are billed by the hour once they exist."
         text += " Approving places the order; its exact amount is shown here before anyone pays."
@@ -161,7 +163,7 @@ def price_text(request: AppRequest) -> str | None:
         if monthly is not None and quote.period_months and quote.period_months > 1:
             head += f" (about {quote.money(monthly)} a month)"
     if quote.discounted_amount is not None:
-        named = f" “{quote.discount_name}”" if quote.discount_name else " the best discount"
+        named = f" “{escape_mrkdwn(quote.discount_name)}”" if quote.discount_name else " the best discount"
         head += f". List price {quote.money(quote.list_amount)}, less{named}"
     return f":moneybag: {head}. From the cloud's price list; the exact amount is the order's."
 
@@ -182,13 +184,13 @@ def estimate_gap(request: AppRequest) -> str:
             f"{quote.money(quote.final_amount)}.")
 
 
-def mention(slack_id: str) -> str:
-    """A ping for a user (U…/W…) or a user group (S…)."""
+def ping(slack_id: str) -> str:
+    """A ping for a user (U…/W…) or a user group (S…), as configured in APPROVERS."""
     return f"<!subteam^{slack_id}>" if slack_id.startswith("S") else f"<@{slack_id}>"
 
 
 def mentions(approvers: Sequence[str]) -> str:
-    return " ".join(mention(a) for a in approvers)
+    return " ".join(ping(a) for a in approvers)
 
 
 def order_amount_text(progress: Progress) -> str | None:
@@ -206,8 +208,16 @@ def payment_sentence(request: AppRequest) -> str:
     amount = order_amount_text(progress)
     deadline = f", due by {_when(progress.payment_deadline)}" if progress.payment_deadline else ""
     what = f"*{amount}*" if amount else "its amount (see the Billing Center)"
-    return (f":credit_card: Order `{request.order_id}` waits for payment: {what}{deadline}.{estimate_gap(request)} "
+    return (f":credit_card: Order {code(request.order_id)} waits for payment: {what}{deadline}.{estimate_gap(request)} "
             "Nothing is created until it is paid; unpaid, the order lapses at the deadline.")
+
+
+def payable_amount(request: AppRequest) -> str | None:
+    """The amount a Pay button stands for (it carries it, and a click is taken only while it is still so)."""
+    progress = Progress.of(request)
+    if progress.order_amount is None:
+        return None
+    return f"{progress.order_currency or ''} {progress.order_amount:.2f}".strip()
 
 
 def pay_button(request: AppRequest) -> ButtonElement:
@@ -216,7 +226,8 @@ def pay_button(request: AppRequest) -> ButtonElement:
     text = (f"Charge the company's cloud account {amount} now for order {request.order_id} ({request.id}: "
             f"{what_is_ordered(spec_of(request))})?{estimate_gap(request)}")
     return ButtonElement(
-        text="Pay", action_id=Action.PAY.value, value=request.id, style="primary",
+        text="Pay", action_id=Action.PAY.value, value=button_value(request, amount=payable_amount(request)),
+        style="primary",
         confirm=ConfirmObject(title="Pay this order?", text=text[:300], confirm="Pay", deny="Back"))
 
 
@@ -230,7 +241,7 @@ def progress_text(request: AppRequest, now: datetime | None = None) -> str | Non
     if state == State.AWAITING_PAYMENT:
         amount = order_amount_text(progress)
         deadline = f" by {_when(progress.payment_deadline)}" if progress.payment_deadline else ""
-        parts.append(f":credit_card: Order `{request.order_id}` waits for an approver to pay"
+        parts.append(f":credit_card: Order {code(request.order_id)} waits for an approver to pay"
                      + (f" {amount}" if amount else "") + deadline)
     else:
         parts.append(f"`{progress.bar()}`")
@@ -247,22 +258,23 @@ def request_message(request: AppRequest, *, sandbox: bool, group_name: str | Non
     blocks: list[SlackBlock] = []
     if sandbox:
         blocks.append(ContextBlock(elements=[_md(SANDBOX_NOTE)]))
-    blocks.append(SectionBlock(text=_md(f"*{request.id}*: <@{request.requester_id}> asks for "
+    blocks.append(SectionBlock(text=_md(f"*{request.id}*: {mention(request.requester_id)} asks for "
                                         f"{spec.get('subscription_num')} app server(s)\n{status_line(request)}")))
     blocks.append(SectionBlock(fields=spec_fields(spec, group_name)))
     if price := price_text(request):
         blocks.append(ContextBlock(elements=[_md(price)]))
     if request.reason:
-        blocks.append(ContextBlock(elements=[_md(f":memo: {request.reason}")]))
+        blocks.append(ContextBlock(elements=[_md(f":memo: {escape_mrkdwn(request.reason)}")]))
     if progress := progress_text(request):
         blocks.append(ContextBlock(elements=[_md(progress)]))
-    refs = [f"job `{request.job_id}`" if request.job_id else "", f"order `{request.order_id}`" if request.order_id else ""]
+    refs = [f"job {code(request.job_id)}" if request.job_id else "",
+            f"order {code(request.order_id)}" if request.order_id else ""]
     if any(refs):
         blocks.append(ContextBlock(elements=[_md("Cloud: " + ", ".join(r for r in refs if r))]))
     if ids := _ids_text(request):
         blocks.append(SectionBlock(text=_md(f"*Servers*\n{ids}")))
     if request.outcome_sentence:
-        blocks.append(SectionBlock(text=_md(request.outcome_sentence)))
+        blocks.append(SectionBlock(text=_md(escape_mrkdwn(request.outcome_sentence))))
     prefix = "[SANDBOX] " if sandbox else ""
     text = f"{prefix}{request.id}: {LABELS[State(request.state)]}"
     return Message(text, [b.to_dict() for b in blocks])
@@ -277,17 +289,17 @@ def approval_card(request: AppRequest, *, sandbox: bool, quota: str | None, grou
     blocks: list[SlackBlock] = [HeaderBlock(text=PlainTextObject(text=f"Approval: {request.id}"))]
     if sandbox:
         blocks.append(ContextBlock(elements=[_md(SANDBOX_NOTE)]))
-    blocks.append(SectionBlock(text=_md(f"<@{request.requester_id}> asks for {spec.get('subscription_num')} app "
+    blocks.append(SectionBlock(text=_md(f"{mention(request.requester_id)} asks for {spec.get('subscription_num')} app "
                                         f"server(s), {billing_text(spec)}.\n{status_line(request)}")))
     blocks.append(SectionBlock(fields=spec_fields(spec, group_name)))
     if price := price_text(request):
         blocks.append(SectionBlock(text=_md(price)))
-    blocks.append(ContextBlock(elements=[_md(f":memo: {request.reason or 'No reason given.'}"),
+    blocks.append(ContextBlock(elements=[_md(f":memo: {escape_mrkdwn(request.reason or 'No reason given.')}"),
                                          _md(f":bar_chart: {quota or 'Quota not checked.'}"),
                                          _md(f"Spec hash `{request.spec_hash[:12]}`")]))
     if state == State.PENDING_APPROVAL:
         blocks.append(ActionsBlock(block_id=f"decide:{request.id}", elements=[
-            ButtonElement(text="Approve", action_id=Action.APPROVE.value, value=request.id, style="primary",
+            ButtonElement(text="Approve", action_id=Action.APPROVE.value, value=button_value(request), style="primary",
                           confirm=ConfirmObject(title="Approve this order?", text=approve_confirmation(request, spec),
                                                 confirm="Approve", deny="Back")),
             ButtonElement(text="Reject", action_id=Action.REJECT.value, value=request.id, style="danger"),
@@ -346,8 +358,8 @@ def payment_reply(request: AppRequest, *, sandbox: bool, approvers: Sequence[str
     deadline = f" by {_when(progress.payment_deadline)}" if progress.payment_deadline else ""
     if for_approvers:
         who = mentions(approvers) or "Approvers"
-        return (f"{prefix}{who}: {request.id} ({what_is_ordered(spec_of(request))}, from <@{request.requester_id}>) "
-                f"needs payment: *{amount}*{deadline}, order `{request.order_id}`.{estimate_gap(request)} Pay with "
+        return (f"{prefix}{who}: {request.id} ({what_is_ordered(spec_of(request))}, from {mention(request.requester_id)}) "
+                f"needs payment: *{amount}*{deadline}, order {code(request.order_id)}.{estimate_gap(request)} Pay with "
                 "the button on the card above, or in the Billing Center.")
     where = f" in <#{approval_channel}>" if approval_channel else " from the app's Home tab"
     return (f"{prefix}{payment_sentence(request)} An approver pays it{where}; it is paid from the company's cloud "
@@ -356,8 +368,8 @@ def payment_reply(request: AppRequest, *, sandbox: bool, approvers: Sequence[str
 
 def _paid(request: AppRequest) -> str:
     amount = order_amount_text(Progress.of(request))
-    who = f"<@{request.payment_by}>" if request.payment_by else "An approver"
-    return f"{who} paid " + (f"{amount} for " if amount else "") + f"order `{request.order_id}`"
+    who = mention(request.payment_by) if request.payment_by else "An approver"
+    return f"{who} paid " + (f"{amount} for " if amount else "") + f"order {code(request.order_id)}"
 
 
 def paid_reply(request: AppRequest, *, sandbox: bool) -> str:
@@ -371,7 +383,7 @@ def paid_reply_for_approvers(request: AppRequest, *, sandbox: bool) -> str:
 
 
 def _candidate_line(request: AppRequest, candidate: Candidate) -> str:
-    line = f"• {candidate.detail}"
+    line = f"• {escape_mrkdwn(candidate.detail)}"
     quote = quote_of(request)
     if candidate.amount is not None and quote and quote.ok and quote.final_amount is not None and \
             abs(Decimal(str(candidate.amount)) - quote.final_amount) < Decimal("0.01"):
@@ -386,8 +398,8 @@ def attention_blocks(request: AppRequest, *, with_buttons: bool) -> list[SlackBl
             "and it will not send it again by itself.")
     if request.lookup_found:
         what = f"It found what the order created and follows it: {_ids_text(request) or 'see the audit log'}"
-        what += f" (job `{request.job_id}`)." if request.job_id else (
-            f" (order `{request.order_id}`)." if request.order_id else ".")
+        what += f" (job {code(request.job_id)})." if request.job_id else (
+            f" (order {code(request.order_id)})." if request.order_id else ".")
     elif candidates.items:
         kind = "orders" if candidates.items[0].kind == "order" else "jobs"
         if candidates.items[0].fits:
@@ -403,7 +415,7 @@ def attention_blocks(request: AppRequest, *, with_buttons: bool) -> list[SlackBl
         what = "The bot is looking for what was created."
     blocks: list[SlackBlock] = [SectionBlock(text=_md(f"{head}\n{what}"))]
     if request.last_error:
-        blocks.append(ContextBlock(elements=[_md(f"What the cloud said: {request.last_error}")]))
+        blocks.append(ContextBlock(elements=[_md(f"What the cloud said: {escape_mrkdwn(request.last_error)}")]))
     for candidate in candidates.items if not request.lookup_found else []:
         section = SectionBlock(text=_md(_candidate_line(request, candidate)))
         if with_buttons:
@@ -457,12 +469,13 @@ def outcome_text(request: AppRequest, *, sandbox: bool) -> str:
         return f"{prefix}:large_green_circle: {request.id} is done: {len(server_ids(request))} app server(s) created" \
                + paid + (f": {ids}" if ids else ".")
     if state == State.REJECTED:
-        return f"{prefix}:no_entry: {request.id} was rejected by <@{request.decided_by}>: {request.decision_reason}"
+        return (f"{prefix}:no_entry: {request.id} was rejected by {mention(request.decided_by)}: "
+                f"{escape_mrkdwn(request.decision_reason)}")
     if state == State.EXPIRED:
         return f"{prefix}:alarm_clock: {request.id} expired without a decision; nothing was ordered."
     if state == State.CANCELLED:
         return f"{prefix}:heavy_multiplication_x: {request.id} was cancelled; nothing was ordered."
-    sentence = request.outcome_sentence or "The cloud gave no reason."
+    sentence = escape_mrkdwn(request.outcome_sentence or "The cloud gave no reason.")
     ids = _ids_text(request)
     extra = f" Servers that were created: {ids}." if ids else ""
     return f"{prefix}:red_circle: {request.id} failed. {sentence}{extra}"
@@ -470,7 +483,8 @@ def outcome_text(request: AppRequest, *, sandbox: bool) -> str:
 
 def trouble_text(request: AppRequest, *, sandbox: bool) -> str:
     prefix = "[SANDBOX] " if sandbox else ""
-    return (f"{prefix}:warning: The bot cannot follow {request.id} right now: {request.last_error or 'the cloud refused'} "
+    why = escape_mrkdwn(request.last_error or "the cloud refused")
+    return (f"{prefix}:warning: The bot cannot follow {request.id} right now: {why} "
             "It keeps trying, less often; an administrator needs to fix this.")
 
 
@@ -478,11 +492,11 @@ def reply_text(request: AppRequest, event: str, *, sandbox: bool) -> str | None:
     prefix = "[SANDBOX] " if sandbox else ""
     state = State(request.state)
     if event == "submitted":
-        refs = [f"{kind} `{ref}`" for kind, ref in (("order", request.order_id), ("job", request.job_id)) if ref]
+        refs = [f"{kind} {code(ref)}" for kind, ref in (("order", request.order_id), ("job", request.job_id)) if ref]
         return f"{prefix}:outbox_tray: Ordered from the cloud ({', '.join(refs)}). I'll follow it here."
     # By the time this is told the request may already be ordered: the decision is what is announced.
     if event == "decided" and request.decided_by and state not in (State.PENDING_APPROVAL, State.REJECTED):
-        return f"{prefix}:white_check_mark: Approved by <@{request.decided_by}>. Ordering now."
+        return f"{prefix}:white_check_mark: Approved by {mention(request.decided_by)}. Ordering now."
     return None
 
 
@@ -506,19 +520,20 @@ def home_view(mine: list[AppRequest], pending: list[AppRequest], *, approver: bo
             blocks.append(SectionBlock(text=_md("_Nothing waits for you._")))
         for request in to_pay[:10]:
             spec = spec_of(request)
-            blocks.append(SectionBlock(text=_md(f"*{request.id}* from <@{request.requester_id}>: "
+            blocks.append(SectionBlock(text=_md(f"*{request.id}* from {mention(request.requester_id)}: "
                                                 f"{spec.get('subscription_num')} server(s), {billing_text(spec)}\n"
                                                 f"{payment_sentence(request)}")))
             blocks.append(ActionsBlock(block_id=f"home-pay:{request.id}", elements=[pay_button(request)]))
         for request in attention[:5]:
-            blocks.append(SectionBlock(text=_md(f"*{request.id}* from <@{request.requester_id}> needs attention")))
+            blocks.append(SectionBlock(text=_md(f"*{request.id}* from {mention(request.requester_id)} needs attention")))
             blocks.extend(attention_blocks(request, with_buttons=True))
         for request in pending[:20]:
             spec = spec_of(request)
-            blocks.append(SectionBlock(text=_md(f"*{request.id}* from <@{request.requester_id}>: "
+            blocks.append(SectionBlock(text=_md(f"*{request.id}* from {mention(request.requester_id)}: "
                                                 f"{spec.get('subscription_num')} server(s), {billing_text(spec)}"
-                                                f"\n:memo: {request.reason or 'No reason given.'}")))
+                                                f"\n:memo: {escape_mrkdwn(request.reason or 'No reason given.')}")))
             blocks.append(ActionsBlock(block_id=f"home:{request.id}", elements=[
-                ButtonElement(text="Approve", action_id=Action.APPROVE.value, value=request.id, style="primary"),
+                ButtonElement(text="Approve", action_id=Action.APPROVE.value, value=button_value(request),
+                              style="primary"),
                 ButtonElement(text="Reject", action_id=Action.REJECT.value, value=request.id, style="danger")]))
     return View(type="home", blocks=blocks[:100])

@@ -11,11 +11,13 @@ from slack_sdk.errors import SlackApiError
 from slack_sdk.web.async_client import AsyncWebClient
 
 from bot.cloud.errors import CloudError, describe
+from bot.policy import Refusal
 from bot.progress import Progress
-from bot.slack import forms
+from bot.slack import forms, guard
 from bot.slack.context import BotContext
 from bot.slack.ids import Action, Block, Callback
 from bot.slack.payloads import as_dict
+from bot.slack.text import is_user_id
 from bot.spec import CreateAppServersRequest, SpecError, parse_spec
 
 log = logging.getLogger(__name__)
@@ -61,6 +63,11 @@ def register(app: AsyncApp, ctx: BotContext) -> None:
     @app.view(Callback.CREATE.value)
     async def create_submitted(ack: AsyncAck, body: dict[str, Any], view: dict[str, Any]) -> None:
         user = str(as_dict(body.get("user")).get("id", ""))
+        refusal = await guard.requester_refusal(ctx, user) if is_user_id(user) else Refusal(
+            "user", "This submission does not say who sent it.")
+        if refusal is not None:
+            await ack(response_action="update", view=forms.message_view(f":no_entry: {refusal.sentence}").to_dict())
+            return
         form = forms.read_form(as_dict(view.get("state")).get("values"))
         context = forms.ModalContext.load(view.get("private_metadata"))
         try:
@@ -71,6 +78,10 @@ def register(app: AsyncApp, ctx: BotContext) -> None:
             spec = None
         if errors or spec is None:
             await ack(response_action="errors", errors=errors or {Block.GROUP.value: "Choose a server group."})
+            return
+        refusal = await guard.size_refusal(ctx, user, spec.subscription_num)
+        if refusal is not None:
+            await ack(response_action="errors", errors={Block.COUNT.value: refusal.sentence})
             return
         # The price is asked beside the quota, so it costs the form no extra wait; it never blocks a request.
         (quota_note, quota_error), quote = await asyncio.gather(_check_quota(ctx, spec), ctx.pricer.quote(spec))

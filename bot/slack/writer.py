@@ -43,7 +43,10 @@ class Posted:
 
 
 class _Gate:
-    """At most one pass per `interval` seconds per key."""
+    """At most one pass per `interval` seconds per key. Keys are channels (a DM is one per person), so
+    keys whose interval has passed, with nobody waiting, are forgotten: the state stays bounded."""
+
+    PRUNE_AT = 1000
 
     def __init__(self, interval: float) -> None:
         self.interval = interval
@@ -57,6 +60,17 @@ class _Gate:
             if delay > 0:
                 await asyncio.sleep(delay)
             self._next[key] = time.monotonic() + self.interval
+        if len(self._locks) > self.PRUNE_AT:
+            self._prune()
+
+    def _prune(self) -> None:
+        now = time.monotonic()
+        for key in [k for k, lock in self._locks.items() if not lock.locked() and self._next.get(k, 0.0) <= now]:
+            del self._locks[key]
+            self._next.pop(key, None)
+
+    def __len__(self) -> int:
+        return len(self._locks)
 
 
 @dataclass
@@ -133,11 +147,23 @@ class SlackWriter:
     async def update(self, channel: str, ts: str, text: str, blocks: list[dict[str, Any]]) -> None:
         """Edit a message; returns once Slack has the content (this or a newer edit of the same message).
         Waiting is the courier's back-pressure: edits wait in the database, not in memory."""
+        self._forget_finished_edits()
         edit = self._edits.setdefault((channel, ts), _Edit())
         edit.content = (text, blocks)
         if edit.task is None or edit.task.done():
             edit.task = asyncio.create_task(self._flush(channel, ts, edit))
         await asyncio.shield(edit.task)
+
+    def _forget_finished_edits(self) -> None:
+        """A message's state lives while an edit is pending or its edit window is open, then it is dropped."""
+        now = time.monotonic()
+        for key, edit in list(self._edits.items()):
+            if edit.content is None and (edit.task is None or edit.task.done()) and edit.next_at <= now:
+                del self._edits[key]
+
+    @property
+    def messages_tracked(self) -> int:
+        return len(self._edits)
 
     async def _flush(self, channel: str, ts: str, edit: _Edit) -> None:
         while edit.content is not None:

@@ -5,7 +5,7 @@ from __future__ import annotations
 
 from datetime import UTC, datetime
 
-from sqlalchemy import Column, Index, Text
+from sqlalchemy import BigInteger, Column, Index, Text
 from sqlmodel import Field, SQLModel
 
 
@@ -98,3 +98,13 @@ class SlackNews(SQLModel, table=True):
     created_at: datetime = Field(default_factory=utcnow)
     available_at: datetime = Field(default_factory=utcnow)  # later for news that waits for a lookup
     attempts: int = Field(default=0)
+
+
+class SeenSignature(SQLModel, table=True):
+    """A Slack request signature already accepted by some replica, kept while Slack's timestamp window
+    could still let the same signed request in (so every replica refuses a replay)."""
+
+    __tablename__ = "seen_signatures"
+
+    signature: str = Field(primary_key=True, max_length=64)  # the hex HMAC of `X-Slack-Signature`
+    expires_at: int = Field(sa_column=Column(BigInteger, nullable=False, index=True))  # Unix seconds, like Slack's

@@ -398,6 +398,15 @@ class RequestStore:
             )
             return list(session.exec(query))
 
+    def servers_asked_since(self, requester_id: str, since: datetime) -> int:
+        """Servers a person asked for since `since`, in requests that were not refused or withdrawn."""
+        nothing_ordered = [State.REJECTED.value, State.CANCELLED.value, State.EXPIRED.value, State.SUBMIT_FAILED.value]
+        with self._db.read() as session:
+            total = session.exec(select(func.coalesce(func.sum(AppRequest.subscription_num), 0)).where(
+                AppRequest.requester_id == requester_id, col(AppRequest.created_at) >= since,
+                col(AppRequest.state).not_in(nothing_ordered))).one()
+            return int(total)
+
     def count_by_state(self) -> dict[str, int]:
         with self._db.read() as session:
             rows = session.exec(select(AppRequest.state, func.count()).group_by(AppRequest.state))

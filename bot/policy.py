@@ -1,0 +1,72 @@
+"""Guardrails, in one place: who may ask for servers, how many at once and per day, and which requests
+wait for a person. Pure: facts in, a refusal or the rule that asks for an approver out. Every sentence
+names the setting and its number, so whoever is refused knows what to ask for."""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+
+from bot.settings import Settings
+
+DAY = "the last 24 hours"
+
+
+@dataclass(frozen=True)
+class Guardrails:
+    requesters: frozenset[str] = frozenset()  # user and user-group ids allowed to ask; empty: everyone
+    max_servers_per_request: int = 20
+    auto_approve_max_servers: int = 5
+    max_servers_per_user_per_day: int | None = None
+
+    @classmethod
+    def from_settings(cls, settings: Settings) -> Guardrails:
+        return cls(
+            requesters=frozenset(settings.requesters), max_servers_per_request=settings.max_servers_per_request,
+            auto_approve_max_servers=settings.auto_approve_max_servers,
+            max_servers_per_user_per_day=settings.max_servers_per_user_per_day,
+        )
+
+
+@dataclass(frozen=True)
+class Refusal:
+    rule: str  # the setting that refuses
+    sentence: str
+
+
+def requester_refusal(guardrails: Guardrails, *, listed: bool) -> Refusal | None:
+    """`listed`: the person is one of REQUESTERS or in one of its user groups."""
+    if not guardrails.requesters or listed:
+        return None
+    return Refusal("REQUESTERS", "You are not allowed to request servers: REQUESTERS names the people and user "
+                                 "groups who may. Ask an approver or the bot's administrator to add you.")
+
+
+def count_refusal(guardrails: Guardrails, servers: int) -> Refusal | None:
+    if servers <= guardrails.max_servers_per_request:
+        return None
+    return Refusal("MAX_SERVERS_PER_REQUEST", f"At most {guardrails.max_servers_per_request} servers per request "
+                                              f"(MAX_SERVERS_PER_REQUEST); you asked for {servers}.")
+
+
+def daily_refusal(guardrails: Guardrails, *, already: int, servers: int) -> Refusal | None:
+    """`already`: servers this person asked for in the last 24 hours, in requests not refused or withdrawn."""
+    cap = guardrails.max_servers_per_user_per_day
+    if cap is None or already + servers <= cap:
+        return None
+    left = max(cap - already, 0)
+    return Refusal("MAX_SERVERS_PER_USER_PER_DAY",
+                   f"You asked for {already} servers in {DAY}; MAX_SERVERS_PER_USER_PER_DAY is {cap}, so "
+                   + (f"at most {left} more now." if left else "no more until some of those are a day old."))
+
+
+def approval_rule(guardrails: Guardrails, *, prepaid: bool, servers: int, postpaid_requires_approval: bool = False
+                  ) -> str | None:
+    """Why a person must approve the request, or None when it goes to the cloud at once. The checks run in
+    order; the first that applies is the reason recorded and shown."""
+    if prepaid:
+        return "yearly/monthly orders are always approved by a person"
+    if postpaid_requires_approval:
+        return "POSTPAID_REQUIRES_APPROVAL is on"
+    if servers > guardrails.auto_approve_max_servers:
+        return f"more than AUTO_APPROVE_MAX_SERVERS ({guardrails.auto_approve_max_servers}) servers"
+    return None

@@ -1,0 +1,34 @@
+"""The guardrails where people meet them: before the form opens, and when it is submitted."""
+
+from __future__ import annotations
+
+import asyncio
+from datetime import timedelta
+
+from bot import policy
+from bot.policy import Refusal
+from bot.slack.context import BotContext
+from bot.store.models import utcnow
+from bot.workflow import DirectoryUnavailable
+
+
+async def requester_refusal(ctx: BotContext, user: str) -> Refusal | None:
+    guardrails = ctx.workflow.policy.guardrails
+    if not guardrails.requesters:
+        return None
+    try:
+        listed = await ctx.workflow.is_listed(user, guardrails.requesters)
+    except DirectoryUnavailable as unavailable:
+        return Refusal("REQUESTERS", f"I could not check that you may request servers: {unavailable} "
+                                     "Try again in a minute.")
+    return policy.requester_refusal(guardrails, listed=listed)
+
+
+async def size_refusal(ctx: BotContext, user: str, servers: int) -> Refusal | None:
+    """Too many servers in one request, or for this person today (a database read only when that cap is set)."""
+    guardrails = ctx.workflow.policy.guardrails
+    refusal = policy.count_refusal(guardrails, servers)
+    if refusal is None and guardrails.max_servers_per_user_per_day is not None:
+        already = await asyncio.to_thread(ctx.store.servers_asked_since, user, utcnow() - timedelta(days=1))
+        refusal = policy.daily_refusal(guardrails, already=already, servers=servers)
+    return refusal
