@@ -5,6 +5,7 @@ names the setting and its number, so whoever is refused knows what to ask for.""
 from __future__ import annotations
 
 from dataclasses import dataclass
+from decimal import Decimal
 
 from bot.settings import Settings
 
@@ -17,6 +18,7 @@ class Guardrails:
     max_servers_per_request: int = 20
     auto_approve_max_servers: int = 5
     max_servers_per_user_per_day: int | None = None
+    auto_approve_max_monthly_cost: Decimal | None = None  # in the price's currency; None: no cost rule
 
     @classmethod
     def from_settings(cls, settings: Settings) -> Guardrails:
@@ -24,6 +26,7 @@ class Guardrails:
             requesters=frozenset(settings.requesters), max_servers_per_request=settings.max_servers_per_request,
             auto_approve_max_servers=settings.auto_approve_max_servers,
             max_servers_per_user_per_day=settings.max_servers_per_user_per_day,
+            auto_approve_max_monthly_cost=settings.auto_approve_max_monthly_cost,
         )
 
 
@@ -59,8 +62,8 @@ def daily_refusal(guardrails: Guardrails, *, already: int, servers: int) -> Refu
                    + (f"at most {left} more now." if left else "no more until some of those are a day old."))
 
 
-def approval_rule(guardrails: Guardrails, *, prepaid: bool, servers: int, postpaid_requires_approval: bool = False
-                  ) -> str | None:
+def approval_rule(guardrails: Guardrails, *, prepaid: bool, servers: int, postpaid_requires_approval: bool = False,
+                  monthly_cost: Decimal | None = None) -> str | None:
     """Why a person must approve the request, or None when it goes to the cloud at once. The checks run in
     order; the first that applies is the reason recorded and shown."""
     if prepaid:
@@ -69,4 +72,9 @@ def approval_rule(guardrails: Guardrails, *, prepaid: bool, servers: int, postpa
         return "POSTPAID_REQUIRES_APPROVAL is on"
     if servers > guardrails.auto_approve_max_servers:
         return f"more than AUTO_APPROVE_MAX_SERVERS ({guardrails.auto_approve_max_servers}) servers"
+    limit = guardrails.auto_approve_max_monthly_cost
+    if limit is not None and monthly_cost is None:
+        return f"no price is known for it, and AUTO_APPROVE_MAX_MONTHLY_COST ({limit}) is set"
+    if limit is not None and monthly_cost is not None and monthly_cost > limit:
+        return f"an estimated {monthly_cost} a month, above AUTO_APPROVE_MAX_MONTHLY_COST ({limit})"
     return None

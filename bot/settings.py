@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+from decimal import Decimal
 from typing import Annotated, Literal
 
 from pydantic import Field, SecretStr, ValidationError, field_validator, model_validator
@@ -49,6 +50,8 @@ class Settings(BaseSettings):
     max_servers_per_request: int = Field(default=20, ge=1, le=100)
     auto_approve_max_servers: int = Field(default=5, ge=0, le=100)
     max_servers_per_user_per_day: int | None = Field(default=None, ge=1)
+    # A pay-per-use request estimated above this a month (hourly price x 730), or with no price, waits for a person.
+    auto_approve_max_monthly_cost: Decimal | None = Field(default=None, gt=0)
     approval_channel: str | None = None
     notify_channel: str | None = None
     postpaid_requires_approval: bool = False

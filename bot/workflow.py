@@ -173,12 +173,13 @@ class Workflow:
 
     # Submitting a request ----------------------------------------------------------------------
 
-    def approval_rule(self, spec: CreateAppServersRequest) -> str | None:
+    def approval_rule(self, spec: CreateAppServersRequest, price: PriceQuote | None = None) -> str | None:
         return approval_rule(self.policy.guardrails, prepaid=spec.is_prepaid, servers=spec.subscription_num,
-                             postpaid_requires_approval=self.policy.postpaid_requires_approval)
+                             postpaid_requires_approval=self.policy.postpaid_requires_approval,
+                             monthly_cost=price.monthly_estimate() if price else None)
 
-    def needs_approval(self, spec: CreateAppServersRequest) -> bool:
-        return self.approval_rule(spec) is not None
+    def needs_approval(self, spec: CreateAppServersRequest, price: PriceQuote | None = None) -> bool:
+        return self.approval_rule(spec, price) is not None
 
     async def submit(
         self,
@@ -194,7 +195,7 @@ class Workflow:
     ) -> AppRequest:
         """Store a validated request: waiting for approval, or approved at once and queued. The price quoted
         is stored with it and in its audit log: what the approver saw."""
-        approval = self.needs_approval(spec)
+        approval = self.needs_approval(spec, price)
         new = NewRequest(
             requester_id=requester_id, spec_json=spec.canonical_json(), spec_hash=spec.spec_hash(),
             charging_mode=spec.charging_mode, subscription_num=spec.subscription_num,
@@ -206,6 +207,8 @@ class Workflow:
         # One transaction: the row, its "created" audit row and, without a human decision, "auto_approved".
         auto = (f"pay-per-use, {spec.subscription_num} server(s), within AUTO_APPROVE_MAX_SERVERS "
                 f"({self.policy.guardrails.auto_approve_max_servers})")
+        if (limit := self.policy.guardrails.auto_approve_max_monthly_cost) is not None and price is not None:
+            auto += f", an estimated {price.monthly_estimate()} a month within AUTO_APPROVE_MAX_MONTHLY_COST ({limit})"
         return await self._db(self.store.create, new, State.PENDING_APPROVAL if approval else State.APPROVED,
                               requester_id, None if approval else auto)
 
