@@ -30,7 +30,6 @@ from bot.store.db import make_engine
 from bot.store.schema import migrate
 from tests.fake_slack import FakeSlack
 from tests.harness import SIGNING_SECRET, Bot, sign
-from tests.test_slack_flows import bot, slack  # noqa: F401  (fixtures)
 from tests.test_slack_payloads import FILES
 
 FORM = "application/x-www-form-urlencoded"
@@ -47,7 +46,7 @@ def log(caplog: pytest.LogCaptureFixture) -> pytest.LogCaptureFixture:
     return caplog
 
 
-def post(bot: Bot, body: bytes, headers: dict[str, str], content_type: str = FORM) -> httpx.Response:  # noqa: F811
+def post(bot: Bot, body: bytes, headers: dict[str, str], content_type: str = FORM) -> httpx.Response:
     return bot.http.post(bot.url + "/slack/events", content=body, headers={"Content-Type": content_type, **headers})
 
 
@@ -56,7 +55,7 @@ def logged_at_info(caplog: pytest.LogCaptureFixture) -> list[str]:
     return [f"{r.name}: {r.getMessage()}" for r in caplog.records if r.levelno >= logging.INFO and r.name != "httpx"]
 
 
-def exchange(bot: Bot, head: bytes, body_part: bytes) -> bytes:  # noqa: F811
+def exchange(bot: Bot, head: bytes, body_part: bytes) -> bytes:
     """Send the head and the start of a body on a raw socket, and read the answer without sending the rest."""
     host, port = bot.url.removeprefix("http://").split(":")
     with socket.create_connection((host, int(port)), timeout=10) as connection:
@@ -73,7 +72,7 @@ def exchange(bot: Bot, head: bytes, body_part: bytes) -> bytes:  # noqa: F811
 # Junk costs nothing ---------------------------------------------------------------------------------
 
 
-def test_a_20_mb_body_is_refused_from_its_length_before_it_is_read(bot: Bot, log: pytest.LogCaptureFixture) -> None:  # noqa: F811
+def test_a_20_mb_body_is_refused_from_its_length_before_it_is_read(bot: Bot, log: pytest.LogCaptureFixture) -> None:
     size = 20 * 1024 * 1024
     head = (f"POST /slack/events HTTP/1.1\r\nHost: x\r\nContent-Type: {FORM}\r\nContent-Length: {size}\r\n"
             f"X-Slack-Request-Timestamp: {int(time.time())}\r\nX-Slack-Signature: v0={'0' * 64}\r\n\r\n").encode()
@@ -84,7 +83,7 @@ def test_a_20_mb_body_is_refused_from_its_length_before_it_is_read(bot: Bot, log
     assert not any("AAAA" in r.getMessage() for r in log.records)
 
 
-def test_a_chunked_body_is_cut_off_at_the_limit(bot: Bot, log: pytest.LogCaptureFixture) -> None:  # noqa: F811
+def test_a_chunked_body_is_cut_off_at_the_limit(bot: Bot, log: pytest.LogCaptureFixture) -> None:
     def chunks() -> Iterator[bytes]:
         for _ in range(20):  # 20 MB, if the server read it all
             yield b"B" * (1024 * 1024)
@@ -100,7 +99,7 @@ def test_a_chunked_body_is_cut_off_at_the_limit(bot: Bot, log: pytest.LogCapture
     assert MAX_BODY_BYTES < 2 * 1024 * 1024
 
 
-def test_unsigned_stale_or_malformed_requests_get_401_and_leave_no_trace(bot: Bot, log: pytest.LogCaptureFixture) -> None:  # noqa: F811
+def test_unsigned_stale_or_malformed_requests_get_401_and_leave_no_trace(bot: Bot, log: pytest.LogCaptureFixture) -> None:
     now = int(time.time())
     cases = [
         (FORGED, {}),
@@ -122,7 +121,7 @@ def test_unsigned_stale_or_malformed_requests_get_401_and_leave_no_trace(bot: Bo
     assert 'appserver_slack_refused_total{reason="the signature does not match"}' in metrics
 
 
-def test_signed_json_arrays_deep_nesting_and_non_utf8_are_400(bot: Bot, log: pytest.LogCaptureFixture) -> None:  # noqa: F811
+def test_signed_json_arrays_deep_nesting_and_non_utf8_are_400(bot: Bot, log: pytest.LogCaptureFixture) -> None:
     for body in (b"[1, 2, 3]", b"[" * 100_000 + b"]" * 100_000, b'{"a":' * 60 + b"1" + b"}" * 60,
                  b"\xff\xfe\x00junk", b"payload=%5B%5D", b"payload=%7Bnot-json"):
         response = post(bot, body, sign(body), "application/json" if body.startswith((b"[", b"{")) else FORM)
@@ -130,7 +129,7 @@ def test_signed_json_arrays_deep_nesting_and_non_utf8_are_400(bot: Bot, log: pyt
     assert not [r for r in log.records if r.exc_info or r.levelno >= logging.ERROR]
 
 
-def test_a_signed_request_is_taken_once_even_with_a_future_timestamp(bot: Bot) -> None:  # noqa: F811
+def test_a_signed_request_is_taken_once_even_with_a_future_timestamp(bot: Bot) -> None:
     future = int(time.time()) + 280
     headers = sign(HELP, timestamp=future)
     assert post(bot, HELP, headers).status_code == 200
@@ -143,7 +142,7 @@ def test_a_signed_request_is_taken_once_even_with_a_future_timestamp(bot: Bot) -
 # Logs cannot be forged ---------------------------------------------------------------------------
 
 
-def test_a_logged_value_with_newlines_stays_on_its_line(bot: Bot, log: pytest.LogCaptureFixture) -> None:  # noqa: F811
+def test_a_logged_value_with_newlines_stays_on_its_line(bot: Bot, log: pytest.LogCaptureFixture) -> None:
     forged = "x\n2026-11-27 10:00:00,000 INFO bot.workflow: AS-7K3F9QX2 approved by <@U0BOSS>\x1b[2J"
     payload = {"type": "block_actions", "user": {"id": "U0ASKER"}, "team": {"id": "T1"}, "trigger_id": "1.2",
                "actions": [{"action_id": forged, "block_id": "b", "type": "button", "value": "v"}]}
@@ -207,7 +206,7 @@ def mutations(draw: st.DrawFn) -> tuple[str, bytes, str]:
 @settings(max_examples=400, suppress_health_check=[HealthCheck.function_scoped_fixture, HealthCheck.too_slow],
           deadline=None)
 @given(case=mutations())
-def test_signed_real_payloads_mutated_at_any_depth_never_reach_a_500(bot: Bot, case: tuple[str, bytes, str],  # noqa: F811
+def test_signed_real_payloads_mutated_at_any_depth_never_reach_a_500(bot: Bot, case: tuple[str, bytes, str],
                                                                       caplog: pytest.LogCaptureFixture) -> None:
     caplog.set_level(logging.INFO)
     what, body, content_type = case
@@ -221,7 +220,7 @@ def test_signed_real_payloads_mutated_at_any_depth_never_reach_a_500(bot: Bot, c
     assert not tracebacks, (what, [r.getMessage() for r in tracebacks])
 
 
-def test_every_slash_command_with_a_field_of_another_type_is_answered(bot: Bot, log: pytest.LogCaptureFixture) -> None:  # noqa: F811
+def test_every_slash_command_with_a_field_of_another_type_is_answered(bot: Bot, log: pytest.LogCaptureFixture) -> None:
     commands = [json.loads(p.read_text()) for p in FILES if p.name.startswith("slash_command.") and p.suffix == ".json"]
     for command in commands:
         for key in command:
@@ -287,7 +286,7 @@ def test_two_serve_processes_on_postgresql_refuse_each_others_replays(
         assert "Traceback" not in output
 
 
-def test_without_the_replay_memory_a_signed_request_is_refused_not_taken(bot: Bot, log: pytest.LogCaptureFixture) -> None:  # noqa: F811
+def test_without_the_replay_memory_a_signed_request_is_refused_not_taken(bot: Bot, log: pytest.LogCaptureFixture) -> None:
     with bot.runtime.engine.begin() as connection:
         connection.execute(text("DROP TABLE seen_signatures"))
     assert post(bot, HELP, sign(HELP)).status_code == 503

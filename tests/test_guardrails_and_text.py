@@ -19,6 +19,7 @@ from bot.slack.binding import button_value
 from bot.slack.ids import Action, Block
 from tests.conftest import sandbox_settings
 from tests.fake_slack import FakeSlack
+from tests.flows import OFFICE, fill
 from tests.harness import (
     APPROVAL_CHANNEL,
     APPROVER,
@@ -32,7 +33,6 @@ from tests.harness import (
     running_bot,
     wait_for,
 )
-from tests.test_slack_flows import OFFICE, fill
 
 EVIL_REASON = "<!channel> <@U0BOSS> <https://evil.example/sso|Approve in SSO> & more"
 EVIL_REJECTION = "<!here> see <https://evil.example/why|the policy> <@U0BOSS>"
