@@ -163,7 +163,7 @@ class Reconciler:
             return Lookup(False)
         details = await asyncio.gather(*(self.cloud.show_order(o.order_id) for o in open_orders[:MAX_CANDIDATES * 4]))
         fitting = [(o, d) for o, d in zip(open_orders, details, strict=False) if order_fits(d, spec)]
-        if len(fitting) == 1:
+        if len(fitting) == 1 and not await self._others_in_doubt(row, begin, end):
             order, _ = fitting[0]
             servers = await self.cloud.list_servers(server_group_id=row.server_group_id)
             return Lookup(True, order_id=order.order_id,
@@ -193,7 +193,7 @@ class Reconciler:
             ids = await self._job_servers(job_id, members, spec.subscription_num)
             if ids is not None:
                 fits.append((job_id, ids))
-        if len(fits) == 1:
+        if len(fits) == 1 and not await self._others_in_doubt(row, begin, end, group=True):
             job_id, ids = fits[0]
             return Lookup(True, job_id=job_id, server_ids=ids)
         fitting_ids = {job_id for job_id, _ in fits}
@@ -204,6 +204,11 @@ class Reconciler:
                       detail=f"job {job_id} · {len(members)} server(s) in the group: "
                              f"{', '.join(s.name or s.id for s in members[:5])}")
             for job_id, members in shown[:MAX_CANDIDATES]))
+
+    async def _others_in_doubt(self, row: AppRequest, begin: datetime, end: datetime, *, group: bool = False) -> bool:
+        """Another of our creates in the same window, unanswered too, could have made the one fit: ask a person."""
+        return bool(await self._db(self.store.creates_in_doubt, row.id, begin, end, charging_mode=row.charging_mode,
+                                   server_group_id=row.server_group_id if group else None))
 
     async def _job_servers(self, job_id: str, members: list[AppServer], count: int) -> tuple[str, ...] | None:
         """The job's servers when the job is a create of exactly `count` servers in our group, else None."""

@@ -100,11 +100,11 @@ async def test_sigkill_between_the_create_call_and_the_record(
     recovered = await restarted.recover_stale()
     assert [r.id for r in recovered] == [row.id]
     after = store.get(row.id)
-    assert after is not None and after.state == State.NEEDS_ATTENTION
+    assert after is not None and after.state == State.SUBMITTED  # certainly ours: followed from here
     assert after.lookup_found is True and after.job_id == next(iter(sandbox.state.jobs))
     assert sorted(server_ids(after)) == sorted(sandbox.state.servers)
     assert await restarted.submit_due() == []
     assert len(sandbox.calls("CreateAppServers")) == 1
     actions = [e.action for e in store.audit_log(row.id)]
-    assert actions[-2:] == ["recovered_stale", "lookup"]
+    assert actions[-3:] == ["recovered_stale", "lookup", "lookup_linked"]
     engine.dispose()

@@ -254,3 +254,22 @@ async def test_a_crash_mid_create_links_our_order_and_never_another_services(
     assert recovered.state == State.SUBMITTED and recovered.order_id == ours.id and recovered.lookup_found
     assert theirs not in {recovered.order_id, *(c.id for c in Candidates.of(recovered).items)}
     assert sandbox.calls("CreateAppServers") == [] and sandbox.calls("PayOrders") == []
+
+
+async def test_another_unanswered_create_of_ours_makes_a_fit_uncertain(workflow: Workflow, store: RequestStore,
+                                                                       sandbox: Sandbox) -> None:
+    """Two of our creates for the same group and count go unanswered at once; only one reached the cloud.
+    The one job fits both, so neither is linked by the bot: an approver says whose it is."""
+    first = await workflow.submit(parse_spec(office_body(count=1)), REQUESTER)
+    second = await workflow.submit(parse_spec(office_body(count=1)), REQUESTER)
+    sandbox.faults.add(ScriptedFault(operation="CreateAppServers", kind="500-after"))
+    sandbox.faults.add(ScriptedFault(operation="CreateAppServers", kind="500"))
+    results = await workflow.submit_due()
+    assert {r.request.id for r in results} == {first.id, second.id} and len(sandbox.state.jobs) == 1
+    [job_id] = sandbox.state.jobs
+    rows = [store.get(first.id), store.get(second.id)]
+    assert all(r is not None and r.state == State.NEEDS_ATTENTION and r.job_id is None for r in rows)
+    assert all(r is not None and [c.id for c in Candidates.of(r).items] == [job_id] for r in rows)
+    assert (await workflow.choose_candidate(first.id, APPROVER, job_id)).ok
+    refused = await workflow.choose_candidate(second.id, APPROVER, job_id)
+    assert refused.outcome is Outcome.NOT_A_CANDIDATE and "another request" in refused.sentence

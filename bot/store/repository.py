@@ -12,7 +12,7 @@ from dataclasses import dataclass
 from datetime import datetime, timedelta
 from typing import Any
 
-from sqlalchemy import Engine, Table, bindparam, func, insert, or_, update
+from sqlalchemy import Engine, Table, and_, bindparam, func, insert, or_, update
 from sqlmodel import Session, col, select
 
 from bot.lifecycle import IN_FLIGHT_STATES, State, TransitionRefused, can_move
@@ -104,6 +104,23 @@ class RequestStore:
         with self._db.read() as session:
             query = select(AuditEvent).where(AuditEvent.request_id == request_id).order_by(col(AuditEvent.id))
             return list(session.exec(query))
+
+    def creates_in_doubt(self, request_id: str, begin: datetime, end: datetime, *, charging_mode: str,
+                         server_group_id: str | None = None) -> int:
+        """Other requests of ours whose create may also have made something in [begin, end]: still being sent,
+        or sent with no answer and nothing linked. While any exists, a fitting order or job may be theirs."""
+        with self._db.read() as session:
+            query = select(func.count()).select_from(AppRequest).where(
+                AppRequest.id != request_id, AppRequest.charging_mode == charging_mode,
+                col(AppRequest.submit_started_at).is_not(None), col(AppRequest.submit_started_at) <= end,
+                col(AppRequest.submit_started_at) >= begin - (end - begin),
+                or_(col(AppRequest.state) == State.SUBMITTING.value,
+                    and_(col(AppRequest.state) == State.NEEDS_ATTENTION.value, col(AppRequest.job_id).is_(None),
+                         col(AppRequest.order_id).is_(None))))
+            if server_group_id is not None:
+                query = query.where(AppRequest.server_group_id == server_group_id)
+            count: int = session.exec(query).one()
+            return count
 
     def linked_elsewhere(self, request_id: str, *, job_ids: Sequence[str] = (), order_ids: Sequence[str] = ()) -> set[str]:
         """Job and order ids that already belong to another request (never link them twice)."""
