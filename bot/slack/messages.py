@@ -456,7 +456,8 @@ def attention_message(request: AppRequest, *, sandbox: bool) -> Message:
     blocks: list[SlackBlock] = [SectionBlock(text=_md(text))]
     if sandbox:
         blocks.insert(0, ContextBlock(elements=[_md(SANDBOX_NOTE)]))
-    return Message(("[SANDBOX] " if sandbox else "") + text.removeprefix(":warning: "), [b.to_dict() for b in blocks])
+    return Message(("[SANDBOX] " if sandbox else "") + f"{request.id} needs attention: " + text.removeprefix(":warning: "),
+                   [b.to_dict() for b in blocks])
 
 
 def outcome_text(request: AppRequest, *, sandbox: bool) -> str:
