@@ -126,6 +126,13 @@ def test_any_state_shape_reads_without_an_exception(state: Any) -> None:
     assert isinstance(errors, dict)
 
 
+def test_a_reason_longer_than_the_field_allows_is_an_inline_error() -> None:
+    context = forms.ModalContext(group_id="g")
+    assert forms.modal_errors({}, forms.FormValues(group_id="g", reason="x" * forms.REASON_LIMIT), context) == {}
+    errors = forms.modal_errors({}, forms.FormValues(group_id="g", reason="x" * 501), context)
+    assert errors == {Block.REASON.value: "At most 500 characters, please; this is 501."}
+
+
 def test_prefill_from_the_command_line() -> None:
     form = forms.parse_prefill('count=3 years=2 group=office-apps auto_pay=yes reason="Q4 hires"', CATALOGUE.groups)
     assert (form.count, form.billing, form.period_unit, form.period_num) == ("3", forms.PREPAID, "3", "2")

@@ -226,6 +226,8 @@ def modal_errors(field_errors: dict[str, str], form: FormValues, context: ModalC
         if block is Block.GROUP and not form.group_id:
             sentence = "Choose a server group."
         errors.setdefault(block.value, sentence)
+    if form.reason and len(form.reason) > REASON_LIMIT:  # the field stops typing there; a crafted submission may not
+        errors[Block.REASON.value] = f"At most {REASON_LIMIT} characters, please; this is {len(form.reason)}."
     return errors
 
 
