@@ -24,6 +24,7 @@ from bot.settings import Settings, SettingsError, StartupError
 from bot.slack.app import build_app
 from bot.slack.catalogue import CatalogueCache
 from bot.slack.context import BotContext
+from bot.slack.forms import ApprovalRules
 from bot.slack.notifier import SlackNotifier
 from bot.slack.writer import SlackWriter, new_web_client
 from bot.startup import SlackRefused, check_slack
@@ -174,7 +175,8 @@ def build_runtime(settings: Settings, *, need_signing_secret: bool = True) -> Ru
         max_concurrent_calls=settings.tracker_max_concurrent_calls,
         # A poll is one cloud call: a little longer than it may take, so a crashed tracker's work moves on soon.
         poll_lease=timedelta(seconds=settings.cloud_read_timeout_seconds + 5)), on_news=courier.wake)
-    catalogue = CatalogueCache(cloud, max_servers=settings.max_servers_per_request)
+    catalogue = CatalogueCache(cloud, max_servers=settings.max_servers_per_request, approval=ApprovalRules.from_guardrails(
+        policy.guardrails, postpaid_requires_approval=policy.postpaid_requires_approval))
     context = BotContext(settings, store, cloud, workflow, writer, catalogue, tracker, courier,
                          sandbox=sandbox_server is not None, pricer=Pricer.from_cloud(cloud, timeout_seconds=PRICE_SECONDS))
     secret = settings.slack_signing_secret.get_secret_value() if settings.slack_signing_secret else ""

@@ -194,7 +194,8 @@ def create_submission(n: int, channel: str = "C0REQ", user: str = "U0ASKER") -> 
     context = forms.ModalContext(channel_id=channel, group_id=group["id"], subnet_id=subnet["id"],
                                  vpc_id=subnet["vpc_id"], os_type="Windows")
     values = form_values({"group": group["id"], "product": group["product_id"], "disk_type": "SAS", "disk_size": 80,
-                          "count": 1, "billing": "prePaid", "period_unit": "2", "period_num": 1})
+                          "count": 1, "billing": "prePaid", "period_unit": "2", "period_num": 1,
+                          "reason": f"Load test request {n}"})
     payload = {"type": "view_submission", "user": {"id": user}, "team": {"id": "T1"},
                "trigger_id": f"{time.time_ns()}.{n}",
                "view": {"id": f"V{n}", "type": "modal", "callback_id": Callback.CREATE.value, "hash": "h",

@@ -48,9 +48,52 @@ def test_zones_where_the_product_is_sold_out_are_hidden() -> None:
     assert "cn-north-4c" in json.dumps(view_json(forms.FormValues(product_id="workspace.appstream.general.xlarge.2")))
 
 
-def test_product_options_say_cpu_memory_gpu_and_price_mode() -> None:
-    labels = [forms.product_label(p) for p in CATALOGUE.products]
-    assert labels[2].startswith("8 vCPU · 64 GiB · 1 x NVIDIA T4 · pay-per-use")
+def test_product_options_read_as_words_with_the_billing_given_and_the_id_as_description() -> None:
+    gpu = CATALOGUE.products[2]
+    assert forms.product_label(gpu) == "8 vCPUs · 64 GiB · GPU 1 x NVIDIA T4"  # no billing given, none said
+    assert forms.product_label(gpu, forms.PREPAID) == "8 vCPUs · 64 GiB · GPU 1 x NVIDIA T4 · yearly/monthly"
+    small = ProductInfo(product_id="p", cpu="1", memory="1536", is_gpu=True, gpu_desc="NVIDIA A10 GPU")
+    assert forms.product_label(small, forms.POSTPAID) == "1 vCPU · 1.5 GiB · NVIDIA A10 GPU · pay-per-use"
+    assert forms.product_label(ProductInfo(product_id="p", descriptions="Office, 2 cores")) == "Office, 2 cores"
+    long_id = "workspace.appstream." + "x" * 100
+    option = forms.product_option(ProductInfo(product_id=long_id, cpu="4", memory="8192")).to_dict()
+    assert option["value"] == long_id and option["text"]["text"] == "4 vCPUs · 8 GiB"
+    assert len(option["description"]["text"]) == 75 and option["description"]["text"].endswith("…")
+
+
+def test_the_network_note_names_first_and_never_repeats_an_id() -> None:
+    named = forms.network_note(forms.ModalContext(group_id="g", subnet_id="s-1", subnet_name="office<net",
+                                                  subnet_cidr="10.0.0.0/24", vpc_id="v-1"))
+    assert [e.text for e in named] == [":globe_with_meridians: Subnet *office&lt;net* (10.0.0.0/24)",
+                                       "Subnet ID s-1 · VPC ID v-1"]
+    unnamed = forms.network_note(forms.ModalContext(group_id="g", subnet_id="s-1", vpc_id="v-1"))
+    assert [e.text for e in unnamed] == [":globe_with_meridians: Subnet `s-1`", "VPC ID v-1"]
+    failed = forms.network_note(forms.ModalContext(group_id="g", subnet_id="s-1", network_error="VPC said no."))
+    assert [e.text for e in failed] == [":globe_with_meridians: VPC said no."]
+
+
+def test_the_reason_is_required_in_the_form_when_every_such_request_waits() -> None:
+    def reason(billing: str, rules: forms.ApprovalRules) -> dict[str, Any]:
+        view = forms.create_view(CATALOGUE, forms.FormValues(billing=billing), forms.ModalContext(), sandbox=False,
+                                 approval=rules).to_dict()
+        return next(b for b in view["blocks"] if b.get("block_id") == Block.REASON.value)
+
+    assert reason(forms.PREPAID, forms.ApprovalRules())["optional"] is False
+    assert reason(forms.POSTPAID, forms.ApprovalRules(max_servers=5))["optional"] is True
+    assert reason(forms.POSTPAID, forms.ApprovalRules(max_servers=0))["optional"] is False  # every one waits
+    assert reason(forms.POSTPAID, forms.ApprovalRules(postpaid_always=True))["optional"] is False
+    assert reason(forms.POSTPAID, forms.ApprovalRules())["hint"]["text"] == (
+        "Needed when the request waits for an approver.")
+
+
+@pytest.mark.parametrize(("unit", "typed", "bounds", "shown"), [
+    ("2", "9", ("1", "9"), "9"), ("3", "9", ("1", "3"), "3"), ("3", "0", ("1", "3"), "1"), (None, "x", ("1", "9"), "1"),
+    ("7", None, ("1", "9"), "1")])
+def test_the_period_length_shows_within_its_units_bounds(unit: str | None, typed: str | None,
+                                                        bounds: tuple[str, str], shown: str) -> None:
+    view = view_json(forms.FormValues(billing=forms.PREPAID, period_unit=unit, period_num=typed))
+    element = next(b for b in view["blocks"] if b.get("block_id") == Block.PERIOD_NUM.value)["element"]
+    assert (element["min_value"], element["max_value"], element["initial_value"]) == (*bounds, shown)
 
 
 def test_over_100_groups_use_an_external_select() -> None:
@@ -83,6 +126,13 @@ def test_any_state_shape_reads_without_an_exception(state: Any) -> None:
     assert isinstance(errors, dict)
 
 
+def test_a_reason_longer_than_the_field_allows_is_an_inline_error() -> None:
+    context = forms.ModalContext(group_id="g")
+    assert forms.modal_errors({}, forms.FormValues(group_id="g", reason="x" * forms.REASON_LIMIT), context) == {}
+    errors = forms.modal_errors({}, forms.FormValues(group_id="g", reason="x" * 501), context)
+    assert errors == {Block.REASON.value: "At most 500 characters, please; this is 501."}
+
+
 def test_prefill_from_the_command_line() -> None:
     form = forms.parse_prefill('count=3 years=2 group=office-apps auto_pay=yes reason="Q4 hires"', CATALOGUE.groups)
     assert (form.count, form.billing, form.period_unit, form.period_num) == ("3", forms.PREPAID, "3", "2")
@@ -94,8 +144,9 @@ def test_prefill_from_the_command_line() -> None:
 
 
 def test_private_metadata_stays_small_and_survives_garbage() -> None:
-    context = forms.ModalContext(channel_id="C" * 20, group_id="g" * 128, subnet_id="s" * 255, vpc_id="v" * 255,
-                                 ou_name="o" * 255, flavor_id="f" * 128, network_error="e" * 400)
+    context = forms.ModalContext(channel_id="C" * 20, group_id="g" * 128, group_name="n" * 255, subnet_id="s" * 255,
+                                 subnet_name="m" * 64, subnet_cidr="c" * 43, vpc_id="v" * 255, ou_name="o" * 255,
+                                 os_type="Windows", flavor_id="f" * 128, network_error="e" * 400)
     assert len(context.dump()) < 3000
     assert forms.ModalContext.load("not json") == forms.ModalContext()
     assert forms.ModalContext.load(None) == forms.ModalContext()

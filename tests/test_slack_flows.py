@@ -246,7 +246,7 @@ def test_with_no_cloud_credentials_it_runs_on_the_sandbox_and_says_so(slack: tup
         view = bot.choose_group(view, OFFICE["id"])
         response = bot.submit_form(view, {"group": OFFICE["id"], "product": OFFICE["product_id"], "disk_type": "SAS",
                                           "disk_size": 80, "count": 1, "billing": "prePaid", "period_unit": "2",
-                                          "period_num": 1})
+                                          "period_num": 1, "reason": "Trying the sandbox"})
         assert response.status_code == 200 and not response.text
         wait_for(lambda: len(fake.of("chat.postMessage")) >= 3, what="thread, card and reply")
         assert all(p["text"].startswith("[SANDBOX]") for p in fake.of("chat.postMessage"))

@@ -9,15 +9,17 @@ from typing import Any
 
 from bot.cloud.client import Cloud
 from bot.cloud.errors import CloudError, describe
-from bot.slack.forms import Catalogue, FormValues, ModalContext, create_view
+from bot.slack.forms import ApprovalRules, Catalogue, FormValues, ModalContext, create_view
 
 RENDERED_FORMS = 256
 
 
 class CatalogueCache:
-    def __init__(self, cloud: Cloud, ttl_seconds: float = 60.0, max_servers: int = 100) -> None:
+    def __init__(self, cloud: Cloud, ttl_seconds: float = 60.0, max_servers: int = 100,
+                 approval: ApprovalRules | None = None) -> None:
         self._cloud = cloud
         self._max_servers = max_servers  # MAX_SERVERS_PER_REQUEST, the form's own limit
+        self._approval = approval or ApprovalRules()  # which requests wait for an approver: the reason's hint
         self._ttl = ttl_seconds
         self._value: tuple[float, Catalogue] | None = None
         self._lock = asyncio.Lock()
@@ -47,7 +49,8 @@ class CatalogueCache:
         key = (form.model_dump_json(), anywhere.dump(), sandbox)
         view = self._rendered.get(key)
         if view is None:
-            view = create_view(catalogue, form, anywhere, sandbox=sandbox, max_servers=self._max_servers).to_dict()
+            view = create_view(catalogue, form, anywhere, sandbox=sandbox, max_servers=self._max_servers,
+                               approval=self._approval).to_dict()
             self._rendered[key] = view
             if len(self._rendered) > RENDERED_FORMS:
                 self._rendered.popitem(last=False)
@@ -57,22 +60,24 @@ class CatalogueCache:
 
     async def prefill_from_group(self, group_id: str, form: FormValues, context: ModalContext) -> tuple[FormValues,
                                                                                                           ModalContext]:
-        """Choosing a group fills product, disk, subnet, VPC (subnet lookup) and OU from it."""
+        """Choosing a group fills product, disk, subnet (its name and range too), VPC (subnet lookup) and OU from it."""
         try:
             group = await self._cloud.workspace.show_server_group(group_id)
         except CloudError as error:
             return form, context.model_copy(update={"group_id": group_id, "network_error": describe(error)})
         info = group.product_info
-        vpc_id, network_error = None, None
+        vpc_id, subnet_name, cidr, network_error = None, group.subnet_name, None, None
         if group.subnet_id:
             try:
-                vpc_id = (await self._cloud.vpc.show_subnet(group.subnet_id)).vpc_id
+                subnet = await self._cloud.vpc.show_subnet(group.subnet_id)
+                vpc_id, subnet_name, cidr = subnet.vpc_id, subnet.name or subnet_name, subnet.cidr
             except CloudError as error:
                 network_error = f"The group's subnet could not be looked up: {describe(error)}"
         else:
             network_error = "This server group has no subnet, so servers cannot be created in it."
         new_context = context.model_copy(update={
-            "group_id": group.id, "group_name": group.name, "subnet_id": group.subnet_id, "vpc_id": vpc_id,
+            "group_id": group.id, "group_name": group.name, "subnet_id": group.subnet_id, "subnet_name": subnet_name,
+            "subnet_cidr": cidr, "vpc_id": vpc_id,
             "ou_name": group.ou_name, "os_type": group.os_type, "flavor_id": info.flavor_id if info else None,
             "network_error": network_error,
         })

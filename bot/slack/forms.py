@@ -8,6 +8,7 @@ from __future__ import annotations
 import json
 import shlex
 from dataclasses import dataclass, field
+from decimal import Decimal
 from typing import Any
 
 from pydantic import BaseModel, ValidationError
@@ -30,14 +31,19 @@ from slack_sdk.models.blocks.blocks import Block as SlackBlock
 from slack_sdk.models.views import View
 
 from bot.cloud.models import AvailabilityZone, ProductInfo, ServerGroup, VolumeType
+from bot.policy import Guardrails
 from bot.slack.ids import Action, Block, Callback, block_for
 from bot.slack.text import code, escape_mrkdwn
-from bot.spec import DISK_TYPES, PERIOD_MONTH, PERIOD_YEAR
+from bot.spec import DISK_TYPES, PERIOD_LIMITS, PERIOD_MONTH, PERIOD_YEAR
 
 STATIC_SELECT_LIMIT = 100
+OPTION_TEXT_LIMIT = 75  # an option's text and its description, each
+HINT_LIMIT = 2000  # an input block's hint
+REASON_LIMIT = 500
 AUTO_ZONE = "auto"
 PREPAID = "prePaid"
 POSTPAID = "postPaid"
+BILLING_NAMES = {PREPAID: "yearly/monthly", POSTPAID: "pay-per-use"}
 
 
 class ModalContext(BaseModel):
@@ -47,6 +53,8 @@ class ModalContext(BaseModel):
     group_id: str | None = None
     group_name: str | None = None
     subnet_id: str | None = None
+    subnet_name: str | None = None
+    subnet_cidr: str | None = None
     vpc_id: str | None = None
     ou_name: str | None = None
     os_type: str | None = None
@@ -90,6 +98,35 @@ class Catalogue:
 
     def group(self, group_id: str | None) -> ServerGroup | None:
         return next((g for g in self.groups if g.id == group_id), None)
+
+
+@dataclass(frozen=True)
+class ApprovalRules:
+    """When a request waits for an approver, as far as the form can tell before it is priced; `bot.policy`
+    decides at submission. The defaults know only that yearly/monthly orders always wait."""
+
+    postpaid_always: bool = False  # POSTPAID_REQUIRES_APPROVAL
+    max_servers: int | None = None  # AUTO_APPROVE_MAX_SERVERS
+    max_monthly_cost: Decimal | None = None  # AUTO_APPROVE_MAX_MONTHLY_COST
+
+    @classmethod
+    def from_guardrails(cls, guardrails: Guardrails, *, postpaid_requires_approval: bool) -> ApprovalRules:
+        return cls(postpaid_requires_approval, guardrails.auto_approve_max_servers,
+                   guardrails.auto_approve_max_monthly_cost)
+
+    def always(self, billing: str) -> bool:
+        """Every request with this billing waits for an approver: the form itself requires the reason."""
+        return billing == PREPAID or self.postpaid_always or self.max_servers == 0
+
+    def reason_hint(self, billing: str) -> str:
+        if billing == PREPAID:
+            return "An approver reads this first: yearly/monthly orders always wait for one."
+        if self.always(billing):
+            return "An approver reads this first: every request waits for one."
+        when = ([f"more than {self.max_servers} servers"] if self.max_servers is not None else []) + (
+            [f"above {self.max_monthly_cost} a month (estimated)"] if self.max_monthly_cost is not None else [])
+        return f"Needed when an approver decides: {', or '.join(when)}." if when else \
+            "Needed when the request waits for an approver."
 
 
 # Reading what was typed ---------------------------------------------------------------------------
@@ -189,6 +226,8 @@ def modal_errors(field_errors: dict[str, str], form: FormValues, context: ModalC
         if block is Block.GROUP and not form.group_id:
             sentence = "Choose a server group."
         errors.setdefault(block.value, sentence)
+    if form.reason and len(form.reason) > REASON_LIMIT:  # the field stops typing there; a crafted submission may not
+        errors[Block.REASON.value] = f"At most {REASON_LIMIT} characters, please; this is {len(form.reason)}."
     return errors
 
 
@@ -247,12 +286,22 @@ def parse_prefill(text: str, catalogue_groups: list[ServerGroup] | None = None) 
 # Building the modal ----------------------------------------------------------------------------------
 
 
+def _fit(text: str, limit: int = OPTION_TEXT_LIMIT) -> str:
+    """Within Slack's limit for the text, cut with an ellipsis rather than without a sign."""
+    return text if len(text) <= limit else text[: limit - 1] + "…"
+
+
 def _plain(text: str) -> PlainTextObject:
-    return PlainTextObject(text=text[:75] if len(text) > 75 else text, emoji=True)
+    return PlainTextObject(text=_fit(text), emoji=True)
 
 
-def _option(text: str, value: str) -> Option:
-    return Option(text=_plain(text), value=value[:150])
+def _hint(text: str) -> PlainTextObject:
+    return PlainTextObject(text=_fit(text, HINT_LIMIT), emoji=True)
+
+
+def _option(text: str, value: str, description: str | None = None) -> Option:
+    return Option(text=_plain(text), value=value[:150],
+                  description=PlainTextObject(text=_fit(description), emoji=False) if description else None)
 
 
 def _pick(options: list[Option], value: str | None) -> Option | None:
@@ -260,15 +309,76 @@ def _pick(options: list[Option], value: str | None) -> Option | None:
 
 
 def group_option(group: ServerGroup) -> Option:
-    count = f" · {group.app_server_count} servers" if group.app_server_count is not None else ""
+    servers = group.app_server_count
+    count = "" if servers is None else f" · {servers} server" if servers == 1 else f" · {servers} servers"
     return _option(f"{group.name or group.id}{count}", group.id)
 
 
-def product_label(product: ProductInfo) -> str:
-    memory = f"{int(product.memory) // 1024} GiB" if product.memory and product.memory.isdigit() else "?"
-    gpu = f" · {product.gpu_desc}" if product.is_gpu and product.gpu_desc else ""
-    mode = {"0": " · pay-per-use", "1": " · yearly/monthly"}.get(product.charge_mode or "", "")
-    return f"{product.cpu or '?'} vCPU · {memory}{gpu}{mode} · {product.product_id}"
+def _amount(number: str | None, unit: str) -> str | None:
+    """ "8" vCPU → "8 vCPUs"; None when the cloud gave no number."""
+    if not number or not number.isdigit():
+        return None
+    return f"{number} {unit}" if number == "1" else f"{number} {unit}s"
+
+
+def _gibibytes(megabytes: str | None) -> str | None:
+    if not megabytes or not megabytes.isdigit():
+        return None
+    return f"{int(megabytes) / 1024:g} GiB"
+
+
+def product_label(product: ProductInfo, billing: str | None = None) -> str:
+    """The product in words, "8 vCPUs · 64 GiB · GPU 1 x NVIDIA T4 · yearly/monthly", with the billing chosen
+    in the form, or none. Not the product's own `charge_mode`: the catalogue lists each product once."""
+    words = [w for w in (_amount(product.cpu, "vCPU"), _gibibytes(product.memory)) if w]
+    if product.is_gpu:
+        gpu = product.gpu_desc or ""
+        words.append(gpu if "gpu" in gpu.lower() else f"GPU {gpu}".strip())
+    if not words:
+        words = [product.descriptions or product.product_id or "Unnamed product"]
+    if billing in BILLING_NAMES:
+        words.append(BILLING_NAMES[billing])
+    return " · ".join(words)
+
+
+def product_option(product: ProductInfo, billing: str | None = None) -> Option:
+    """The product in words; its id as the option's description (the line under it), whole."""
+    return _option(product_label(product, billing), product.product_id or "", description=product.product_id)
+
+
+def network_note(context: ModalContext) -> list[MarkdownTextObject]:
+    """The group's network by name, its ids after: what a person recognises first, what support asks for next."""
+    if context.network_error:
+        return [MarkdownTextObject(text=f":globe_with_meridians: {escape_mrkdwn(context.network_error)}")]
+    if not (context.subnet_id or context.vpc_id or context.ou_name):
+        return [MarkdownTextObject(text=":globe_with_meridians: The group gives no network details.")]
+    subnet = f"*{escape_mrkdwn(context.subnet_name)}*" if context.subnet_name else code(context.subnet_id or "?")
+    cidr = f" ({escape_mrkdwn(context.subnet_cidr)})" if context.subnet_cidr else ""
+    names = [f"Subnet {subnet}{cidr}"] if context.subnet_id else []
+    if context.ou_name:  # usually a distinguished name, "OU=Apps,DC=corp,DC=example", which says what it is
+        ou = escape_mrkdwn(context.ou_name)
+        names.append(ou if context.ou_name.upper().startswith("OU=") else f"OU {ou}")
+    note = [MarkdownTextObject(text=":globe_with_meridians: " + " · ".join(names or ["No subnet"]))]
+    ids = [f"{kind} ID {escape_mrkdwn(value)}" for kind, value in (
+        ("Subnet", context.subnet_id if context.subnet_name else None), ("VPC", context.vpc_id)) if value]
+    if ids:
+        note.append(MarkdownTextObject(text=" · ".join(ids)))
+    return note
+
+
+def period_bounds(unit: str | None) -> tuple[int, int, str]:
+    """(least, most, unit's name) for the period unit chosen; months when none is."""
+    return PERIOD_LIMITS[PERIOD_YEAR] if unit == str(PERIOD_YEAR) else PERIOD_LIMITS[PERIOD_MONTH]
+
+
+def _within(value: str | None, low: int, high: int) -> str:
+    """The period length to show: what was typed, kept within the unit's bounds (Slack refuses an initial value
+    outside them), or the least."""
+    try:
+        number = int(value or low)
+    except ValueError:
+        return str(low)
+    return str(min(max(number, low), high))
 
 
 def loading_view(title: str = "New app servers") -> View:
@@ -283,7 +393,8 @@ def message_view(text: str, title: str = "New app servers") -> View:
 
 
 def create_view(catalogue: Catalogue, form: FormValues, context: ModalContext, *, sandbox: bool,
-                max_servers: int = 100) -> View:
+                max_servers: int = 100, approval: ApprovalRules | None = None) -> View:
+    rules = approval or ApprovalRules()
     blocks: list[SlackBlock] = []
     if sandbox:
         blocks.append(ContextBlock(elements=[MarkdownTextObject(
@@ -300,15 +411,12 @@ def create_view(catalogue: Catalogue, form: FormValues, context: ModalContext, *
             action_id=Action.GROUP_SELECT.value, placeholder=_plain("Choose a server group"),
             options=group_options, initial_option=_pick(group_options, form.group_id))
     blocks.append(InputBlock(block_id=Block.GROUP.value, label=_plain("Server group"), element=group_element,
-                             dispatch_action=True, hint=_plain("Product, disk, subnet, VPC and OU come from the group.")))
+                             dispatch_action=True, hint=_hint("Product, disk, subnet, VPC and OU come from the group.")))
     if context.group_id:
-        network = ", ".join(f"{k} `{v}`" for k, v in (("subnet", context.subnet_id), ("VPC", context.vpc_id),
-                                                       ("OU", context.ou_name)) if v)
-        note = context.network_error or network or "no network details"
-        blocks.append(ContextBlock(elements=[MarkdownTextObject(text=f":globe_with_meridians: {note}")]))
+        blocks.append(ContextBlock(elements=network_note(context)))
 
     products = [p for p in catalogue.products if p.product_id][:STATIC_SELECT_LIMIT]
-    product_options = [_option(product_label(p), p.product_id or "") for p in products]
+    product_options = [product_option(p, form.billing) for p in products]
     blocks.append(InputBlock(block_id=Block.PRODUCT.value, label=_plain("Product (flavor)"), element=StaticSelectElement(
         action_id=Action.INPUT.value, placeholder=_plain("Choose a product"), options=product_options,
         initial_option=_pick(product_options, form.product_id))))
@@ -318,7 +426,7 @@ def create_view(catalogue: Catalogue, form: FormValues, context: ModalContext, *
         _option(f"{z.display_name or z.availability_zone} ({z.availability_zone})", z.availability_zone)
         for z in selling[: STATIC_SELECT_LIMIT - 1]]
     blocks.append(InputBlock(block_id=Block.AZ.value, label=_plain("Availability zone"), optional=True,
-                             hint=_plain("Zones where the product is sold out are not listed."),
+                             hint=_hint("Zones where the product is sold out are not listed."),
                              element=StaticSelectElement(action_id=Action.INPUT.value, options=zone_options,
                                                          initial_option=_pick(zone_options, form.availability_zone))))
 
@@ -327,7 +435,7 @@ def create_view(catalogue: Catalogue, form: FormValues, context: ModalContext, *
     blocks.append(InputBlock(block_id=Block.DISK_TYPE.value, label=_plain("System disk type"), element=StaticSelectElement(
         action_id=Action.INPUT.value, options=disk_options, initial_option=_pick(disk_options, form.disk_type))))
     blocks.append(InputBlock(block_id=Block.DISK_SIZE.value, label=_plain("System disk size (GB)"),
-                             hint=_plain("A multiple of 10, from 10 to 1024."),
+                             hint=_hint("A multiple of 10, from 10 to 1024."),
                              element=NumberInputElement(action_id=Action.INPUT.value, is_decimal_allowed=False,
                                                         min_value=10, max_value=1024,
                                                         initial_value=form.disk_size or None)))
@@ -335,31 +443,37 @@ def create_view(catalogue: Catalogue, form: FormValues, context: ModalContext, *
                              element=NumberInputElement(action_id=Action.INPUT.value, is_decimal_allowed=False,
                                                         min_value=1, max_value=max_servers,
                                                         initial_value=form.count or "1"),
-                             hint=_plain(f"At most {max_servers} per request.")))
-    billing_options = [_option("Pay-per-use", POSTPAID), _option("Yearly/monthly (needs approval)", PREPAID)]
+                             hint=_hint(f"At most {max_servers} per request.")))
+    billing_options = [_option("Pay-per-use (needs approval)" if rules.always(POSTPAID) else "Pay-per-use", POSTPAID),
+                       _option("Yearly/monthly (needs approval)", PREPAID)]
     blocks.append(InputBlock(block_id=Block.BILLING.value, label=_plain("Billing"), dispatch_action=True,
                              element=RadioButtonsElement(action_id=Action.BILLING_CHANGE.value, options=billing_options,
                                                          initial_option=_pick(billing_options, form.billing))))
     if form.billing == PREPAID:
+        unit = form.period_unit if form.period_unit in (str(PERIOD_MONTH), str(PERIOD_YEAR)) else str(PERIOD_MONTH)
+        low, high, unit_name = period_bounds(unit)
         unit_options = [_option("Months", str(PERIOD_MONTH)), _option("Years", str(PERIOD_YEAR))]
-        blocks.append(InputBlock(block_id=Block.PERIOD_UNIT.value, label=_plain("Period unit"), element=RadioButtonsElement(
-            action_id=Action.INPUT.value, options=unit_options,
-            initial_option=_pick(unit_options, form.period_unit or str(PERIOD_MONTH)))))
-        blocks.append(InputBlock(block_id=Block.PERIOD_NUM.value, label=_plain("Period length"),
-                                 hint=_plain("1 to 9 months, or 1 to 3 years."),
+        # Choosing the unit redraws the form, so the length below is bounded by it.
+        blocks.append(InputBlock(block_id=Block.PERIOD_UNIT.value, label=_plain("Period unit"), dispatch_action=True,
+                                 element=RadioButtonsElement(action_id=Action.PERIOD_UNIT_CHANGE.value,
+                                                             options=unit_options,
+                                                             initial_option=_pick(unit_options, unit))))
+        blocks.append(InputBlock(block_id=Block.PERIOD_NUM.value, label=_plain(f"Period length ({unit_name})"),
+                                 hint=_hint(f"{low} to {high} {unit_name}."),
                                  element=NumberInputElement(action_id=Action.INPUT.value, is_decimal_allowed=False,
-                                                            min_value=1, max_value=9, initial_value=form.period_num or "1")))
+                                                            min_value=low, max_value=high,
+                                                            initial_value=_within(form.period_num, low, high))))
         paid_options = [_option("Renew automatically", "auto_renew"),
                         _option("Pay automatically from the balance", "auto_pay")]
         initial = [o for o in paid_options if (o.value == "auto_renew" and form.auto_renew) or
                    (o.value == "auto_pay" and form.auto_pay)]
         blocks.append(InputBlock(block_id=Block.PREPAID_OPTIONS.value, label=_plain("Renewal and payment"), optional=True,
-                                 hint=_plain("Without auto-pay, an approver pays the order from its thread."),
+                                 hint=_hint("Without auto-pay, an approver pays the order from its thread."),
                                  element=CheckboxesElement(action_id=Action.INPUT.value, options=paid_options,
                                                            initial_options=initial or None)))
     else:
         blocks.append(InputBlock(block_id=Block.DEDICATED_HOST.value, label=_plain("Dedicated host ID"), optional=True,
-                                 hint=_plain("Only for pay-per-use servers on a dedicated host."),
+                                 hint=_hint("Only for pay-per-use servers on a dedicated host."),
                                  element=PlainTextInputElement(action_id=Action.INPUT.value, max_length=255,
                                                                initial_value=form.dedicated_host or None)))
     agent_options = [_option("Upgrade the access agent automatically", "update_agent")]
@@ -367,9 +481,12 @@ def create_view(catalogue: Catalogue, form: FormValues, context: ModalContext, *
                              element=CheckboxesElement(action_id=Action.INPUT.value, options=agent_options,
                                                        initial_options=agent_options if form.update_agent else None)))
     blocks.append(DividerBlock())
-    blocks.append(InputBlock(block_id=Block.REASON.value, label=_plain("Reason or ticket for the approver"), optional=True,
-                             element=PlainTextInputElement(action_id=Action.INPUT.value, multiline=True, max_length=500,
-                                                           initial_value=form.reason or None)))
+    # Required here when every request of this billing waits for an approver; otherwise the submission checks
+    # it once the request is priced (AUTO_APPROVE_MAX_SERVERS, AUTO_APPROVE_MAX_MONTHLY_COST).
+    blocks.append(InputBlock(block_id=Block.REASON.value, label=_plain("Reason or ticket for the approver"),
+                             optional=not rules.always(form.billing), hint=_hint(rules.reason_hint(form.billing)),
+                             element=PlainTextInputElement(action_id=Action.INPUT.value, multiline=True,
+                                                           max_length=REASON_LIMIT, initial_value=form.reason or None)))
     return View(type="modal", callback_id=Callback.CREATE.value, title=_plain("New app servers"),
                 submit=_plain("Request"), close=_plain("Cancel"), private_metadata=context.dump(), blocks=blocks)
 
@@ -379,7 +496,7 @@ def reject_view(request_id: str, card: dict[str, str]) -> View:
                 submit=_plain("Reject"), close=_plain("Cancel"),
                 private_metadata=json.dumps({"request_id": request_id, **card}),
                 blocks=[InputBlock(block_id=Block.REJECT_REASON.value, label=_plain("Why is it rejected?"),
-                                   hint=_plain("The requester sees this in the request's thread."),
+                                   hint=_hint("The requester sees this in the request's thread."),
                                    element=PlainTextInputElement(action_id=Action.INPUT.value, multiline=True,
                                                                  max_length=2000))])
 

@@ -26,6 +26,7 @@ class Block(StrEnum):
 class Action(StrEnum):
     GROUP_SELECT = "group_select"
     BILLING_CHANGE = "billing_change"
+    PERIOD_UNIT_CHANGE = "period_unit_change"
     APPROVE = "approve_request"
     REJECT = "reject_request"
     PAY = "pay_order"

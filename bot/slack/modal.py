@@ -39,8 +39,8 @@ def register(app: AsyncApp, ctx: BotContext) -> None:
             catalogue = forms.Catalogue()
         await _update(client, view, ctx.catalogue.create_form(catalogue, form, context, sandbox=ctx.sandbox))
 
-    @app.action(Action.BILLING_CHANGE.value)
-    async def billing_changed(ack: AsyncAck, body: dict[str, Any], client: AsyncWebClient) -> None:
+    async def redraw(ack: AsyncAck, body: dict[str, Any], client: AsyncWebClient) -> None:
+        """The billing or the period unit changed: the fields, labels and bounds that follow them change too."""
         await ack()
         view, form, context = _open_form(body)
         try:
@@ -48,6 +48,9 @@ def register(app: AsyncApp, ctx: BotContext) -> None:
         except CloudError:
             return
         await _update(client, view, ctx.catalogue.create_form(catalogue, form, context, sandbox=ctx.sandbox))
+
+    for action in (Action.BILLING_CHANGE, Action.PERIOD_UNIT_CHANGE):
+        app.action(action.value)(redraw)
 
     @app.options(Action.GROUP_SELECT.value)
     async def group_options(ack: AsyncAck, body: dict[str, Any]) -> None:
@@ -85,8 +88,13 @@ def register(app: AsyncApp, ctx: BotContext) -> None:
             return
         # The price is asked beside the quota, so it costs the form no extra wait; it never blocks a request.
         (quota_note, quota_error), quote = await asyncio.gather(_check_quota(ctx, spec), ctx.pricer.quote(spec))
-        if quota_error:
-            await ack(response_action="errors", errors={Block.COUNT.value: quota_error})
+        errors = {Block.COUNT.value: quota_error} if quota_error else {}
+        # Whether an approver decides is known only now, with the price: then they need the reason.
+        rule = ctx.workflow.approval_rule(spec, quote)
+        if rule and not form.reason:
+            errors[Block.REASON.value] = f"Say why these servers are needed: an approver decides this request — {rule}."
+        if errors:
+            await ack(response_action="errors", errors=errors)
             return
         # Stored before the ack: once the user sees the modal close, the request cannot be lost.
         progress = Progress(total=spec.subscription_num, quota_note=quota_note).model_dump_json()
