@@ -248,8 +248,8 @@ def test_app_home_offers_a_new_request_and_shows_pending_as_the_card_does(bot: B
                    if e["action_id"] == Action.APPROVE.value)
     assert approve["confirm"]["title"]["text"] == "Approve this order?"
     View(type="home", blocks=home["blocks"]).validate_json()
-    new = next(b["accessory"] for b in home["blocks"] if (b.get("accessory") or {}).get("action_id")
-               == Action.NEW_REQUEST.value)
+    new = next(e for b in home["blocks"] if b["type"] == "actions" for e in b["elements"]
+               if e["action_id"] == Action.NEW_REQUEST.value)
     opened = len(bot.slack.of("views.open"))
     payload = {"type": "block_actions", "user": {"id": REQUESTER}, "trigger_id": f"{time.time()}.9.home",
                "team": {"id": "T0SANDBOX"}, "api_app_id": "A0APP", "token": "x",

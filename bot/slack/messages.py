@@ -412,7 +412,8 @@ def approval_card(request: AppRequest, *, sandbox: bool, quota: str | None, name
         blocks.append(ContextBlock(elements=[_md(SANDBOX_NOTE)]))
     who = mentions(approvers)
     ask = f"{who}: " if who and state == State.PENDING_APPROVAL else ""
-    blocks.append(SectionBlock(text=_md(f"{ask}{headline(request, names)}\n{reason_text(request)}")))
+    # The header says what and where: this says who asks, and why.
+    blocks.append(SectionBlock(text=_md(f"{ask}*{mention(request.requester_id)} asks:*\n{reason_text(request)}")))
     blocks.append(SectionBlock(fields=spec_fields(spec, names)))
     if price := price_text(request):
         blocks.append(SectionBlock(text=_md(price)))
@@ -433,8 +434,6 @@ def approval_card(request: AppRequest, *, sandbox: bool, quota: str | None, name
             blocks.append(ContextBlock(elements=[_md(progress)]))
     elif state in FINAL_STATES and state not in (State.REJECTED, State.EXPIRED, State.CANCELLED):
         blocks.append(SectionBlock(text=_md(outcome_text(request, sandbox=False, names=names))))
-        if request.payment_by:
-            blocks.append(ContextBlock(elements=[_md(f":credit_card: {_paid(request)}.")]))
     notes = [f":bar_chart: {quota or 'Quota not checked.'}"]
     if links.thread:
         notes.append(link(links.thread, "The requester's thread"))
@@ -624,6 +623,12 @@ def final_reply(request: AppRequest, *, sandbox: bool, names: Names = NO_NAMES, 
     text = outcome_text(request, sandbox=sandbox, names=names)
     state = State(request.state)
     head = f"{mention(request.requester_id)} {text}"
+    if state == State.SUCCEEDED:
+        count = len(server_ids(request))
+        servers = servers_text(request, names)
+        head = (f"{'[SANDBOX] ' if sandbox else ''}:large_green_circle: {mention(request.requester_id)} your {count} app "
+                f"server{'' if count == 1 else 's'} in *{group_words(request, names)}* "
+                f"{'is' if count == 1 else 'are'} ready" + (f": {servers}" if servers else "."))
     blocks: list[SlackBlock] = [SectionBlock(text=_md(head))]
     notes = []
     if state == State.SUCCEEDED and (line := console_line(links)):
@@ -701,10 +706,10 @@ def home_view(mine: list[AppRequest], pending: list[AppRequest], *, approver: bo
     blocks: list[SlackBlock] = [HeaderBlock(text=PlainTextObject(text="App servers"))]
     if sandbox:
         blocks.append(ContextBlock(elements=[_md(SANDBOX_NOTE)]))
-    blocks.append(SectionBlock(text=_md("Ask for app servers here, or type `/appserver create`; `/appserver help` "
-                                        "for more."),
-                               accessory=ButtonElement(text="New request", action_id=Action.NEW_REQUEST.value,
-                                                       value="new", style="primary")))
+    blocks.append(SectionBlock(text=_md("Ask for app servers with the button, or type `/appserver create` "
+                                        "(`/appserver help` for more).")))
+    blocks.append(ActionsBlock(block_id="home-new", elements=[
+        ButtonElement(text="New request", action_id=Action.NEW_REQUEST.value, value="new", style="primary")]))
     blocks.append(HeaderBlock(text=PlainTextObject(text="My recent requests")))
     if not mine:
         blocks.append(SectionBlock(text=_md("_None yet._")))
