@@ -96,18 +96,8 @@ def spec_of(request: AppRequest) -> dict[str, Any]:
     return spec
 
 
-def billing_text(spec: dict[str, Any]) -> str:
-    extend = spec.get("create_server_extend_param") or {}
-    if extend.get("charging_mode") != "prePaid":
-        return "pay-per-use"
-    unit = "month" if extend.get("period_type") == 2 else "year"
-    num = extend.get("period_num")
-    flags = [f for f, on in (("auto-renew", extend.get("is_auto_renew")), ("auto-pay", extend.get("is_auto_pay"))) if on]
-    return f"yearly/monthly, {num} {unit}{'s' if num != 1 else ''}" + (f" ({', '.join(flags)})" if flags else "")
-
-
 def billing_words(spec: dict[str, Any]) -> str:
-    """"Pay-per-use" or "6 months, auto-pay": how the servers are paid for, in a few words."""
+    """"Pay-per-use (by the hour)" or "Yearly/monthly: 6 months, auto-pay": how the servers are paid for."""
     extend = spec.get("create_server_extend_param") or {}
     if extend.get("charging_mode") != "prePaid":
         return "Pay-per-use (by the hour)"
@@ -508,11 +498,6 @@ def paid_reply(request: AppRequest, *, sandbox: bool) -> str:
     return f"{prefix}:credit_card: {_paid(request)}. The cloud is creating the servers now."
 
 
-def paid_reply_for_approvers(request: AppRequest, *, sandbox: bool) -> str:
-    prefix = "[SANDBOX] " if sandbox else ""
-    return f"{prefix}:white_check_mark: {_paid(request)}. No one else needs to pay it."
-
-
 def _candidate_line(request: AppRequest, candidate: Candidate) -> str:
     line = f"• {escape_mrkdwn(candidate.detail)}"
     quote = quote_of(request)
@@ -667,7 +652,7 @@ def decision_reply(request: AppRequest, *, sandbox: bool) -> str | None:
         return None
     prefix = "[SANDBOX] " if sandbox else ""
     at = f" {when(request.decided_at)}" if request.decided_at else ""
-    return f"{prefix}:white_check_mark: {mention(request.requester_id)} {mention(request.decided_by)} approved " \
+    return f"{prefix}:white_check_mark: {mention(request.requester_id)}: {mention(request.decided_by)} approved " \
            f"{request.id}{at}. It is being ordered; this thread shows how it goes."
 
 
