@@ -17,6 +17,8 @@ class Event(StrEnum):
     PAID = "paid"  # an approver paid the order
     FINISHED = "finished"  # succeeded, failed, refused by the cloud, expired, cancelled
     ATTENTION = "attention"  # the outcome of a create is unknown
+    REMIND = "remind"  # a request still waits for an approver: they are reminded on its card
+    EXPIRING = "expiring"  # a request is about to expire without a decision: its requester is told
     TROUBLE = "trouble"  # the bot cannot follow the request until a person fixes something (credentials, …)
 
 

@@ -25,6 +25,7 @@ from bot.slack.app import build_app
 from bot.slack.catalogue import CatalogueCache
 from bot.slack.context import BotContext
 from bot.slack.forms import ApprovalRules
+from bot.slack.names import NameBook
 from bot.slack.notifier import SlackNotifier
 from bot.slack.writer import SlackWriter, new_web_client
 from bot.startup import SlackRefused, check_slack
@@ -161,13 +162,18 @@ def build_runtime(settings: Settings, *, need_signing_secret: bool = True) -> Ru
     policy = Policy(
         approvers=frozenset(settings.approvers), postpaid_requires_approval=settings.postpaid_requires_approval,
         approval_ttl=timedelta(hours=settings.approval_ttl_hours),
+        remind_after=timedelta(minutes=settings.approval_remind_after_minutes),
         submit_lease=timedelta(seconds=settings.submit_lease_seconds),
         first_poll_delay=timedelta(seconds=settings.poll_first_delay_seconds),
         guardrails=Guardrails.from_settings(settings),
     )
     workflow = Workflow(store, CloudAdapter(cloud), CachedDirectory(SlackDirectory(writer)), policy)
+    catalogue = CatalogueCache(cloud, max_servers=settings.max_servers_per_request, approval=ApprovalRules.from_guardrails(
+        policy.guardrails, postpaid_requires_approval=policy.postpaid_requires_approval))
+    names = NameBook(catalogue, cloud)
     notifier = SlackNotifier(writer, store, settings.approval_channel, settings.notify_channel,
-                             sandbox=sandbox_server is not None, approvers=tuple(settings.approvers))
+                             sandbox=sandbox_server is not None, approvers=tuple(settings.approvers), names=names,
+                             console_url=settings.region_console_url, max_reminders=policy.max_reminders)
     courier = Courier(NewsStore(engine), store, notifier, workflow.worker_id,
                       CourierConfig(lease=timedelta(seconds=settings.slack_news_lease_seconds)))
     tracker = Tracker(store, cloud, workflow, TrackerConfig(
@@ -175,10 +181,9 @@ def build_runtime(settings: Settings, *, need_signing_secret: bool = True) -> Ru
         max_concurrent_calls=settings.tracker_max_concurrent_calls,
         # A poll is one cloud call: a little longer than it may take, so a crashed tracker's work moves on soon.
         poll_lease=timedelta(seconds=settings.cloud_read_timeout_seconds + 5)), on_news=courier.wake)
-    catalogue = CatalogueCache(cloud, max_servers=settings.max_servers_per_request, approval=ApprovalRules.from_guardrails(
-        policy.guardrails, postpaid_requires_approval=policy.postpaid_requires_approval))
     context = BotContext(settings, store, cloud, workflow, writer, catalogue, tracker, courier,
-                         sandbox=sandbox_server is not None, pricer=Pricer.from_cloud(cloud, timeout_seconds=PRICE_SECONDS))
+                         sandbox=sandbox_server is not None, pricer=Pricer.from_cloud(cloud, timeout_seconds=PRICE_SECONDS),
+                         names=names)
     secret = settings.slack_signing_secret.get_secret_value() if settings.slack_signing_secret else ""
     app = build_app(context, client, signing_secret=secret)
     return Runtime(settings, engine, store, cloud, metrics, writer, tracker, courier, context, app, sandbox_server)

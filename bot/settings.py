@@ -56,6 +56,10 @@ class Settings(BaseSettings):
     notify_channel: str | None = None
     postpaid_requires_approval: bool = False
     approval_ttl_hours: float = Field(default=24.0, gt=0)
+    # The approvers are reminded of a request that waits this long, up to 3 times, spaced the same.
+    approval_remind_after_minutes: float = Field(default=60.0, gt=0)
+    # The Workspace console the final reply links to; "{region}" is replaced by HUAWEICLOUD_REGION.
+    console_url: str = "https://console.huaweicloud.com/console/?region={region}"
 
     # Cloud credentials (the official SDK's names)
     huaweicloud_sdk_ak: SecretStr | None = None
@@ -121,7 +125,7 @@ class Settings(BaseSettings):
         return value
 
     @field_validator("slack_api_url", "workspace_endpoint", "bss_endpoint",
-                     "huaweicloud_sdk_iam_endpoint", "vpc_endpoint")
+                     "huaweicloud_sdk_iam_endpoint", "vpc_endpoint", "console_url")
     @classmethod
     def _urls_are_http(cls, value: str | None) -> str | None:
         if value is not None and not value.startswith(("http://", "https://")):
@@ -154,6 +158,10 @@ class Settings(BaseSettings):
                 " to log in with an IAM password"
             )
         return self
+
+    @property
+    def region_console_url(self) -> str:
+        return self.console_url.replace("{region}", self.huaweicloud_region)
 
     @property
     def uses_aksk(self) -> bool:

@@ -115,6 +115,7 @@ class Tracker:
     async def cycle(self) -> int:
         """One pass; returns how many requests were polled."""
         changed = bool(await self.workflow.expire_due())
+        changed |= bool(await self.workflow.remind_due())
         changed |= bool(await self.workflow.recover_stale())
         changed |= bool(await self.workflow.submit_due())
         lease = max(self.config.interval * 2, self.config.poll_lease)

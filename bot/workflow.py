@@ -89,6 +89,8 @@ class Policy:
     approvers: frozenset[str] = frozenset()
     postpaid_requires_approval: bool = False
     approval_ttl: timedelta = timedelta(hours=24)
+    remind_after: timedelta = timedelta(minutes=60)  # then again as long after, up to `max_reminders` in all
+    max_reminders: int = 3
     submit_lease: timedelta = timedelta(seconds=90)
     first_poll_delay: timedelta = timedelta(seconds=10)
     # After a payment with no answer, how long the billing service gets before "still unpaid" is believed.
@@ -201,6 +203,7 @@ class Workflow:
             charging_mode=spec.charging_mode, subscription_num=spec.subscription_num,
             server_group_id=spec.server_group_id, channel_id=channel_id, thread_ts=thread_ts, team_id=team_id,
             reason=reason, expires_at=utcnow() + self.policy.approval_ttl if approval else None,
+            remind_at=utcnow() + self.policy.remind_after if approval else None,
             progress_json=progress_json, decided_at=None if approval else utcnow(),
             price_json=price.model_dump_json() if price else None, price_summary=price.summary() if price else None,
         )
@@ -330,6 +333,12 @@ class Workflow:
                 fresh = await self._db(self.store.get, row.id)
                 expired.append(fresh or row)
         return expired
+
+    async def remind_due(self) -> int:
+        """Queue the reminders that are due (approvers on the card; the requester shortly before expiry)."""
+        warn_before = min(timedelta(hours=1), self.policy.approval_ttl / 4)
+        return await self._db(self.store.queue_reminders, every=self.policy.remind_after,
+                              most=self.policy.max_reminders, warn_before=warn_before)
 
     # Sending to the cloud ----------------------------------------------------------------------
 

@@ -104,6 +104,10 @@ class FakeSlack:
             return JSONResponse({"ok": True, "view": stored})
         if method == "usergroups.users.list":
             return JSONResponse({"ok": True, "users": self.group_members.get(str(args.get("usergroup")), [])})
+        if method == "chat.getPermalink":
+            channel, ts = args.get("channel"), str(args.get("message_ts", ""))
+            return JSONResponse({"ok": True, "channel": channel,
+                                 "permalink": f"https://sandbox.slack.com/archives/{channel}/p{ts.replace('.', '')}"})
         if method in ("chat.postMessage", "chat.update"):
             channel = args.get("channel", "C0")
             return JSONResponse({"ok": True, "channel": channel, "ts": args.get("ts") or f"{time.time():.6f}",

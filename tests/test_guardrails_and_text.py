@@ -87,11 +87,12 @@ def test_markup_in_a_reason_and_a_rejection_shows_as_text_in_every_message(
         assert bot.command("list", APPROVER).status_code == 200
         assert bot.command(f"status {row.id}").status_code == 200
         wait_for(lambda: len(bot.slack.responses) >= 2, what="the ephemeral answers")
-        # An approver rejects with markup of their own: card edit, thread reply, the requester's DM.
+        # An approver rejects with markup of their own: card edit and thread reply (no DM: the thread is theirs).
         assert bot.click(Action.REJECT.value, row.id, APPROVER, APPROVAL_CHANNEL, row.approval_ts).status_code == 200
         wait_for(lambda: bot.slack.latest_view().get("callback_id") == "reject_request_reason", what="reason form")
         assert bot.submit_reject_reason(EVIL_REJECTION, APPROVER).status_code == 200
-        wait_for(lambda: any("rejected" in t for t in bot.slack.texts(channel=REQUESTER)), what="the DM")
+        wait_for(lambda: any("rejected" in a["text"] for a in bot.slack.of("chat.postMessage")
+                             if a.get("thread_ts") == row.thread_ts), what="the reply in the thread")
         wait_for(lambda: any(a.get("ts") == row.approval_ts and "Rejected by" in json.dumps(a.get("blocks"))
                              for a in bot.slack.of("chat.update")), what="the card edit")
         assert bot.command(f"status {row.id}").status_code == 200
@@ -108,7 +109,6 @@ def test_markup_in_a_reason_and_a_rejection_shows_as_text_in_every_message(
                  "App Home": bot.slack.of("views.publish"),
                  "card edit": [a for a in bot.slack.of("chat.update") if a.get("ts") == row.approval_ts],
                  "thread reply": [a for a in bot.slack.of("chat.postMessage") if a.get("thread_ts") == row.thread_ts],
-                 "DM": [a for a in bot.slack.of("chat.postMessage") if a.get("channel") == REQUESTER],
                  "ephemeral answers": bot.slack.responses}
         for kind, calls in kinds.items():
             assert calls, f"no {kind} was sent"

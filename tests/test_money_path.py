@@ -83,8 +83,10 @@ def test_an_unpaid_order_reaches_the_approvers_with_its_amount_and_is_paid_once(
     assert len(bot.sandbox.calls("PayOrders")) == 1 and len(server_ids(done)) == 2 and done.payment_by == APPROVER
     wait_for(lambda: any(f"paid {amount} for order" in t for t in bot.slack.texts(channel=REQUEST_CHANNEL)),
              what="the payment in the requester's thread")
-    wait_for(lambda: any("No one else needs to pay it" in t for t in bot.slack.texts(channel=APPROVAL_CHANNEL)),
-             what="the approvers told it is paid")
+    # The approvers see it on the card itself: who paid, and no Pay button left for anyone else.
+    paid_card = wait_for(lambda: [a for a in bot.slack.of("chat.update") if a.get("ts") == row.approval_ts
+                                  and f"<@{APPROVER}> paid" in json.dumps(a.get("blocks"))], what="the card: paid")
+    assert Action.PAY.value not in json.dumps(paid_card[-1]["blocks"])
     final_card = wait_for(lambda: [v for v in card_versions(bot, row.approval_ts) if "Done" in v["text"]],
                           what="the card at the end")[-1]
     assert not buttons(final_card["blocks"])
@@ -109,8 +111,9 @@ def test_a_create_answered_with_a_job_and_an_order_follows_both(bot: Bot) -> Non
     job = bot.sandbox.state.jobs[done.job_id or ""]
     assert sorted(server_ids(done)) == sorted(job.server_ids) and len(job.server_ids) == 2
     assert [c for c in bot.sandbox.calls() if c["operation"] in ("ShowJob", "ShowJobDetail")]  # the job was followed
-    wait_for(lambda: any(done.order_id in t and done.job_id in t for t in bot.slack.texts()
-                         if "Ordered from the cloud" in t), what="both ids in the thread")
+    wait_for(lambda: any(done.order_id in json.dumps(a["blocks"]) and done.job_id in json.dumps(a["blocks"])
+                         for a in bot.slack.of("chat.update") if a.get("ts") == done.thread_ts),
+             what="both ids on the thread's head")
 
 
 def test_the_card_and_the_thread_show_the_estimate_and_the_audit_log_keeps_it(bot: Bot) -> None:

@@ -31,7 +31,7 @@ from tests.harness import (
 )
 
 
-def test_pay_per_use_create_to_success_in_thread_channel_and_dm(bot: Bot) -> None:
+def test_pay_per_use_create_to_success_in_thread_and_channel(bot: Bot) -> None:
     fill(bot)
     opened = bot.slack.of("views.open")
     assert len(opened) == 1 and "Loading" in json.dumps(opened[0]["view"])  # the loading view went first
@@ -40,9 +40,11 @@ def test_pay_per_use_create_to_success_in_thread_channel_and_dm(bot: Bot) -> Non
     head = [a for a in bot.slack.of("chat.postMessage") if a.get("channel") == REQUEST_CHANNEL and "thread_ts" not in a]
     assert len(head) == 1 and "SANDBOX" not in head[0]["text"]  # real credentials (here: to the sandbox)
     wait_for(lambda: any("is done" in t for t in bot.slack.texts(channel=NOTIFY_CHANNEL)), what="the notify channel")
-    wait_for(lambda: any("is done" in t for t in bot.slack.texts(channel=REQUESTER)), what="the requester's DM")
-    replies = [a["text"] for a in bot.slack.of("chat.postMessage") if a.get("thread_ts") == row.thread_ts]
-    assert any("Ordered from the cloud" in t for t in replies) and any("is done" in t for t in replies)
+    replies = [a for a in bot.slack.of("chat.postMessage") if a.get("thread_ts") == row.thread_ts]
+    # One reply, the outcome, mentioning the requester: they are in the thread's channel, so no DM as well.
+    assert len(replies) == 1 and "is done" in replies[0]["text"]
+    assert f"<@{REQUESTER}>" in json.dumps(replies[0]["blocks"])
+    assert bot.slack.texts(channel=REQUESTER) == []
     edits = [a for a in bot.slack.of("chat.update") if a.get("ts") == row.thread_ts]
     wait_for(lambda: any("Done" in a["text"] for a in bot.slack.of("chat.update") if a.get("ts") == row.thread_ts),
              what="the thread head edited to Done")
@@ -97,8 +99,10 @@ def test_reject_asks_for_a_reason_and_tells_the_requester(bot: Bot) -> None:
     assert bot.submit_reject_reason("No budget for GPUs this quarter", APPROVER).status_code == 200
     done = final_state(bot, State.REJECTED)
     assert done.decision_reason == "No budget for GPUs this quarter"
-    wait_for(lambda: any("rejected" in t and "No budget" in t for t in bot.slack.texts(channel=REQUESTER)),
-             what="the requester's DM")
+    reply = wait_for(lambda: [a for a in bot.slack.of("chat.postMessage") if a.get("thread_ts") == done.thread_ts
+                              and "rejected" in a["text"] and "No budget" in a["text"]], what="the reply in the thread")
+    assert f"<@{APPROVER}>" in reply[0]["text"] and Action.ORDER_AGAIN.value in json.dumps(reply[0]["blocks"])
+    assert bot.slack.texts(channel=REQUESTER) == []  # the thread is where they asked: no DM as well
     assert bot.sandbox.calls("CreateAppServers") == []
 
 
@@ -248,7 +252,7 @@ def test_with_no_cloud_credentials_it_runs_on_the_sandbox_and_says_so(slack: tup
                                           "disk_size": 80, "count": 1, "billing": "prePaid", "period_unit": "2",
                                           "period_num": 1, "reason": "Trying the sandbox"})
         assert response.status_code == 200 and not response.text
-        wait_for(lambda: len(fake.of("chat.postMessage")) >= 3, what="thread, card and reply")
+        wait_for(lambda: len(fake.of("chat.postMessage")) >= 2, what="thread and card")
         assert all(p["text"].startswith("[SANDBOX]") for p in fake.of("chat.postMessage"))
         assert all("SANDBOX" in json.dumps(p["blocks"]) for p in fake.of("chat.postMessage") if p.get("blocks"))
         assert bot.sandbox.calls() == []  # the test's sandbox was not used: the bot started its own

@@ -14,7 +14,7 @@ from slack_bolt.async_app import AsyncAck, AsyncApp
 from slack_sdk.errors import SlackApiError
 from slack_sdk.web.async_client import AsyncWebClient
 
-from bot.slack import forms, messages
+from bot.slack import commands, forms, guard, messages
 from bot.slack.binding import Shown, mismatch
 from bot.slack.context import BotContext
 from bot.slack.home import publish_home
@@ -162,3 +162,36 @@ def register(app: AsyncApp, ctx: BotContext) -> None:
         await ack()
         user, request_id, _, _ = _clicked(body)
         await done_or_tell(body, await ctx.workflow.choose_candidate(request_id, user, None))
+
+    @app.action(Action.CANCEL.value)
+    async def cancel(ack: AsyncAck, body: dict[str, Any]) -> None:
+        """The requester withdraws their request (the workflow refuses anyone else, and a request already
+        ordered); the answer goes to the clicker alone, the thread head and the card show it."""
+        await ack()
+        user, request_id, _, _ = _clicked(body)
+        decision = await ctx.workflow.cancel(request_id, user)
+        await tell_clicker(body, decision)
+        if decision.ok:
+            ctx.wake_workers()
+        await after_click(body)
+
+    @app.action(Action.ORDER_AGAIN.value)
+    async def order_again(ack: AsyncAck, body: dict[str, Any], client: AsyncWebClient) -> None:
+        """The create form, filled as the earlier request was (group, product, count, billing, disk, period)."""
+        await ack()
+        user, request_id, _, _ = _clicked(body)
+        row = await asyncio.to_thread(ctx.store.get, request_id)
+        if row is None or not (row.requester_id == user or await ctx.workflow.is_approver(user)):
+            await tell_clicker(body, Decision(Outcome.NOT_FOUND, f"There is no request {request_id} that you can see."))
+            return
+        prefill = commands.form_values_of(messages.spec_of(row))
+        refusal = await guard.requester_refusal(ctx, user) or \
+            await guard.size_refusal(ctx, user, row.subscription_num)
+        if refusal is not None:
+            await tell_clicker(body, Decision(Outcome.NOT_APPROVER, refusal.sentence))
+            return
+
+        async def tell(text: str) -> None:
+            await tell_clicker(body, Decision(Outcome.WRONG_STATE, text))
+
+        await commands.open_create_form(ctx, client, body.get("trigger_id"), prefill, row.channel_id, tell, keep=True)

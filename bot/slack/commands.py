@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import asyncio
 import logging
+from collections.abc import Awaitable, Callable
 from typing import Any
 
 from slack_bolt.async_app import AsyncAck, AsyncApp, AsyncRespond
@@ -14,7 +15,7 @@ from bot.cloud.errors import CloudError, describe
 from bot.lifecycle import LABELS, State
 from bot.slack import forms, guard
 from bot.slack.context import BotContext
-from bot.slack.messages import billing_text, spec_of, status_line
+from bot.slack.messages import group_words, progress_text, servers_text, spec_of, status_line, what_is_ordered, when
 from bot.slack.text import code, escape_mrkdwn, is_request_id, mention
 from bot.store.models import AppRequest
 
@@ -74,25 +75,58 @@ async def _create(ack: AsyncAck, command: dict[str, Any], client: AsyncWebClient
         await ack(text=refusal.sentence)
         return
     await ack()
-    # The trigger_id dies 3 s after Slack sent the command: open a loading view first, fill it after.
+
+    async def tell(text: str) -> None:
+        await respond(response_type="ephemeral", text=text)
+
+    await open_create_form(ctx, client, command.get("trigger_id"), prefill, command.get("channel_id"), tell)
+
+
+def form_values_of(spec: dict[str, Any]) -> forms.FormValues:
+    """The create form filled as a stored request was (to order the same again); a new reason is asked for."""
+    extend = spec.get("create_server_extend_param") or {}
+    volume = spec.get("root_volume") or {}
+    hints = spec.get("scheduler_hints") or {}
+    prepaid = extend.get("charging_mode") == forms.PREPAID
+
+    def text(value: object) -> str | None:
+        return None if value is None else str(value)
+
+    return forms.FormValues(
+        group_id=spec.get("server_group_id"), availability_zone=spec.get("availability_zone"),
+        product_id=spec.get("product_id"), disk_type=volume.get("type"), disk_size=text(volume.get("size")),
+        count=text(spec.get("subscription_num")), billing=forms.PREPAID if prepaid else forms.POSTPAID,
+        period_unit=text(extend.get("period_type")) if prepaid else None,
+        period_num=text(extend.get("period_num")) if prepaid else None,
+        auto_renew=bool(extend.get("is_auto_renew")), auto_pay=bool(extend.get("is_auto_pay")),
+        update_agent=bool(spec.get("update_access_agent")), dedicated_host=hints.get("dedicated_host_id"))
+
+
+async def open_create_form(ctx: BotContext, client: AsyncWebClient, trigger_id: object, prefill: forms.FormValues,
+                           channel_id: object, tell: Callable[[str], Awaitable[None]], *, keep: bool = False) -> None:
+    """Open the create form (a command, App Home's New request, Order again): a loading view within the
+    trigger's 3 s, then the form filled from the cloud. `keep`: the prefill's own product and disk win
+    over the group's (ordering the same again)."""
     try:
-        opened = await client.views_open(trigger_id=command.get("trigger_id"), view=forms.loading_view())
+        opened = await client.views_open(trigger_id=str(trigger_id or ""), view=forms.loading_view())
     except SlackApiError as error:
         code = error.response.get("error", "unknown")
         log.warning("views.open failed: %s", code)
-        await respond(response_type="ephemeral", text="Slack took too long to open the form "
-                      f"({code}); please run `/appserver create` again.")
+        await tell(f"Slack took too long to open the form ({code}); please try again.")
         return
     view = opened.get("view") or {}
     view_id, view_hash = view.get("id"), view.get("hash")
-    context = forms.ModalContext(channel_id=command.get("channel_id"))
+    context = forms.ModalContext(channel_id=channel_id if isinstance(channel_id, str) else None)
     try:
         catalogue = await ctx.catalogue.get()
         if prefill.group_id:
             by_name = {g.name: g.id for g in catalogue.groups if g.name}
             prefill = prefill.model_copy(update={"group_id": by_name.get(prefill.group_id, prefill.group_id)})
             if catalogue.group(prefill.group_id):
+                mine = prefill.model_dump(include={"product_id", "disk_type", "disk_size"}, exclude_none=True)
                 prefill, context = await ctx.catalogue.prefill_from_group(prefill.group_id or "", prefill, context)
+                if keep:
+                    prefill = prefill.model_copy(update=mine)
             else:
                 prefill = prefill.model_copy(update={"group_id": None})
         new_view = ctx.catalogue.create_form(catalogue, prefill, context, sandbox=ctx.sandbox)
@@ -109,6 +143,18 @@ async def _can_see(ctx: BotContext, request: AppRequest, user: str) -> bool:
     return request.requester_id == user or await ctx.workflow.is_approver(user)
 
 
+async def summary(ctx: BotContext, request: AppRequest) -> str:
+    """One request in a few lines: group, count and billing, state, and once done its servers by name."""
+    names = await ctx.names.of(request)
+    lines = [f"*{request.id}*: {what_is_ordered(spec_of(request))} in {group_words(request, names)}, asked "
+             f"{when(request.created_at)}", status_line(request)]
+    if progress := progress_text(request):
+        lines.append(progress)
+    if servers := servers_text(request, names):
+        lines.append(f"Servers: {servers}")
+    return "\n".join(lines)
+
+
 async def _status(ctx: BotContext, request_id: str, user: str) -> str:
     if not request_id:
         return "Which request? For example `/appserver status AS-7K3F9QX2`."
@@ -117,25 +163,24 @@ async def _status(ctx: BotContext, request_id: str, user: str) -> str:
     request = await asyncio.to_thread(ctx.store.get, request_id)
     if request is None or not await _can_see(ctx, request, user):
         return f"There is no request {request_id} that you can see."
-    spec = spec_of(request)
-    lines = [f"*{request.id}*: {spec.get('subscription_num')} server(s), {billing_text(spec)}", status_line(request)]
+    lines = [await summary(ctx, request)]
     refs = [f"{kind} {code(ref)}" for kind, ref in (("order", request.order_id), ("job", request.job_id)) if ref]
     if refs:
         lines.append("Cloud " + ", ".join(refs))
-    if request.outcome_sentence:
+    if request.outcome_sentence and request.state != State.SUCCEEDED:
         lines.append(escape_mrkdwn(request.outcome_sentence))
     return "\n".join(lines)
 
 
 async def _list(ctx: BotContext, user: str) -> str:
     mine = await asyncio.to_thread(ctx.store.for_requester, user, 10)
-    lines = ["*Your recent requests*"] + [f"• {r.id}: {LABELS[State(r.state)]}" for r in mine] if mine else \
+    lines = ["*Your recent requests*"] + [await summary(ctx, r) for r in mine] if mine else \
         ["You have no requests yet. Start one with `/appserver create`."]
     if await ctx.workflow.is_approver(user):
         waiting = [r for r in await asyncio.to_thread(
             ctx.store.in_states, [State.PENDING_APPROVAL, State.AWAITING_PAYMENT, State.NEEDS_ATTENTION], 50)
             if r.requester_id != user]
         lines.append("*Waiting for you*")
-        lines += [f"• {r.id} from {mention(r.requester_id)}: {LABELS[State(r.state)]}" for r in waiting] or \
-            ["Nothing waits for you."]
-    return "\n".join(lines)
+        lines += [f"• {r.id} from {mention(r.requester_id)}: {what_is_ordered(spec_of(r))}, {LABELS[State(r.state)]}"
+                  for r in waiting] or ["Nothing waits for you."]
+    return "\n".join(lines)[:3900]

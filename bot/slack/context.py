@@ -9,6 +9,7 @@ from bot.cloud.pricing import Pricer
 from bot.courier import Courier
 from bot.settings import Settings
 from bot.slack.catalogue import CatalogueCache
+from bot.slack.names import NameBook
 from bot.slack.writer import SlackWriter
 from bot.store.repository import RequestStore
 from bot.tracker import Tracker
@@ -27,6 +28,7 @@ class BotContext:
     courier: Courier
     sandbox: bool
     pricer: Pricer
+    names: NameBook
 
     def wake_workers(self) -> None:
         """Something changed here: in a process that runs them, the tracker and the courier act now."""

@@ -5,10 +5,14 @@ from __future__ import annotations
 import asyncio
 from typing import TYPE_CHECKING, Any
 
-from slack_bolt.async_app import AsyncApp
+from slack_bolt.async_app import AsyncAck, AsyncApp
+from slack_sdk.web.async_client import AsyncWebClient
 
 from bot.lifecycle import State
+from bot.slack import commands, forms, guard
+from bot.slack.ids import Action
 from bot.slack.messages import home_view
+from bot.slack.payloads import as_dict
 from bot.store.models import AppRequest
 
 if TYPE_CHECKING:
@@ -29,7 +33,10 @@ async def publish_home(ctx: BotContext, user: str) -> None:
         pending = [r for r in waiting if r.state == State.PENDING_APPROVAL]
         to_pay = [r for r in waiting if r.state == State.AWAITING_PAYMENT and r.order_id]
         attention = [r for r in waiting if r.state == State.NEEDS_ATTENTION]
-    view = home_view(mine, pending, approver=approver, sandbox=ctx.sandbox, to_pay=to_pay, attention=attention)
+    shown = {r.id: r for r in [*mine, *pending[:10], *to_pay[:10]]}.values()
+    names = dict(zip([r.id for r in shown], await asyncio.gather(*(ctx.names.of(r) for r in shown)), strict=True))
+    view = home_view(mine, pending, approver=approver, sandbox=ctx.sandbox, to_pay=to_pay, attention=attention,
+                     names=names)
     await ctx.writer.publish_home(user, view.to_dict())
 
 
@@ -38,3 +45,18 @@ def register(app: AsyncApp, ctx: BotContext) -> None:
     async def home_opened(event: dict[str, Any]) -> None:
         if event.get("tab", "home") == "home" and event.get("user"):
             await publish_home(ctx, str(event["user"]))
+
+    @app.action(Action.NEW_REQUEST.value)
+    async def new_request(ack: AsyncAck, body: dict[str, Any], client: AsyncWebClient) -> None:
+        """App Home's New request: the create form, as `/appserver create` opens it."""
+        await ack()
+        user = str(as_dict(body.get("user")).get("id", ""))
+        refusal = await guard.requester_refusal(ctx, user)
+        if refusal is not None:
+            await ctx.writer.post(user, refusal.sentence)
+            return
+
+        async def tell(text: str) -> None:
+            await ctx.writer.post(user, text)
+
+        await commands.open_create_form(ctx, client, body.get("trigger_id"), forms.FormValues(), None, tell)

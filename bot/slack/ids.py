@@ -33,6 +33,9 @@ class Action(StrEnum):
     RETRY = "retry_request"
     CHOOSE_CANDIDATE = "choose_candidate"
     NO_CANDIDATE = "no_candidate"
+    CANCEL = "cancel_request"
+    ORDER_AGAIN = "order_again"
+    NEW_REQUEST = "new_request"
     INPUT = "value"  # the action_id of every plain input element
 
 

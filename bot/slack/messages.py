@@ -3,7 +3,7 @@
 from __future__ import annotations
 
 import json
-from collections.abc import Sequence
+from collections.abc import Mapping, Sequence
 from dataclasses import dataclass
 from datetime import datetime
 from decimal import Decimal
@@ -29,8 +29,9 @@ from bot.progress import Progress
 from bot.reconcile import Candidate, Candidates
 from bot.slack.binding import button_value
 from bot.slack.ids import Action, candidate_value
+from bot.slack.names import Names
 from bot.slack.text import code, escape_mrkdwn, mention
-from bot.store.models import AppRequest, utcnow
+from bot.store.models import AppRequest
 from bot.store.repository import server_ids
 
 SANDBOX_NOTE = ":test_tube: *SANDBOX*: no cloud credentials are set, so no real servers are created."
@@ -43,6 +44,29 @@ STATE_EMOJI = {
     State.NEEDS_ATTENTION: ":warning:",
 }
 MAX_IDS_SHOWN = 20
+CANCELLABLE = frozenset({State.PENDING_APPROVAL, State.APPROVED})
+# A request that ended (or never started) offers to ask for the same again.
+ORDER_AGAIN_STATES = frozenset({State.SUCCEEDED, State.FAILED, State.REJECTED, State.EXPIRED, State.CANCELLED,
+                                State.SUBMIT_FAILED})
+NO_NAMES = Names()
+
+
+@dataclass(frozen=True)
+class Links:
+    """Where things are: the requester's thread, the approvers' card (permalinks) and the cloud's console."""
+
+    thread: str | None = None
+    card: str | None = None
+    console: str | None = None
+
+
+NO_LINKS = Links()
+
+
+def link(url: str | None, label: str) -> str:
+    """A mrkdwn link; the label alone when there is no URL (permalinks come from Slack, the console from
+    the settings, so neither holds a "|" or ">")."""
+    return f"<{url}|{escape_mrkdwn(label)}>" if url else escape_mrkdwn(label)
 
 
 @dataclass(frozen=True)
@@ -55,16 +79,16 @@ def _md(text: str) -> MarkdownTextObject:
     return MarkdownTextObject(text=text[:3000])
 
 
-def _when(moment: datetime | None) -> str:
+def when(moment: datetime | None) -> str:
+    """A moment each reader's Slack shows in their own time zone."""
     if moment is None:
         return "unknown"
     return f"<!date^{int(moment.timestamp())}^{{date_short_pretty}} {{time}}|{moment:%Y-%m-%d %H:%M} UTC>"
 
 
-def _duration(seconds: float) -> str:
-    minutes, secs = divmod(int(max(seconds, 0)), 60)
-    hours, minutes = divmod(minutes, 60)
-    return f"{hours}h {minutes:02d}m" if hours else f"{minutes}m {secs:02d}s"
+def _ago(moment: datetime) -> str:
+    """"5 minutes ago", rendered by each Slack client, so it moves without an edit."""
+    return f"<!date^{int(moment.timestamp())}^{{ago}}|at {moment:%Y-%m-%d %H:%M} UTC>"
 
 
 def spec_of(request: AppRequest) -> dict[str, Any]:
@@ -72,32 +96,60 @@ def spec_of(request: AppRequest) -> dict[str, Any]:
     return spec
 
 
-def billing_text(spec: dict[str, Any]) -> str:
+def billing_words(spec: dict[str, Any]) -> str:
+    """"Pay-per-use (by the hour)" or "Yearly/monthly: 6 months, auto-pay": how the servers are paid for."""
     extend = spec.get("create_server_extend_param") or {}
     if extend.get("charging_mode") != "prePaid":
-        return "pay-per-use"
+        return "Pay-per-use (by the hour)"
     unit = "month" if extend.get("period_type") == 2 else "year"
     num = extend.get("period_num")
-    flags = [f for f, on in (("auto-renew", extend.get("is_auto_renew")), ("auto-pay", extend.get("is_auto_pay"))) if on]
-    return f"yearly/monthly, {num} {unit}{'s' if num != 1 else ''}" + (f" ({', '.join(flags)})" if flags else "")
+    flags = [f for f, on in (("auto-pay", extend.get("is_auto_pay")), ("auto-renew", extend.get("is_auto_renew"))) if on]
+    return f"Yearly/monthly: {num} {unit}{'s' if num != 1 else ''}" + (f", {', '.join(flags)}" if flags else "")
 
 
-def spec_fields(spec: dict[str, Any], group_name: str | None = None) -> list[MarkdownTextObject]:
+def group_words(request: AppRequest, names: Names) -> str:
+    return escape_mrkdwn(names.group) if names.group else code(request.server_group_id)
+
+
+def spec_fields(spec: dict[str, Any], names: Names = NO_NAMES) -> list[MarkdownTextObject]:
+    """What is ordered, in words; the ids behind the names are in `ids_context`."""
     volume = spec.get("root_volume") or {}
+    product = escape_mrkdwn(names.product) if names.product else code(spec.get("product_id"))
+    network = (f"subnet {escape_mrkdwn(names.network)}" if names.network
+               else f"subnet {code(spec.get('subnet_id'))}")
+    group = escape_mrkdwn(names.group) if names.group else code(spec.get("server_group_id"))
     pairs = [
-        ("Servers", str(spec.get("subscription_num"))),
-        ("Server group", escape_mrkdwn(group_name) if group_name else code(spec.get("server_group_id"))),
-        ("Product", code(spec.get("product_id"))),
+        ("Server group", group),
+        ("Servers", f"{spec.get('subscription_num')} × {product}"),  # noqa: RUF001
+        ("Billing", billing_words(spec)),
         ("System disk", escape_mrkdwn(f"{volume.get('type')} {volume.get('size')} GB")),
         ("Zone", escape_mrkdwn(spec.get("availability_zone") or "chosen by the cloud")),
-        ("Billing", billing_text(spec)),
-        ("Network", f"subnet {code(spec.get('subnet_id'))} in VPC {code(spec.get('vpc_id'))}"),
+        ("Network", network),
     ]
-    if spec.get("ou_name"):
-        pairs.append(("OU", code(spec["ou_name"])))
     if spec.get("scheduler_hints"):
         pairs.append(("Dedicated host", code(spec["scheduler_hints"].get("dedicated_host_id"))))
     return [_md(f"*{k}*\n{v}") for k, v in pairs][:10]
+
+
+def ids_context(request: AppRequest, spec: dict[str, Any]) -> ContextBlock:
+    """The ids behind the names, small, for whoever needs to find them in the console."""
+    parts = [f"{request.id}", f"group {code(spec.get('server_group_id'))}", f"product {code(spec.get('product_id'))}",
+             f"subnet {code(spec.get('subnet_id'))}", f"VPC {code(spec.get('vpc_id'))}"]
+    if spec.get("ou_name"):
+        parts.append(f"OU {code(spec['ou_name'])}")
+    parts += [f"{kind} {code(ref)}" for kind, ref in (("job", request.job_id), ("order", request.order_id)) if ref]
+    return ContextBlock(elements=[_md(" · ".join(parts))])
+
+
+def servers_text(request: AppRequest, names: Names = NO_NAMES) -> str:
+    """The servers by name (ids where the cloud gave no name), the first few of many."""
+    ids = server_ids(request)
+    if not ids:
+        return ""
+    shown = ", ".join(escape_mrkdwn(n) if n in names.servers.values() else code(n)
+                      for n in names.server_list(ids[:MAX_IDS_SHOWN]))
+    more = f" and {len(ids) - MAX_IDS_SHOWN} more" if len(ids) > MAX_IDS_SHOWN else ""
+    return f"{shown}{more}"
 
 
 def _ids_text(request: AppRequest) -> str:
@@ -113,10 +165,12 @@ def status_line(request: AppRequest) -> str:
     state = State(request.state)
     line = f"{STATE_EMOJI[state]} *{LABELS[state]}*"
     if state == State.PENDING_APPROVAL and request.expires_at:
-        line += f" (expires {_when(request.expires_at)})"
+        line += f" (expires {when(request.expires_at)})"
+    if state in FINAL_STATES and request.finished_at:
+        line += f" {when(request.finished_at)}"
     if request.decided_by and state not in (State.PENDING_APPROVAL, State.CANCELLED, State.EXPIRED):
         verb = "Rejected" if state == State.REJECTED else "Approved"
-        line += f"\n{verb} by {mention(request.decided_by)} {_when(request.decided_at)}"
+        line += f"\n{verb} by {mention(request.decided_by)} {when(request.decided_at)}"
         if request.decision_reason:
             line += f": {escape_mrkdwn(request.decision_reason)}"
     return line
@@ -206,7 +260,7 @@ def order_amount_text(progress: Progress) -> str | None:
 def payment_sentence(request: AppRequest) -> str:
     progress = Progress.of(request)
     amount = order_amount_text(progress)
-    deadline = f", due by {_when(progress.payment_deadline)}" if progress.payment_deadline else ""
+    deadline = f", due by {when(progress.payment_deadline)}" if progress.payment_deadline else ""
     what = f"*{amount}*" if amount else "its amount (see the Billing Center)"
     return (f":credit_card: Order {code(request.order_id)} waits for payment: {what}{deadline}.{estimate_gap(request)} "
             "Nothing is created until it is paid; unpaid, the order lapses at the deadline.")
@@ -231,79 +285,133 @@ def pay_button(request: AppRequest) -> ButtonElement:
         confirm=ConfirmObject(title="Pay this order?", text=text[:300], confirm="Pay", deny="Back"))
 
 
-def progress_text(request: AppRequest, now: datetime | None = None) -> str | None:
+def stage_text(request: AppRequest) -> str:
+    """Where the cloud is with the order, in words (a prepaid order shows no per-server progress at first)."""
+    state = State(request.state)
+    prepaid = request.charging_mode == "prePaid"
+    if state == State.SUBMITTED:
+        return "Order placed; the cloud is processing it" if prepaid else "The cloud accepted the job and is starting it"
+    if Progress.of(request).order_paid or request.payment_by:
+        return "Paid; the cloud is creating the servers"
+    return "The cloud is creating the servers"
+
+
+def progress_text(request: AppRequest) -> str | None:
+    """Stage, servers ready, and time since the order (each reader's Slack counts it, so it moves)."""
     state = State(request.state)
     if state not in (State.SUBMITTED, State.AWAITING_PAYMENT, State.PROVISIONING):
         return None
     progress = Progress.of(request)
-    now = now or utcnow()
     parts = []
     if state == State.AWAITING_PAYMENT:
         amount = order_amount_text(progress)
-        deadline = f" by {_when(progress.payment_deadline)}" if progress.payment_deadline else ""
+        deadline = f" by {when(progress.payment_deadline)}" if progress.payment_deadline else ""
         parts.append(f":credit_card: Order {code(request.order_id)} waits for an approver to pay"
                      + (f" {amount}" if amount else "") + deadline)
     else:
-        parts.append(f"`{progress.bar()}`")
-    if request.submitted_at and state != State.AWAITING_PAYMENT:
-        parts.append(f"elapsed {_duration((now - request.submitted_at).total_seconds())}")
+        parts.append(f":gear: {stage_text(request)}")
+        if progress.ready or request.charging_mode != "prePaid":
+            parts.append(f"`{progress.bar()}`")
+    if request.submitted_at:
+        parts.append(f"ordered {_ago(request.submitted_at)}")
     if progress.expected_end:
-        parts.append(f"expected end {_when(progress.expected_end)}")
+        parts.append(f"expected end {when(progress.expected_end)}")
     return " · ".join(parts)
 
 
-def request_message(request: AppRequest, *, sandbox: bool, group_name: str | None = None) -> Message:
+def cancel_button(request: AppRequest) -> ButtonElement:
+    return ButtonElement(text="Cancel request", action_id=Action.CANCEL.value, value=request.id,
+                         confirm=ConfirmObject(title="Cancel this request?", text=(
+                             f"{request.id} ({what_is_ordered(spec_of(request))}) is withdrawn; nothing is ordered.")[:300],
+                             confirm="Cancel it", deny="Keep it"))
+
+
+def order_again_button(request: AppRequest) -> ButtonElement:
+    return ButtonElement(text="Order again", action_id=Action.ORDER_AGAIN.value, value=request.id)
+
+
+def request_buttons(request: AppRequest) -> ActionsBlock | None:
+    """The requester's buttons for the state: cancel while nothing is ordered, order again once it ended."""
+    state = State(request.state)
+    if state in CANCELLABLE:
+        return ActionsBlock(block_id=f"mine:{request.id}", elements=[cancel_button(request)])
+    if state in ORDER_AGAIN_STATES:
+        return ActionsBlock(block_id=f"again:{request.id}", elements=[order_again_button(request)])
+    return None
+
+
+def headline(request: AppRequest, names: Names) -> str:
+    spec = spec_of(request)
+    return f"{mention(request.requester_id)} asks for {what_is_ordered(spec)} in *{group_words(request, names)}*"
+
+
+def reason_text(request: AppRequest) -> str:
+    reason = (request.reason or "").strip()
+    if not reason:
+        return "_No reason given._"
+    return "\n".join(f">{escape_mrkdwn(line)}" for line in reason.splitlines()[:20])[:2900]
+
+
+def request_message(request: AppRequest, *, sandbox: bool, names: Names = NO_NAMES, links: Links = NO_LINKS,
+                    approval_channel: str | None = None) -> Message:
     """The request's own message, the head of its thread; edited in place as things change."""
     spec = spec_of(request)
+    state = State(request.state)
     blocks: list[SlackBlock] = []
     if sandbox:
         blocks.append(ContextBlock(elements=[_md(SANDBOX_NOTE)]))
-    blocks.append(SectionBlock(text=_md(f"*{request.id}*: {mention(request.requester_id)} asks for "
-                                        f"{spec.get('subscription_num')} app server(s)\n{status_line(request)}")))
-    blocks.append(SectionBlock(fields=spec_fields(spec, group_name)))
+    status = status_line(request)
+    if state == State.PENDING_APPROVAL:
+        where = link(links.card, "the approval card") if links.card else (
+            f"<#{approval_channel}>" if approval_channel else "the approvers' App Home")
+        status += f"\nAn approver decides in {where}; you'll hear here."
+    blocks.append(SectionBlock(text=_md(f"*{request.id}*: {headline(request, names)}\n{status}")))
+    if request.reason:
+        blocks.append(SectionBlock(text=_md(reason_text(request))))
+    blocks.append(SectionBlock(fields=spec_fields(spec, names)))
     if price := price_text(request):
         blocks.append(ContextBlock(elements=[_md(price)]))
-    if request.reason:
-        blocks.append(ContextBlock(elements=[_md(f":memo: {escape_mrkdwn(request.reason)}")]))
     if progress := progress_text(request):
         blocks.append(ContextBlock(elements=[_md(progress)]))
-    refs = [f"job {code(request.job_id)}" if request.job_id else "",
-            f"order {code(request.order_id)}" if request.order_id else ""]
-    if any(refs):
-        blocks.append(ContextBlock(elements=[_md("Cloud: " + ", ".join(r for r in refs if r))]))
-    if ids := _ids_text(request):
-        blocks.append(SectionBlock(text=_md(f"*Servers*\n{ids}")))
-    if request.outcome_sentence:
+    if servers := servers_text(request, names):
+        blocks.append(SectionBlock(text=_md(f"*Servers*\n{servers}")))
+    if request.outcome_sentence and state not in (State.SUCCEEDED,):
         blocks.append(SectionBlock(text=_md(escape_mrkdwn(request.outcome_sentence))))
+    if buttons := request_buttons(request):
+        blocks.append(buttons)
+    blocks.append(ids_context(request, spec))
     prefix = "[SANDBOX] " if sandbox else ""
-    text = f"{prefix}{request.id}: {LABELS[State(request.state)]}"
+    text = f"{prefix}{request.id}: {what_is_ordered(spec)} · {LABELS[state]}"
     return Message(text, [b.to_dict() for b in blocks])
 
 
-def approval_card(request: AppRequest, *, sandbox: bool, quota: str | None, group_name: str | None = None,
-                  approvers: Sequence[str] = ()) -> Message:
-    """The approvers' message about a request: it follows the request to its end, with the buttons that fit
-    its state (decide, pay, say which order is ours, send again)."""
+def card_header(request: AppRequest, names: Names) -> str:
+    spec = spec_of(request)
+    group = f" · {names.group}" if names.group else ""
+    return f"{what_is_ordered(spec)}{group}"[:150]
+
+
+def approval_card(request: AppRequest, *, sandbox: bool, quota: str | None, names: Names = NO_NAMES,
+                  links: Links = NO_LINKS, approvers: Sequence[str] = ()) -> Message:
+    """The approvers' message about a request, in words: who asks, why, for what, at what price. It follows
+    the request to its end, with the buttons that fit its state (decide, pay, say which order is ours)."""
     spec = spec_of(request)
     state = State(request.state)
-    blocks: list[SlackBlock] = [HeaderBlock(text=PlainTextObject(text=f"Approval: {request.id}"))]
+    blocks: list[SlackBlock] = [HeaderBlock(text=PlainTextObject(text=card_header(request, names)))]
     if sandbox:
         blocks.append(ContextBlock(elements=[_md(SANDBOX_NOTE)]))
-    blocks.append(SectionBlock(text=_md(f"{mention(request.requester_id)} asks for {spec.get('subscription_num')} app "
-                                        f"server(s), {billing_text(spec)}.\n{status_line(request)}")))
-    blocks.append(SectionBlock(fields=spec_fields(spec, group_name)))
+    who = mentions(approvers)
+    ask = f"{who}: " if who and state == State.PENDING_APPROVAL else ""
+    # The header says what and where: this says who asks, and why.
+    blocks.append(SectionBlock(text=_md(f"{ask}*{mention(request.requester_id)} asks:*\n{reason_text(request)}")))
+    blocks.append(SectionBlock(fields=spec_fields(spec, names)))
     if price := price_text(request):
         blocks.append(SectionBlock(text=_md(price)))
-    blocks.append(ContextBlock(elements=[_md(f":memo: {escape_mrkdwn(request.reason or 'No reason given.')}"),
-                                         _md(f":bar_chart: {quota or 'Quota not checked.'}"),
-                                         _md(f"Spec hash `{request.spec_hash[:12]}`")]))
+    blocks.append(SectionBlock(text=_md(status_line(request))))
     if state == State.PENDING_APPROVAL:
         blocks.append(ActionsBlock(block_id=f"decide:{request.id}", elements=[
-            ButtonElement(text="Approve", action_id=Action.APPROVE.value, value=button_value(request), style="primary",
-                          confirm=ConfirmObject(title="Approve this order?", text=approve_confirmation(request, spec),
-                                                confirm="Approve", deny="Back")),
-            ButtonElement(text="Reject", action_id=Action.REJECT.value, value=request.id, style="danger"),
-        ]))
+            approve_button(request), ButtonElement(text="Reject", action_id=Action.REJECT.value, value=request.id,
+                                                   style="danger")]))
     elif state == State.AWAITING_PAYMENT and request.order_id:
         blocks.append(SectionBlock(text=_md(payment_sentence(request))))
         blocks.append(ActionsBlock(block_id=f"pay:{request.id}", elements=[pay_button(request)]))
@@ -315,25 +423,38 @@ def approval_card(request: AppRequest, *, sandbox: bool, quota: str | None, grou
         if progress := progress_text(request):
             blocks.append(ContextBlock(elements=[_md(progress)]))
     elif state in FINAL_STATES and state not in (State.REJECTED, State.EXPIRED, State.CANCELLED):
-        blocks.append(SectionBlock(text=_md(outcome_text(request, sandbox=False))))
-        if request.payment_by:
-            blocks.append(ContextBlock(elements=[_md(f":credit_card: {_paid(request)}.")]))
+        blocks.append(SectionBlock(text=_md(outcome_text(request, sandbox=False, names=names))))
+    notes = [f":bar_chart: {quota or 'Quota not checked.'}"]
+    if links.thread:
+        notes.append(link(links.thread, "The requester's thread"))
+    blocks.append(ContextBlock(elements=[_md(" · ".join(notes))]))
+    blocks.append(ids_context(request, spec))
     prefix = "[SANDBOX] " if sandbox else ""
-    who = f" {mentions(approvers)}" if approvers else ""
+    pinged = f"{who}: " if who else ""
     if state == State.PENDING_APPROVAL:
         quote = quote_of(request)
         cost = f", est. {quote.money(quote.final_amount)}{' an hour' if quote.basis == 'hour' else ''}" \
             if quote and quote.ok and quote.final_amount is not None else (", no price estimate" if quote else "")
-        text = f"{prefix}Approval needed: {what_is_ordered(spec)}{cost} ({request.id})"
+        group = f" in {names.group}" if names.group else ""
+        text = (f"{prefix}{pinged}Approval needed: {what_is_ordered(spec)}{group}{cost}, asked by "
+                f"{mention(request.requester_id)} ({request.id})")
     elif state == State.AWAITING_PAYMENT:
         amount = order_amount_text(Progress.of(request))
-        text = f"{prefix}{request.id}: order {request.order_id} waits for payment" + (f" of {amount}" if amount else "") \
-            + who
+        text = f"{prefix}{pinged}{request.id}: order {request.order_id} waits for payment" + \
+            (f" of {amount}" if amount else "")
     elif state == State.NEEDS_ATTENTION:
-        text = f"{prefix}{request.id} needs an approver: the outcome of its order is unknown{who}"
+        text = f"{prefix}{pinged}{request.id} needs an approver: the outcome of its order is unknown"
     else:
         text = f"{prefix}{request.id}: {LABELS[state]}"
     return Message(text, [b.to_dict() for b in blocks])
+
+
+def approve_button(request: AppRequest) -> ButtonElement:
+    """Approve, with the confirmation that says what approving does with money (the card and App Home alike)."""
+    return ButtonElement(text="Approve", action_id=Action.APPROVE.value, value=button_value(request), style="primary",
+                         confirm=ConfirmObject(title="Approve this order?",
+                                               text=approve_confirmation(request, spec_of(request)),
+                                               confirm="Approve", deny="Back"))
 
 
 def approve_confirmation(request: AppRequest, spec: dict[str, Any]) -> str:
@@ -355,7 +476,7 @@ def payment_reply(request: AppRequest, *, sandbox: bool, approvers: Sequence[str
     prefix = "[SANDBOX] " if sandbox else ""
     progress = Progress.of(request)
     amount = order_amount_text(progress) or "its amount"
-    deadline = f" by {_when(progress.payment_deadline)}" if progress.payment_deadline else ""
+    deadline = f" by {when(progress.payment_deadline)}" if progress.payment_deadline else ""
     if for_approvers:
         who = mentions(approvers) or "Approvers"
         return (f"{prefix}{who}: {request.id} ({what_is_ordered(spec_of(request))}, from {mention(request.requester_id)}) "
@@ -375,11 +496,6 @@ def _paid(request: AppRequest) -> str:
 def paid_reply(request: AppRequest, *, sandbox: bool) -> str:
     prefix = "[SANDBOX] " if sandbox else ""
     return f"{prefix}:credit_card: {_paid(request)}. The cloud is creating the servers now."
-
-
-def paid_reply_for_approvers(request: AppRequest, *, sandbox: bool) -> str:
-    prefix = "[SANDBOX] " if sandbox else ""
-    return f"{prefix}:white_check_mark: {_paid(request)}. No one else needs to pay it."
 
 
 def _candidate_line(request: AppRequest, candidate: Candidate) -> str:
@@ -460,15 +576,16 @@ def attention_message(request: AppRequest, *, sandbox: bool) -> Message:
                    [b.to_dict() for b in blocks])
 
 
-def outcome_text(request: AppRequest, *, sandbox: bool) -> str:
-    """The final word, for the thread, the notify channel and the requester's DM."""
+def outcome_text(request: AppRequest, *, sandbox: bool, names: Names = NO_NAMES) -> str:
+    """The final word in one line (the card, the fallback text of the replies)."""
     state = State(request.state)
     prefix = "[SANDBOX] " if sandbox else ""
     if state == State.SUCCEEDED:
-        ids = _ids_text(request)
+        servers = servers_text(request, names)
+        count = len(server_ids(request))
         paid = f" ({_paid(request)})" if request.payment_by else ""
-        return f"{prefix}:large_green_circle: {request.id} is done: {len(server_ids(request))} app server(s) created" \
-               + paid + (f": {ids}" if ids else ".")
+        return f"{prefix}:large_green_circle: {request.id} is done: {count} app server{'' if count == 1 else 's'} " \
+               f"created" + paid + (f": {servers}" if servers else ".")
     if state == State.REJECTED:
         return (f"{prefix}:no_entry: {request.id} was rejected by {mention(request.decided_by)}: "
                 f"{escape_mrkdwn(request.decision_reason)}")
@@ -477,9 +594,88 @@ def outcome_text(request: AppRequest, *, sandbox: bool) -> str:
     if state == State.CANCELLED:
         return f"{prefix}:heavy_multiplication_x: {request.id} was cancelled; nothing was ordered."
     sentence = escape_mrkdwn(request.outcome_sentence or "The cloud gave no reason.")
-    ids = _ids_text(request)
-    extra = f" Servers that were created: {ids}." if ids else ""
+    servers = servers_text(request, names)
+    extra = f" Servers that were created: {servers}." if servers else ""
     return f"{prefix}:red_circle: {request.id} failed. {sentence}{extra}"
+
+
+def console_line(links: Links) -> str | None:
+    return f":desktop_computer: {link(links.console, 'Open the Workspace console')}" if links.console else None
+
+
+def final_reply(request: AppRequest, *, sandbox: bool, names: Names = NO_NAMES, links: Links = NO_LINKS) -> Message:
+    """The requester's last reply in the thread: the outcome with the servers by name, where to see them,
+    and the way to ask for the same again. The requester is mentioned, so this one reply reaches them."""
+    text = outcome_text(request, sandbox=sandbox, names=names)
+    state = State(request.state)
+    head = f"{mention(request.requester_id)} {text}"
+    if state == State.SUCCEEDED:
+        count = len(server_ids(request))
+        servers = servers_text(request, names)
+        head = (f"{'[SANDBOX] ' if sandbox else ''}:large_green_circle: {mention(request.requester_id)} your {count} app "
+                f"server{'' if count == 1 else 's'} in *{group_words(request, names)}* "
+                f"{'is' if count == 1 else 'are'} ready" + (f": {servers}" if servers else "."))
+    blocks: list[SlackBlock] = [SectionBlock(text=_md(head))]
+    notes = []
+    if state == State.SUCCEEDED and (line := console_line(links)):
+        notes.append(line)
+    if state == State.EXPIRED:
+        notes.append("No approver decided in time. Order again to ask once more.")
+    if notes:
+        blocks.append(ContextBlock(elements=[_md(n) for n in notes]))
+    if state in ORDER_AGAIN_STATES:
+        blocks.append(ActionsBlock(block_id=f"again-reply:{request.id}", elements=[order_again_button(request)]))
+    return Message(text, [b.to_dict() for b in blocks])
+
+
+def outcome_message(request: AppRequest, *, sandbox: bool, names: Names = NO_NAMES, links: Links = NO_LINKS) -> Message:
+    """For NOTIFY_CHANNEL: what was created (or failed), for whom, approved by whom, where to read more."""
+    text = outcome_text(request, sandbox=sandbox, names=names)
+    spec = spec_of(request)
+    approved = mention(request.decided_by) if request.decided_by else "automatically (within the guardrails)"
+    count = len(server_ids(request))
+    fields = [_md(f"*Asked by*\n{mention(request.requester_id)}"), _md(f"*Approved by*\n{approved}"),
+              _md(f"*Server group*\n{group_words(request, names)}"),
+              _md(f"*Servers*\n{count} of {spec.get('subscription_num')} created")]
+    blocks: list[SlackBlock] = [SectionBlock(text=_md(text)), SectionBlock(fields=fields)]
+    notes = [link(links.thread, "The request's thread")] if links.thread else []
+    if State(request.state) == State.SUCCEEDED and (line := console_line(links)):
+        notes.append(line)
+    if notes:
+        blocks.append(ContextBlock(elements=[_md(" · ".join(notes))]))
+    return Message(text, [b.to_dict() for b in blocks])
+
+
+def decision_reply(request: AppRequest, *, sandbox: bool) -> str | None:
+    """The one reply an approval gets in the requester's thread (a rejection's is its `final_reply`)."""
+    if not request.decided_by or State(request.state) in (State.PENDING_APPROVAL, State.REJECTED, State.EXPIRED,
+                                                          State.CANCELLED):
+        return None
+    prefix = "[SANDBOX] " if sandbox else ""
+    at = f" {when(request.decided_at)}" if request.decided_at else ""
+    return f"{prefix}:white_check_mark: {mention(request.requester_id)}: {mention(request.decided_by)} approved " \
+           f"{request.id}{at}. It is being ordered; this thread shows how it goes."
+
+
+def reminder_text(request: AppRequest, *, sandbox: bool, approvers: Sequence[str], most: int) -> str:
+    """A reminder in the card's thread: who is asked, what waits, since when, and when it expires."""
+    prefix = "[SANDBOX] " if sandbox else ""
+    who = mentions(approvers) or "Approvers"
+    expires = f"; it expires {when(request.expires_at)}" if request.expires_at else ""
+    return (f"{prefix}:bell: {who}: {request.id} from {mention(request.requester_id)} ({what_is_ordered(spec_of(request))}) "
+            f"has waited since {when(request.created_at)} for a decision{expires}. Reminder {request.reminders_sent} "
+            f"of {most}: Approve or Reject on the card above.")
+
+
+def expiring_message(request: AppRequest, *, sandbox: bool, links: Links = NO_LINKS) -> Message:
+    """The requester, shortly before their request expires undecided."""
+    prefix = "[SANDBOX] " if sandbox else ""
+    card = f" ({link(links.card, 'the approval card')})" if links.card else ""
+    text = (f"{prefix}:alarm_clock: {mention(request.requester_id)} no approver has decided on {request.id} yet{card}; "
+            f"it expires {when(request.expires_at)} and nothing is ordered then. You may ask an approver, or cancel it.")
+    blocks = [SectionBlock(text=_md(text)),
+              ActionsBlock(block_id=f"expiring:{request.id}", elements=[cancel_button(request)])]
+    return Message(text, [b.to_dict() for b in blocks])
 
 
 def trouble_text(request: AppRequest, *, sandbox: bool) -> str:
@@ -489,52 +685,51 @@ def trouble_text(request: AppRequest, *, sandbox: bool) -> str:
             "It keeps trying, less often; an administrator needs to fix this.")
 
 
-def reply_text(request: AppRequest, event: str, *, sandbox: bool) -> str | None:
-    prefix = "[SANDBOX] " if sandbox else ""
-    state = State(request.state)
-    if event == "submitted":
-        refs = [f"{kind} {code(ref)}" for kind, ref in (("order", request.order_id), ("job", request.job_id)) if ref]
-        return f"{prefix}:outbox_tray: Ordered from the cloud ({', '.join(refs)}). I'll follow it here."
-    # By the time this is told the request may already be ordered: the decision is what is announced.
-    if event == "decided" and request.decided_by and state not in (State.PENDING_APPROVAL, State.REJECTED):
-        return f"{prefix}:white_check_mark: Approved by {mention(request.decided_by)}. Ordering now."
-    return None
-
-
 def home_view(mine: list[AppRequest], pending: list[AppRequest], *, approver: bool, sandbox: bool,
-              to_pay: Sequence[AppRequest] = (), attention: Sequence[AppRequest] = ()) -> View:
+              to_pay: Sequence[AppRequest] = (), attention: Sequence[AppRequest] = (),
+              names: Mapping[str, Names] | None = None) -> View:
+    named = names or {}
     blocks: list[SlackBlock] = [HeaderBlock(text=PlainTextObject(text="App servers"))]
     if sandbox:
         blocks.append(ContextBlock(elements=[_md(SANDBOX_NOTE)]))
-    blocks.append(SectionBlock(text=_md("Type `/appserver create` to ask for app servers, `/appserver help` for more.")))
+    blocks.append(SectionBlock(text=_md("Ask for app servers with the button, or type `/appserver create` "
+                                        "(`/appserver help` for more).")))
+    blocks.append(ActionsBlock(block_id="home-new", elements=[
+        ButtonElement(text="New request", action_id=Action.NEW_REQUEST.value, value="new", style="primary")]))
     blocks.append(HeaderBlock(text=PlainTextObject(text="My recent requests")))
     if not mine:
         blocks.append(SectionBlock(text=_md("_None yet._")))
     for request in mine[:15]:
-        spec = spec_of(request)
-        blocks.append(SectionBlock(text=_md(f"*{request.id}* · {spec.get('subscription_num')} server(s), "
-                                            f"{billing_text(spec)}\n{status_line(request)}")))
+        of = named.get(request.id, NO_NAMES)
+        line = f"*{request.id}* · {what_is_ordered(spec_of(request))} in {group_words(request, of)}\n{status_line(request)}"
+        if servers := servers_text(request, of):
+            line += f"\nServers: {servers}"
+        section = SectionBlock(text=_md(line))
+        if State(request.state) in CANCELLABLE:
+            section.accessory = cancel_button(request)
+        elif State(request.state) in ORDER_AGAIN_STATES:
+            section.accessory = order_again_button(request)
+        blocks.append(section)
     if approver:
         blocks.append(DividerBlock())
         blocks.append(HeaderBlock(text=PlainTextObject(text="Waiting for me")))
         if not (pending or to_pay or attention):
             blocks.append(SectionBlock(text=_md("_Nothing waits for you._")))
         for request in to_pay[:10]:
-            spec = spec_of(request)
-            blocks.append(SectionBlock(text=_md(f"*{request.id}* from {mention(request.requester_id)}: "
-                                                f"{spec.get('subscription_num')} server(s), {billing_text(spec)}\n"
-                                                f"{payment_sentence(request)}")))
+            blocks.append(SectionBlock(text=_md(f"*{request.id}*: {headline(request, named.get(request.id, NO_NAMES))}"
+                                                f"\n{payment_sentence(request)}")))
             blocks.append(ActionsBlock(block_id=f"home-pay:{request.id}", elements=[pay_button(request)]))
         for request in attention[:5]:
             blocks.append(SectionBlock(text=_md(f"*{request.id}* from {mention(request.requester_id)} needs attention")))
             blocks.extend(attention_blocks(request, with_buttons=True))
-        for request in pending[:20]:
-            spec = spec_of(request)
-            blocks.append(SectionBlock(text=_md(f"*{request.id}* from {mention(request.requester_id)}: "
-                                                f"{spec.get('subscription_num')} server(s), {billing_text(spec)}"
-                                                f"\n:memo: {escape_mrkdwn(request.reason or 'No reason given.')}")))
+        for request in pending[:10]:  # what the card shows, with its buttons
+            of = named.get(request.id, NO_NAMES)
+            blocks.append(SectionBlock(text=_md(f"*{request.id}*: {headline(request, of)}\n{reason_text(request)}")))
+            blocks.append(SectionBlock(fields=spec_fields(spec_of(request), of)))
+            if price := price_text(request):
+                blocks.append(ContextBlock(elements=[_md(price)]))
+            blocks.append(ContextBlock(elements=[_md(status_line(request))]))
             blocks.append(ActionsBlock(block_id=f"home:{request.id}", elements=[
-                ButtonElement(text="Approve", action_id=Action.APPROVE.value, value=button_value(request),
-                              style="primary"),
+                approve_button(request),
                 ButtonElement(text="Reject", action_id=Action.REJECT.value, value=request.id, style="danger")]))
     return View(type="home", blocks=blocks[:100])

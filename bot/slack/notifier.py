@@ -9,11 +9,14 @@ import asyncio
 import logging
 from dataclasses import dataclass, field
 
+from cachetools import LRUCache
+
 from bot.lifecycle import State
 from bot.notify import Event
 from bot.progress import Progress
 from bot.reconcile import Candidates
 from bot.slack import messages
+from bot.slack.names import NameBook, Names
 from bot.slack.writer import SlackWriter
 from bot.store.models import AppRequest
 from bot.store.repository import RequestStore
@@ -34,6 +37,35 @@ class SlackNotifier:
     notify_channel: str | None
     sandbox: bool
     approvers: tuple[str, ...] = field(default=())
+    names: NameBook | None = None  # display names for ids; without it, messages show ids
+    console_url: str | None = None  # the region's Workspace console, linked from the final reply
+    max_reminders: int = 3
+    _permalinks: LRUCache[tuple[str, str], str] = field(default_factory=lambda: LRUCache(maxsize=4096))
+
+    async def _names_of(self, request: AppRequest) -> Names:
+        if self.names is None:
+            return messages.NO_NAMES
+        try:
+            return await self.names.of(request)
+        except Exception:  # names are a nicety: a message in ids beats no message
+            log.exception("could not look up the names for %s; showing ids", request.id)
+            return messages.NO_NAMES
+
+    async def _permalink(self, channel: str | None, ts: str | None) -> str | None:
+        if not channel or not ts:
+            return None
+        key = (channel, ts)
+        if key not in self._permalinks:
+            found = await self.writer.permalink(channel, ts)
+            if found is None:
+                return None
+            self._permalinks[key] = found
+        return self._permalinks[key]
+
+    async def _links(self, request: AppRequest) -> messages.Links:
+        thread = await self._permalink(request.channel_id, request.thread_ts)
+        card = await self._permalink(request.approval_channel_id or self.approval_channel, request.approval_ts)
+        return messages.Links(thread=thread, card=card, console=self.console_url)
 
     async def _fresh(self, request: AppRequest) -> AppRequest:
         return await asyncio.to_thread(self.store.get, request.id) or request
@@ -43,24 +75,39 @@ class SlackNotifier:
             await self._created(request)
             return
         state = State(request.state)
-        await self._update_head(request)
+        if event in (Event.REMIND, Event.EXPIRING):
+            if state == State.PENDING_APPROVAL:  # decided since it was queued: nobody needs reminding
+                await (self._remind(request) if event is Event.REMIND else self._expiring(request))
+            return
+        names, links = await self._names_of(request), await self._links(request)
+        await self._update_head(request, names, links)
         if request.approval_ts and event is not Event.PROGRESS:
-            await self._update_card(request)  # the approvers' card follows the request to its end
+            await self._update_card(request, names, links)  # the approvers' card follows the request to its end
         if event is Event.PAYMENT_DUE:
             await self._payment_due(request)
         elif event is Event.PAID:
             await self._reply_text(request, messages.paid_reply(request, sandbox=self.sandbox))
-            await self._reply_on_card(request, messages.paid_reply_for_approvers(request, sandbox=self.sandbox))
         elif event is Event.ATTENTION:
             await self._attention(request)
         elif event is Event.TROUBLE:
             await self._reply_text(request, messages.trouble_text(request, sandbox=self.sandbox))
         elif state in DECISION_FINAL or event is Event.FINISHED:
-            await self._final(request)
-        elif event in (Event.SUBMITTED, Event.DECIDED):
-            text = messages.reply_text(request, event.value, sandbox=self.sandbox)
-            if text:
-                await self._reply_text(request, text)
+            await self._final(request, names, links)
+        elif event is Event.DECIDED and (text := messages.decision_reply(request, sandbox=self.sandbox)):
+            await self._reply_text(request, text)
+
+    async def _remind(self, request: AppRequest) -> None:
+        card = await self._approvers_card(request)
+        if card is not None:
+            await self._reply_on_card(card, messages.reminder_text(card, sandbox=self.sandbox, approvers=self.approvers,
+                                                                   most=self.max_reminders))
+
+    async def _expiring(self, request: AppRequest) -> None:
+        message = messages.expiring_message(request, sandbox=self.sandbox, links=await self._links(request))
+        if request.channel_id and request.thread_ts:
+            await self._reply(request, message)
+        else:
+            await self.writer.post(request.requester_id, message.text, message.blocks)
 
     async def _approvers_card(self, request: AppRequest) -> AppRequest | None:
         """The approvers' card for this request, posted now if it has none (a pay-per-use request that needs
@@ -69,7 +116,7 @@ class SlackNotifier:
             return request
         if not self.approval_channel:
             return None
-        card = self._card(request)
+        card = self._card(request, await self._names_of(request), await self._links(request))
         placed = await self.writer.post(self.approval_channel, card.text, card.blocks)
         if not placed.ok:
             return None
@@ -105,27 +152,26 @@ class SlackNotifier:
 
     async def _created(self, request: AppRequest) -> None:
         # A retry (Slack failed half-way last time) posts only what is not there yet.
+        names = await self._names_of(request)
         if not request.thread_ts:
-            request = await self._post_head(request)
-        if State(request.state) != State.PENDING_APPROVAL or request.approval_ts:
-            return
-        if not self.approval_channel:
-            await self._reply_text(request, "No APPROVAL_CHANNEL is set: approvers decide from the app's Home tab.")
-            return
-        card = self._card(request)
+            request = await self._post_head(request, names)
+        if State(request.state) != State.PENDING_APPROVAL or request.approval_ts or not self.approval_channel:
+            return  # the head says where approvers decide (the card, or their App Home)
+        card = self._card(request, names, await self._links(request))
         placed = await self.writer.post(self.approval_channel, card.text, card.blocks)
         if placed.ok:
             await asyncio.to_thread(self.store.update_fields, request.id, actor="bot", action="card_posted",
                                     detail=f"{placed.channel} {placed.ts}", approval_channel_id=placed.channel,
                                     approval_ts=placed.ts)
-            await self._reply_text(request, f":hourglass: Waiting for an approver in <#{self.approval_channel}>.")
+            await self._update_head(await self._fresh(request), names)  # now with the link to the card
         else:
             await self._reply_text(request, f":warning: I could not post the approval card in <#{self.approval_channel}> "
                                             f"({placed.error}); approvers can still decide from the app's Home tab.")
 
-    async def _post_head(self, request: AppRequest) -> AppRequest:
+    async def _post_head(self, request: AppRequest, names: Names) -> AppRequest:
         """The request's thread: in its channel, or in the requester's DM when the bot cannot post there."""
-        head = messages.request_message(request, sandbox=self.sandbox)
+        head = messages.request_message(request, sandbox=self.sandbox, names=names,
+                                        approval_channel=self.approval_channel)
         target = request.channel_id or request.requester_id
         posted = await self.writer.post(target, head.text, head.blocks)
         if not posted.ok and posted.error in CHANNEL_UNUSABLE and target != request.requester_id:
@@ -142,18 +188,20 @@ class SlackNotifier:
             return await self._fresh(request)
         return request
 
-    async def _update_head(self, request: AppRequest) -> None:
+    async def _update_head(self, request: AppRequest, names: Names, links: messages.Links | None = None) -> None:
         if request.channel_id and request.thread_ts:
-            head = messages.request_message(request, sandbox=self.sandbox)
+            links = links or await self._links(request)
+            head = messages.request_message(request, sandbox=self.sandbox, names=names, links=links,
+                                            approval_channel=self.approval_channel)
             await self.writer.update(request.channel_id, request.thread_ts, head.text, head.blocks)
 
-    def _card(self, request: AppRequest) -> messages.Message:
+    def _card(self, request: AppRequest, names: Names, links: messages.Links) -> messages.Message:
         return messages.approval_card(request, sandbox=self.sandbox, quota=Progress.of(request).quota_note,
-                                      approvers=self.approvers)
+                                      names=names, links=links, approvers=self.approvers)
 
-    async def _update_card(self, request: AppRequest) -> None:
+    async def _update_card(self, request: AppRequest, names: Names, links: messages.Links) -> None:
         assert request.approval_ts is not None
-        card = self._card(request)
+        card = self._card(request, names, links)
         await self.writer.update(request.approval_channel_id or self.approval_channel or "", request.approval_ts,
                                  card.text, card.blocks)
 
@@ -165,11 +213,15 @@ class SlackNotifier:
         if request.channel_id and request.thread_ts:
             await self.writer.post(request.channel_id, text, thread_ts=request.thread_ts)
 
-    async def _final(self, request: AppRequest) -> None:
-        text = messages.outcome_text(request, sandbox=self.sandbox)
-        await self._reply_text(request, text)
+    async def _final(self, request: AppRequest, names: Names, links: messages.Links) -> None:
         state = State(request.state)
+        if state == State.CANCELLED:
+            return  # the requester's own click: answered to them; the head and the card show it
+        reply = messages.final_reply(request, sandbox=self.sandbox, names=names, links=links)
+        if request.channel_id and request.thread_ts:
+            await self._reply(request, reply)
+        else:  # no thread to tell it in: the requester's DM
+            await self.writer.post(request.requester_id, reply.text, reply.blocks)
         if self.notify_channel and state in (State.SUCCEEDED, State.FAILED, State.SUBMIT_FAILED):
-            await self.writer.post(self.notify_channel, text)
-        if request.channel_id != request.requester_id:
-            await self.writer.post(request.requester_id, text)
+            outcome = messages.outcome_message(request, sandbox=self.sandbox, names=names, links=links)
+            await self.writer.post(self.notify_channel, outcome.text, outcome.blocks)

@@ -182,6 +182,15 @@ class SlackWriter:
             except SlackApiError:
                 pass  # logged and counted in _call; the next change edits the message again
 
+    async def permalink(self, channel: str, ts: str) -> str | None:
+        """A link to a message (chat.getPermalink); None when Slack gives none."""
+        try:
+            data = await self._call("chat.getPermalink", channel=channel, message_ts=ts)
+        except SlackApiError:
+            return None
+        link = (data or {}).get("permalink")
+        return link if isinstance(link, str) and link.startswith("https://") else None
+
     async def publish_home(self, user: str, view: dict[str, Any]) -> None:
         try:
             await self._call("views.publish", user_id=user, view=view)

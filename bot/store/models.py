@@ -19,6 +19,7 @@ class AppRequest(SQLModel, table=True):
     __table_args__ = (
         Index("ix_requests_state_next_poll", "state", "next_poll_at"),
         Index("ix_requests_requester", "requester_id", "created_at"),
+        Index("ix_requests_state_remind", "state", "remind_at"),
     )
 
     id: str = Field(primary_key=True, max_length=16)
@@ -69,6 +70,11 @@ class AppRequest(SQLModel, table=True):
     # Which courier tells Slack about this request now, and until when (one at a time keeps the order).
     news_owner: str | None = Field(default=None, max_length=64)
     news_until: datetime | None = None
+    # Reminders of a pending approval: when the next is due, how many went out, whether the requester was
+    # told it is about to expire (each queued once, in the same transaction as its news).
+    remind_at: datetime | None = None
+    reminders_sent: int = Field(default=0)
+    expiry_warned: bool = Field(default=False)
 
 
 class AuditEvent(SQLModel, table=True):

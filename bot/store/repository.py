@@ -68,6 +68,7 @@ class NewRequest:
     expires_at: datetime | None = None
     progress_json: str | None = None
     decided_at: datetime | None = None
+    remind_at: datetime | None = None
     price_json: str | None = None
     price_summary: str | None = None  # for the audit log
 
@@ -145,7 +146,7 @@ class RequestStore:
             charging_mode=new.charging_mode, subscription_num=new.subscription_num,
             server_group_id=new.server_group_id, state=state.value, created_at=now, updated_at=now,
             expires_at=new.expires_at, progress_json=new.progress_json, decided_at=new.decided_at,
-            price_json=new.price_json,
+            price_json=new.price_json, remind_at=new.remind_at,
         )
         with self._db.write() as session:
             session.add(row)
@@ -414,6 +415,42 @@ class RequestStore:
                 AppRequest.state == State.PENDING_APPROVAL.value, col(AppRequest.expires_at) < (now or utcnow())
             )
             return list(session.exec(query))
+
+    def queue_reminders(self, *, every: timedelta, most: int, warn_before: timedelta, now: datetime | None = None,
+                        limit: int = 100) -> int:
+        """Queue the reminders that are due: REMIND for the approvers (at most `most`, `every` apart) and
+        EXPIRING for the requester once, `warn_before` the request expires. Each is a compare-and-set on the
+        row's version written with its news, so replicas and restarts neither repeat nor lose one."""
+        now = now or utcnow()
+        pending = col(AppRequest.state) == State.PENDING_APPROVAL.value
+        remind = (col(AppRequest.remind_at) <= now) & (col(AppRequest.reminders_sent) < most)
+        warn = ~col(AppRequest.expiry_warned) & (col(AppRequest.expires_at) <= now + warn_before) & \
+            (col(AppRequest.expires_at) > now)
+        queued = 0
+        with self._db.read() as session:
+            due = list(session.exec(select(AppRequest).where(pending, or_(remind, warn)).limit(limit)))
+        for row in due:
+            values: dict[str, Any] = {"version": row.version + 1}
+            events: list[Event] = []
+            if row.remind_at is not None and row.remind_at <= now and row.reminders_sent < most:
+                sent = row.reminders_sent + 1
+                values.update(reminders_sent=sent, remind_at=now + every if sent < most else None)
+                events.append(Event.REMIND)
+            if not row.expiry_warned and row.expires_at is not None and now < row.expires_at <= now + warn_before:
+                values["expiry_warned"] = True
+                events.append(Event.EXPIRING)
+            with self._db.write() as session:
+                result = session.execute(
+                    update(AppRequest).where(col(AppRequest.id) == row.id, col(AppRequest.version) == row.version,
+                                             pending).values(**values).execution_options(synchronize_session=False))
+                if result.rowcount != 1:  # type: ignore[attr-defined]
+                    continue  # another replica queued it, or the request moved on
+                for event in events:
+                    session.add(SlackNews(**news_row(row.id, event, now=now)))
+                    session.add(AuditEvent(request_id=row.id, actor="bot", action=event.value, old_state=row.state,
+                                           new_state=row.state, spec_hash=row.spec_hash, at=now))
+            queued += len(events)
+        return queued
 
     def servers_asked_since(self, requester_id: str, since: datetime) -> int:
         """Servers a person asked for since `since`, in requests that were not refused or withdrawn."""
