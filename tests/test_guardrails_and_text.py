@@ -198,6 +198,8 @@ def test_the_daily_cap_counts_what_was_asked_in_the_last_day(sandbox: Sandbox, s
         wait_for(lambda: len(bot.runtime.store.for_requester(REQUESTER, 10)) == 2, what="the second request")
         refused = bot.command("create").text
         assert "MAX_SERVERS_PER_USER_PER_DAY is 3, so no more" in refused
+        # The second request goes out in the background: wait for it, then nothing more is ordered.
+        wait_for(lambda: len(bot.sandbox.calls("CreateAppServers")) >= 2, what="the second create")
         assert len(bot.sandbox.calls("CreateAppServers")) == 2
 
 
