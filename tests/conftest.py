@@ -148,3 +148,11 @@ def engine(database_url: str) -> Iterator[Engine]:
 
 # The running bot for whole-flow tests; defined beside the steps those tests share.
 from tests.flows import bot, slack  # noqa: E402, F401
+
+
+def pytest_collection_modifyitems(items: list[pytest.Item]) -> None:
+    """A test that starts the whole bot (its server, tracker and courier, a fake Slack) is left out of the
+    fast loop: the flows are CI's and the final check's, the fast loop is for the parts."""
+    for item in items:
+        if "bot" in getattr(item, "fixturenames", ()):
+            item.add_marker(pytest.mark.slow)

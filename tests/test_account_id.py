@@ -228,6 +228,7 @@ def slack_url() -> Iterator[str]:
         yield server.url + "/api/"
 
 
+@pytest.mark.slow
 def test_doctor_says_an_explicit_account_id_is_set(sandbox: Sandbox, sandbox_url: str, slack_url: str,
                                                    tmp_path: Path) -> None:
     env = doctor_env(sandbox, sandbox_url, slack_url, f"sqlite:///{tmp_path}/bot.db")
@@ -238,6 +239,7 @@ def test_doctor_says_an_explicit_account_id_is_set(sandbox: Sandbox, sandbox_url
     assert sandbox.calls(LOOKUP) == []
 
 
+@pytest.mark.slow
 def test_doctor_gives_the_sentence_when_iam_refuses(sandbox: Sandbox, sandbox_url: str, slack_url: str,
                                                     tmp_path: Path) -> None:
     sandbox.faults.add(ScriptedFault(operation=LOOKUP, kind="403"))
@@ -264,6 +266,7 @@ def slack() -> Iterator[tuple[FakeSlack, str]]:
         yield fake, server.url + "/api/"
 
 
+@pytest.mark.slow
 def test_a_yearly_monthly_request_finds_the_account_id_and_reaches_its_servers(
     slack: tuple[FakeSlack, str], sandbox: Sandbox, sandbox_url: str, tmp_path: Path
 ) -> None:

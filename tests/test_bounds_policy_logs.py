@@ -192,6 +192,7 @@ def test_json_log_lines_are_one_object_each() -> None:
 # Configuration -----------------------------------------------------------------------------------------
 
 
+@pytest.mark.slow
 @pytest.mark.parametrize("blank", ["", "   "])
 def test_serve_with_a_blank_signing_secret_says_so_in_one_sentence(tmp_path: Path, blank: str) -> None:
     env = {"PATH": os.environ.get("PATH", ""), "PYTHONPATH": str(ROOT), "SLACK_BOT_TOKEN": "xoxb-1",

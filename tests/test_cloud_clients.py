@@ -92,6 +92,7 @@ async def test_subnet_lookup_gives_the_vpc(cloud: Cloud) -> None:
     assert subnet.vpc_id == office_body()["vpc_id"]
 
 
+@pytest.mark.slow
 async def test_pay_per_use_create_then_job_to_success(cloud: Cloud, sandbox: Sandbox) -> None:
     created = await cloud.workspace.create_app_servers(parse_spec(office_body(count=2)))
     assert created.job_id and created.order_id is None
@@ -111,6 +112,7 @@ async def test_pay_per_use_create_then_job_to_success(cloud: Cloud, sandbox: San
     assert v1.job_status == 1 and {e.resource_id for s in v1.sub_jobs for e in s.entities} == server_ids
 
 
+@pytest.mark.slow
 async def test_failing_job_reports_the_failed_sub_job(cloud: Cloud, sandbox: Sandbox) -> None:
     sandbox.state.fail_next_jobs = 1
     created = await cloud.workspace.create_app_servers(parse_spec(office_body(count=2)))
@@ -122,6 +124,7 @@ async def test_failing_job_reports_the_failed_sub_job(cloud: Cloud, sandbox: San
     assert len(failed) == 1 and failed[0].error_code and failed[0].error_message
 
 
+@pytest.mark.slow
 async def test_prepaid_order_waits_for_payment_then_completes(cloud: Cloud, sandbox: Sandbox) -> None:
     created = await cloud.workspace.create_app_servers(parse_spec(prepaid_body(count=2)))
     assert created.order_id and created.job_id is None

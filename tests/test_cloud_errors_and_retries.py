@@ -97,6 +97,7 @@ async def test_create_is_not_resent_after_a_500(cloud: Cloud, sandbox: Sandbox) 
     assert len(sandbox.state.servers) == 2  # it was carried out: resending would have doubled it
 
 
+@pytest.mark.slow
 async def test_create_is_not_resent_after_a_timeout(sandbox_url: str, sandbox: Sandbox) -> None:
     sandbox.faults.configure(FaultSettings(hang_seconds=3))
     sandbox.faults.add(ScriptedFault(operation="CreateAppServers", kind="hang"))

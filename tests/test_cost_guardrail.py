@@ -59,6 +59,7 @@ async def test_a_pay_per_use_request_waits_when_its_monthly_estimate_is_above_th
         assert auto and "AUTO_APPROVE_MAX_MONTHLY_COST" in (auto[0].detail or "")
 
 
+@pytest.mark.slow
 async def test_no_price_waits_for_a_person_when_the_cost_rule_is_on(engine: Engine, cloud: Cloud,
                                                                     sandbox: Sandbox) -> None:
     sandbox.faults.configure(FaultSettings(slow_seconds=2.0))

@@ -110,6 +110,7 @@ async def test_a_failed_delivery_is_retried_later_and_holds_back_only_its_own_re
     assert notifier.of(first.id) == [Event.CREATED, Event.FINISHED]
 
 
+@pytest.mark.slow
 async def test_news_that_keeps_failing_is_given_up_loudly_after_its_attempts(
     store: RequestStore, caplog: pytest.LogCaptureFixture
 ) -> None:
@@ -185,6 +186,7 @@ def count_statements(engine: Engine) -> list[str]:
     return seen
 
 
+@pytest.mark.slow
 @pytest.mark.parametrize("count", [20, 400])
 def test_a_tracker_cycle_writes_in_the_same_statements_for_20_or_400_requests(store: RequestStore, count: int) -> None:
     rows = in_flight(store, count, "t1")

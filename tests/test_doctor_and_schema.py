@@ -123,6 +123,7 @@ def test_doctor_names_missing_scopes_channels_it_cannot_post_in_and_unknown_appr
     assert not fake.of("chat.postMessage")
 
 
+@pytest.mark.slow
 def test_doctor_in_a_new_folder_agrees_with_serve_and_leaves_nothing_behind(
     sandbox: Sandbox, sandbox_url: str, slack_url: str, tmp_path: Path
 ) -> None:
@@ -135,6 +136,7 @@ def test_doctor_in_a_new_folder_agrees_with_serve_and_leaves_nothing_behind(
     assert list(tmp_path.iterdir()) == []
 
 
+@pytest.mark.slow
 def test_doctor_says_an_empty_sqlite_file_is_migrated_on_first_start(
     sandbox: Sandbox, sandbox_url: str, slack_url: str, tmp_path: Path
 ) -> None:
@@ -190,6 +192,7 @@ def test_doctor_accepts_a_plain_postgresql_url(sandbox: Sandbox, sandbox_url: st
     assert lines_by_check(result.stdout)["database"].startswith("ok    database")
 
 
+@pytest.mark.slow
 def test_on_sqlite_reads_go_on_while_a_write_is_open_and_writers_queue(tmp_path: Path) -> None:
     engine = make_engine(f"sqlite:///{tmp_path}/bot.db")
     migrate(engine)

@@ -9,6 +9,7 @@ import time
 from pathlib import Path
 from typing import Any
 
+import pytest
 from slack_sdk.models.views import View
 
 from bot.lifecycle import State
@@ -133,6 +134,7 @@ def test_pay_per_use_requires_the_reason_only_above_the_auto_approve_limit(bot: 
     assert row.state != State.PENDING_APPROVAL and row.reason is None
 
 
+@pytest.mark.slow
 def test_pay_per_use_above_the_cost_limit_requires_the_reason(sandbox: Sandbox, sandbox_url: str,
                                                                tmp_path: Path) -> None:
     with bot_with(sandbox, sandbox_url, tmp_path, auto_approve_max_monthly_cost=100) as bot:
@@ -146,6 +148,7 @@ def test_pay_per_use_above_the_cost_limit_requires_the_reason(sandbox: Sandbox, 
         assert row.state == State.PENDING_APPROVAL and row.reason == "Month-end close"
 
 
+@pytest.mark.slow
 def test_every_pay_per_use_request_requires_the_reason_when_policy_says_so(sandbox: Sandbox, sandbox_url: str,
                                                                           tmp_path: Path) -> None:
     with bot_with(sandbox, sandbox_url, tmp_path, postpaid_requires_approval=True) as bot:

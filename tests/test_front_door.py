@@ -256,6 +256,7 @@ def _up(proc: subprocess.Popen[str], url: str) -> None:
             time.sleep(0.2)
 
 
+@pytest.mark.slow
 @pytest.mark.postgres
 def test_two_serve_processes_on_postgresql_refuse_each_others_replays(
     postgres_url: str, fake_slack: tuple[FakeSlack, str], tmp_path: Path

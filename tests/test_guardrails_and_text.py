@@ -74,6 +74,7 @@ def response_texts(bot: Bot) -> list[str]:
 # User text is text ------------------------------------------------------------------------------------
 
 
+@pytest.mark.slow
 def test_markup_in_a_reason_and_a_rejection_shows_as_text_in_every_message(
     sandbox: Sandbox, sandbox_url: str, tmp_path: Path
 ) -> None:
@@ -115,6 +116,7 @@ def test_markup_in_a_reason_and_a_rejection_shows_as_text_in_every_message(
             assert "&lt;" in json.dumps(calls), f"the {kind} does not show the text"
 
 
+@pytest.mark.slow
 def test_command_echoes_and_ids_are_escaped_or_refused(sandbox: Sandbox, sandbox_url: str, tmp_path: Path) -> None:
     with bot_with(sandbox, sandbox_url, tmp_path) as bot:
         answers = [bot.command("<!channel>").text, bot.command("create <!here>=1").text]
@@ -136,6 +138,7 @@ def test_command_echoes_and_ids_are_escaped_or_refused(sandbox: Sandbox, sandbox
 # Guardrails -------------------------------------------------------------------------------------------
 
 
+@pytest.mark.slow
 def test_requesters_not_listed_get_a_sentence_and_no_form(sandbox: Sandbox, sandbox_url: str, tmp_path: Path) -> None:
     with bot_with(sandbox, sandbox_url, tmp_path, requesters=f"{REQUESTER},S0ASKERS") as bot:
         answer = bot.command("create", user="U0OUTSIDER").text
@@ -161,6 +164,7 @@ def test_a_requester_group_that_cannot_be_read_refuses_with_the_reason(sandbox: 
         assert bot.slack.of("views.open") == []
 
 
+@pytest.mark.slow
 def test_too_many_servers_in_one_request_is_refused_inline(sandbox: Sandbox, sandbox_url: str, tmp_path: Path) -> None:
     with bot_with(sandbox, sandbox_url, tmp_path, max_servers_per_request=10) as bot:
         assert "MAX_SERVERS_PER_REQUEST" in bot.command("create count=60").text
@@ -174,6 +178,7 @@ def test_too_many_servers_in_one_request_is_refused_inline(sandbox: Sandbox, san
         assert bot.runtime.store.count_by_state() == {} and bot.sandbox.calls("CreateAppServers") == []
 
 
+@pytest.mark.slow
 def test_pay_per_use_above_the_auto_approve_limit_waits_for_an_approver(sandbox: Sandbox, sandbox_url: str,
                                                                          tmp_path: Path) -> None:
     with bot_with(sandbox, sandbox_url, tmp_path, auto_approve_max_servers=2) as bot:
@@ -185,6 +190,7 @@ def test_pay_per_use_above_the_auto_approve_limit_waits_for_an_approver(sandbox:
         assert len(bot.sandbox.calls("CreateAppServers")) == 1
 
 
+@pytest.mark.slow
 def test_the_daily_cap_counts_what_was_asked_in_the_last_day(sandbox: Sandbox, sandbox_url: str, tmp_path: Path) -> None:
     with bot_with(sandbox, sandbox_url, tmp_path, max_servers_per_user_per_day=3) as bot:
         fill(bot, count=2)
@@ -206,6 +212,7 @@ def test_the_daily_cap_counts_what_was_asked_in_the_last_day(sandbox: Sandbox, s
 # An approval is bound to what was shown ---------------------------------------------------------------
 
 
+@pytest.mark.slow
 @pytest.mark.parametrize("value_of", [
     lambda row: row.id,  # an older card: the bare id
     lambda row: f"{row.id}|{'0' * 12}",  # another spec than the one stored

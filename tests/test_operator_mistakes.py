@@ -92,11 +92,13 @@ def test_a_postgres_not_migrated_is_refused_until_migrate(postgres_url: str, tmp
     assert again.returncode == 0 and "already up to date" in again.stdout
 
 
+@pytest.mark.slow
 def test_a_sqlite_file_in_a_missing_folder_is_one_sentence(tmp_path: Path) -> None:
     env = {**TOKENS, "DATABASE_URL": f"sqlite:///{tmp_path}/missing/bot.db"}
     assert_one_sentence(run_bot("migrate", env=env, cwd=tmp_path), 3, "DATABASE_URL", "folder", "missing")
 
 
+@pytest.mark.slow
 def test_the_traceback_is_there_only_at_debug(tmp_path: Path) -> None:
     env = {**TOKENS, "DATABASE_URL": f"sqlite:///{tmp_path}/missing/bot.db", "LOG_LEVEL": "DEBUG"}
     result = run_bot("migrate", env=env, cwd=tmp_path)
@@ -123,6 +125,7 @@ def test_every_other_setting_is_one_sentence_naming_it(command: str, env: dict[s
     assert_one_sentence(run_bot(command, env=full, cwd=tmp_path), 2, *words)
 
 
+@pytest.mark.slow
 def test_a_busy_port_is_one_sentence_naming_port(tmp_path: Path) -> None:
     with socket.socket() as taken:
         taken.bind(("127.0.0.1", 0))

@@ -267,6 +267,7 @@ async def wait_for_the_late_answer(sandbox: Sandbox, operation: str) -> None:
         await asyncio.sleep(0.05)
 
 
+@pytest.mark.slow
 async def test_a_slow_billing_service_is_no_price_within_the_timeout(cloud: Cloud, sandbox: Sandbox) -> None:
     pricer = Pricer.from_cloud(cloud)
     assert (await pricer.quote(parse_spec(prepaid_body()))).ok  # the catalogue is known: only the rating is slow
@@ -283,6 +284,7 @@ async def test_a_slow_billing_service_is_no_price_within_the_timeout(cloud: Clou
     await wait_for_the_late_answer(sandbox, "ListRateOnPeriodDetail")
 
 
+@pytest.mark.slow
 async def test_a_slow_workspace_catalogue_is_named_as_such(cloud: Cloud, sandbox: Sandbox) -> None:
     await cloud.workspace.project_id()
     sandbox.faults.configure(FaultSettings(slow_seconds=2.0))

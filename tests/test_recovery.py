@@ -156,6 +156,7 @@ async def test_two_fitting_jobs_go_to_an_approver(workflow: Workflow, store: Req
     assert linked is not None and linked.job_id == ours and linked.state == State.SUBMITTED
 
 
+@pytest.mark.slow
 async def test_a_late_create_answer_is_linked_and_stops_a_queued_resend(
         store: RequestStore, cloud: Cloud, sandbox: Sandbox) -> None:
     short = Policy(approvers=frozenset({APPROVER}), submit_lease=timedelta(seconds=0.3),
@@ -213,6 +214,7 @@ async def test_a_cancelled_order_ends_the_request_with_a_sentence(workflow: Work
     assert current.outcome_sentence and "cancelled" in current.outcome_sentence
 
 
+@pytest.mark.slow
 async def test_a_payment_with_no_answer_is_not_repeated_until_the_order_shows_unpaid(
         store: RequestStore, cloud: Cloud, sandbox: Sandbox) -> None:
     policy = Policy(approvers=frozenset({APPROVER, "U0SECOND"}), first_poll_delay=timedelta(seconds=0.05),

@@ -111,6 +111,7 @@ async def test_iam_token_is_renewed_before_it_ends(sandbox: Sandbox, sandbox_url
 
 
 
+@pytest.mark.slow
 async def test_the_sandbox_command_serves_signed_calls(tmp_path: Path) -> None:
     port = free_port()
     env = {**os.environ, "PYTHONPATH": str(ROOT)}

@@ -68,6 +68,7 @@ def test_a_secret_is_never_echoed_in_the_error(monkeypatch: pytest.MonkeyPatch) 
     assert "hunter2-secret" not in str(error.value)
 
 
+@pytest.mark.slow
 def test_the_program_stops_with_the_sentence_and_no_traceback(tmp_path: Path) -> None:
     result = subprocess.run(
         [sys.executable, "-m", "bot", "doctor"], cwd=tmp_path, capture_output=True, text=True, timeout=60,

@@ -233,6 +233,7 @@ def test_a_rate_limited_post_is_retried_after_retry_after(bot: Bot) -> None:
                          if a.get("thread_ts") == row.thread_ts), what="the outcome in the late thread")
 
 
+@pytest.mark.slow
 def test_with_no_cloud_credentials_it_runs_on_the_sandbox_and_says_so(slack: tuple[FakeSlack, str], tmp_path: Path,
                                                                       sandbox: Sandbox) -> None:
     fake, url = slack

@@ -77,6 +77,7 @@ def store(engine: Engine) -> RequestStore:
     return RequestStore(engine)
 
 
+@pytest.mark.slow
 async def test_jobs_of_varied_lengths_each_reach_their_end(store: RequestStore, cloud: Cloud, sandbox: Sandbox) -> None:
     tracker, news = make_tracker(store, cloud)
     ids = []
@@ -97,6 +98,7 @@ async def test_jobs_of_varied_lengths_each_reach_their_end(store: RequestStore, 
     assert len(sandbox.calls("CreateAppServers")) == 3
 
 
+@pytest.mark.slow
 async def test_a_failing_sub_job_fails_the_request_with_its_reason(store: RequestStore, cloud: Cloud,
                                                                   sandbox: Sandbox) -> None:
     sandbox.state.fail_next_jobs = 1
@@ -109,6 +111,7 @@ async def test_a_failing_sub_job_fails_the_request_with_its_reason(store: Reques
     assert len(server_ids(done)) == 2
 
 
+@pytest.mark.slow
 async def test_an_order_that_is_never_paid_ends_clearly(store: RequestStore, cloud: Cloud, sandbox: Sandbox) -> None:
     sandbox.config.payment_window_seconds = 1.0
     try:
@@ -123,6 +126,7 @@ async def test_an_order_that_is_never_paid_ends_clearly(store: RequestStore, clo
     assert Progress.of(done).payment_deadline is not None
 
 
+@pytest.mark.slow
 async def test_an_order_paid_by_an_approver_completes(store: RequestStore, cloud: Cloud, sandbox: Sandbox) -> None:
     tracker, news = make_tracker(store, cloud)
     row = await tracker.workflow.submit(parse_spec(prepaid_body(count=2)), "U0ASKER")
@@ -140,6 +144,7 @@ async def test_an_order_paid_by_an_approver_completes(store: RequestStore, cloud
     assert len(sandbox.calls("PayOrders")) == 1
 
 
+@pytest.mark.slow
 async def test_throttling_and_faults_slow_polling_down_but_every_request_ends(
     store: RequestStore, sandbox: Sandbox, settings: Settings
 ) -> None:
@@ -158,6 +163,7 @@ async def test_throttling_and_faults_slow_polling_down_but_every_request_ends(
     assert len(sandbox.calls("CreateAppServers")) == 4
 
 
+@pytest.mark.slow
 async def test_where_show_job_detail_is_not_published_the_tracker_follows_with_show_job(
     store: RequestStore, cloud: Cloud, sandbox: Sandbox
 ) -> None:
@@ -172,6 +178,7 @@ async def test_where_show_job_detail_is_not_published_the_tracker_follows_with_s
     assert news.of(row.id)[-1] is Event.FINISHED
 
 
+@pytest.mark.slow
 async def test_a_tracker_restarted_mid_job_resumes_from_the_database(store: RequestStore, cloud: Cloud,
                                                                     sandbox: Sandbox) -> None:
     sandbox.config.job_seconds = 1.5
@@ -237,6 +244,7 @@ async def test_two_trackers_on_postgres_poll_each_job_one_at_a_time(postgres_url
             assert start >= end, f"{request_id} was polled by two trackers at once"
 
 
+@pytest.mark.slow
 async def test_paying_with_too_little_balance_says_so_and_allows_another_try(store: RequestStore, cloud: Cloud,
                                                                             sandbox: Sandbox) -> None:
     tracker, _ = make_tracker(store, cloud)
@@ -281,6 +289,7 @@ async def test_a_sub_job_without_a_status_is_not_a_failure_and_aborting_is(store
     assert done.state == State.FAILED and Progress.of(done).failed == 1
 
 
+@pytest.mark.slow
 async def test_a_refusal_that_needs_a_person_is_said_once_in_the_thread(store: RequestStore, cloud: Cloud,
                                                                         sandbox: Sandbox) -> None:
     tracker, news = make_tracker(store, cloud)

@@ -31,6 +31,7 @@ async def test_edits_of_one_message_are_coalesced_and_the_last_one_wins(fake: tu
     assert [e["text"] for e in edits] == ["progress 0", "Done"]  # 30 changes in the window became one edit
 
 
+@pytest.mark.slow
 async def test_posts_to_one_channel_are_paced(fake: tuple[FakeSlack, str]) -> None:
     slack, url = fake
     writer = SlackWriter(new_web_client(slack.token, url), post_interval=0.2, update_interval=0, edit_window=0)
