@@ -5,6 +5,9 @@ every few seconds; with many, every `interval` at the slowest (the promise to ea
 exactly what a fixed interval costs. A job is also polled just after its expected end (ShowJob tells
 it), so a job that ends on time is seen at once whatever the load. An order waiting for a person to pay
 is polled at the interval: the Pay button polls it at once.
+
+The schedule lives in the database (each request's `next_poll_at`), so it holds across restarts and is
+shared by several trackers; the allowance is each tracker's own and only bounds bursts.
 """
 
 from __future__ import annotations

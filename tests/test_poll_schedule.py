@@ -19,7 +19,7 @@ from bot.lifecycle import State
 from bot.poll_schedule import HEADROOM, Allowance, Load, Pace
 from bot.progress import Progress
 from bot.sandbox import Sandbox
-from bot.settings import Settings
+from bot.settings import Settings, SettingsError, load_settings
 from bot.spec import parse_spec
 from bot.store.models import AppRequest, utcnow
 from bot.store.repository import RequestStore
@@ -54,6 +54,14 @@ def test_the_defaults_look_soon_after_a_submit_and_stay_under_the_gateways_throt
     assert DEFAULTS.poll_first_delay_seconds <= 2  # was 10
     assert DEFAULTS.poll_budget_per_second <= 10  # the 10/s Huawei documents for order reads and its gateway shows
     assert DEFAULTS.poll_interval_seconds == 30
+
+
+def test_the_budget_is_read_from_the_environment_and_must_be_positive(monkeypatch: pytest.MonkeyPatch) -> None:
+    monkeypatch.setenv("POLL_BUDGET_PER_SECOND", "2.5")
+    assert load_settings(_env_file=None).poll_budget_per_second == 2.5
+    monkeypatch.setenv("POLL_BUDGET_PER_SECOND", "0")
+    with pytest.raises(SettingsError, match="POLL_BUDGET_PER_SECOND"):
+        load_settings(_env_file=None)
 
 
 def test_each_request_gets_its_share_of_the_budget_between_the_fastest_and_the_interval() -> None:
