@@ -13,6 +13,11 @@ import subprocess
 import sys
 import threading
 from pathlib import Path
+from typing import Any
+
+from starlette.requests import Request
+from starlette.responses import JSONResponse
+from starlette.routing import Route
 
 from bot.sandbox import Sandbox, SandboxConfig
 from bot.sandbox.server import BackgroundServer
@@ -29,9 +34,54 @@ def start() -> tuple[subprocess.Popen[str], dict[str, str]]:
     return proc, urls
 
 
+def bench_routes(slack: FakeSlack, sandbox: Sandbox) -> None:
+    """Routes for the freshness benchmark: work that ends at chosen times, and what was called when."""
+
+    async def work(request: Request) -> JSONResponse:
+        # {"kind": "job" | "order", "ends_in": [seconds, ...]} → [{"id", "end"}]: one-server jobs, or paid
+        # yearly/monthly orders still processing, each ending that many seconds from now.
+        body = await request.json()
+        group = next(iter(sandbox.state.groups.values()))
+        subnet = sandbox.state.subnets[group["subnet_id"]]
+        spec: dict[str, Any] = {"server_group_id": group["id"], "subscription_num": 1, "product_id": group["product_id"],
+                                "subnet_id": subnet["id"], "vpc_id": subnet["vpc_id"]}
+        sandbox.config.instance_quota = 10**9
+        sandbox.state.balance = 10.0**15
+        made = []
+        for seconds in body["ends_in"]:
+            if body["kind"] == "job":
+                sandbox.config.job_seconds = float(seconds)
+                job = sandbox.state.create_job(spec)
+                made.append({"id": job.id, "end": job.end})
+            else:
+                order = sandbox.state.create_order({**spec, "create_server_extend_param": {
+                    "charging_mode": "prePaid", "period_type": 2, "period_num": 1, "is_auto_pay": True}})
+                assert order.paid_at is not None
+                order.paid_at += float(seconds) - sandbox.config.order_seconds  # completed `seconds` from now
+                made.append({"id": order.id, "end": order.paid_at + sandbox.config.order_seconds})
+        return JSONResponse(made)
+
+    async def polls(request: Request) -> JSONResponse:
+        """Cloud calls per second, by operation: {operation: {second: count}}."""
+        counts: dict[str, dict[int, int]] = {}
+        for entry in sandbox.log:
+            by_second = counts.setdefault(entry["operation"], {})
+            by_second[int(entry["time"])] = by_second.get(int(entry["time"]), 0) + 1
+        return JSONResponse(counts)
+
+    async def calls(request: Request) -> JSONResponse:
+        return JSONResponse([{"method": c["method"], "at": c["at"], "channel": c["args"].get("channel"),
+                              "ts": c["args"].get("ts"), "thread_ts": c["args"].get("thread_ts")} for c in slack.calls])
+
+    sandbox.app.router.routes.insert(0, Route("/_bench/work", work, methods=["POST"]))
+    sandbox.app.router.routes.insert(0, Route("/_bench/polls", polls, methods=["GET"]))
+    slack.app.router.routes.insert(0, Route("/_bench/calls", calls, methods=["GET"]))
+
+
 def main() -> None:
     slack = FakeSlack()
     sandbox = Sandbox(SandboxConfig(job_seconds=2.0, order_seconds=1.0, instance_quota=1_000_000))
+    bench_routes(slack, sandbox)
     with BackgroundServer(slack.app) as slack_server, BackgroundServer(sandbox.app) as sandbox_server:
         print(json.dumps({"slack": slack_server.url, "sandbox": sandbox_server.url}), flush=True)
         stop = threading.Event()

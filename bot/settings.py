@@ -86,8 +86,11 @@ class Settings(BaseSettings):
     submit_lease_seconds: float = Field(default=90.0, gt=0)
 
     # Tracking
-    poll_interval_seconds: float = Field(default=30.0, gt=0)
-    poll_first_delay_seconds: float = Field(default=10.0, ge=0)
+    poll_interval_seconds: float = Field(default=30.0, gt=0)  # the slowest any request is polled
+    poll_first_delay_seconds: float = Field(default=2.0, ge=0)
+    # Job and order polls a second, shared by the requests in flight: half the 10/s that Huawei documents
+    # for its order API and that its gateway's throttling message shows, leaving room for retries.
+    poll_budget_per_second: float = Field(default=5.0, gt=0)
 
     tracker_max_concurrent_calls: int = Field(default=8, ge=1, le=100)
 

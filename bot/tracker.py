@@ -1,7 +1,8 @@
 """The tracker: follows every job (pay-per-use) and order (prepaid) to its end.
 
 Each cycle it expires stale approvals, recovers crashed submissions, sends approved requests (the
-outbox), then leases the requests whose next poll is due and polls each once. What the polls learned
+outbox), then leases the requests whose next poll is due (as many as its budget of cloud calls allows)
+and polls each once. When each is polled next is `bot.poll_schedule`'s choice. What the polls learned
 (progress, state changes, their audit rows and the news for Slack) is written at the end of the cycle
 in one transaction of batched statements. Everything it knows lives in the database, so a restart
 resumes where it stopped, and leases keep several trackers from polling the same request at once.
@@ -30,6 +31,7 @@ from bot.cloud.models import (
 )
 from bot.lifecycle import IN_FLIGHT_STATES, State
 from bot.notify import Event
+from bot.poll_schedule import Allowance, Load, Pace
 from bot.progress import Progress
 from bot.store.models import AppRequest, utcnow
 from bot.store.repository import Move, RequestStore
@@ -47,11 +49,18 @@ MAX_BACKOFF_FACTOR = 10
 
 @dataclass(frozen=True)
 class TrackerConfig:
-    interval: timedelta = timedelta(seconds=30)
-    first_delay: timedelta = timedelta(seconds=10)
+    interval: timedelta = timedelta(seconds=30)  # the slowest any request is polled
+    first_delay: timedelta = timedelta(seconds=2)
+    budget_per_second: float = 5.0  # cloud calls a second, shared by the requests in flight
+    fastest: timedelta = timedelta(seconds=2)  # the quickest the same request is polled again
+    after_end: timedelta = timedelta(seconds=0.5)  # a job is looked at this long after its expected end
     max_concurrent_calls: int = 8
     batch: int = 200
     poll_lease: timedelta = timedelta(seconds=60)  # a poll in progress is not taken by another tracker
+
+    @property
+    def pace(self) -> Pace:
+        return Pace(self.budget_per_second, self.interval, self.fastest, self.after_end)
 
 
 @dataclass(frozen=True)
@@ -83,7 +92,9 @@ class Tracker:
     config: TrackerConfig = field(default_factory=TrackerConfig)
     on_poll: Callable[[str, str, float, float], None] | None = None  # (request, worker, start, end)
     on_news: Callable[[], None] | None = None  # news was queued for Slack: wake the courier
+    allowance: Allowance = field(default_factory=Allowance)
     _wake: asyncio.Event = field(default_factory=asyncio.Event)
+    _load: Load = field(default_factory=lambda: Load(0, 0))
     # What this cycle's polls learned, written together at its end.
     _saves: list[dict[str, Any]] = field(default_factory=list)
     _moves: list[Move] = field(default_factory=list)
@@ -119,7 +130,10 @@ class Tracker:
         changed |= bool(await self.workflow.recover_stale())
         changed |= bool(await self.workflow.submit_due())
         lease = max(self.config.interval * 2, self.config.poll_lease)
-        due = await asyncio.to_thread(self.store.claim_due_for_tracking, self.worker_id, lease, self.config.batch)
+        self._load = Load(*await asyncio.to_thread(self.store.in_flight_load))
+        room = min(self.config.batch, self.allowance.available(self.config.pace.rate(self._load)))
+        due = await asyncio.to_thread(self.store.claim_due_for_tracking, self.worker_id, lease, room) if room else []
+        self.allowance.spend(len(due))
         gate = asyncio.Semaphore(self.config.max_concurrent_calls)
 
         async def guarded(row: AppRequest) -> None:
@@ -266,9 +280,9 @@ class Tracker:
     async def _continue(self, row: AppRequest, progress: Progress, before: Progress, target: State | None = None,
                         event: Event = Event.PROGRESS) -> None:
         """Keep following the request; move it to `target` first when it is not there yet."""
+        next_poll = self.config.pace.next_poll(utcnow(), self._load, target or State(row.state), progress.expected_end)
         changes: dict[str, Any] = {"progress_json": progress.model_dump_json(), "last_error": None,
-                                   "next_poll_at": utcnow() + self.config.interval, "lease_owner": None,
-                                   "lease_until": None}
+                                   "next_poll_at": next_poll, "lease_owner": None, "lease_until": None}
         if target is not None and target != row.state:
             expected = frozenset({State.SUBMITTED} if target == State.AWAITING_PAYMENT
                                  else {State.SUBMITTED, State.AWAITING_PAYMENT})

@@ -303,6 +303,17 @@ class RequestStore:
             return list(session.exec(select(AppRequest).where(col(AppRequest.id).in_(ids),
                                                               AppRequest.lease_owner == owner)))
 
+    def in_flight_load(self) -> tuple[int, int]:
+        """Requests in flight, and how many of them are not waiting for a person to pay: what the tracker
+        shares its budget of cloud calls among (one indexed count a cycle)."""
+        with self._db.read() as session:
+            rows = session.exec(select(AppRequest.state, func.count())
+                                .where(col(AppRequest.state).in_([s.value for s in IN_FLIGHT_STATES]))
+                                .group_by(AppRequest.state))
+            counts = {state: count for state, count in rows}
+        total = sum(counts.values())
+        return total, total - counts.get(State.AWAITING_PAYMENT.value, 0)
+
     def apply_cycle(self, owner: str, saves: list[dict[str, Any]], moves: list[Move],
                     news: list[tuple[str, Event]]) -> set[str]:
         """Everything a tracker cycle learned, in one transaction and a constant number of batched
