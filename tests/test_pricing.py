@@ -123,7 +123,9 @@ async def test_a_customer_discount_is_the_best_offer(cloud: Cloud, sandbox: Sand
 
     async with httpx.AsyncClient(base_url=sandbox_url) as control:
         assert (await control.delete("/_sandbox/discount")).status_code == 204
-    again = await pricer.quote(parse_spec(prepaid_body(count=3, months=6)))
+    # The same inquiry within ten minutes is answered from the cache; a new Pricer (or ten minutes) asks again.
+    assert (await pricer.quote(parse_spec(prepaid_body(count=3, months=6)))).discounted_amount == Decimal("5475.60")
+    again = await Pricer.from_cloud(cloud).quote(parse_spec(prepaid_body(count=3, months=6)))
     assert again.discounted_amount is None and again.summary().endswith("(list price)")
 
 
@@ -225,8 +227,25 @@ async def test_the_catalogue_is_asked_again_after_an_hour(cloud: Cloud, sandbox:
     sandbox.log.clear()
     now[0] += 2
     await pricer.quote(spec)
-    assert sorted(cloud_calls(sandbox)) == ["ListOnDemandResourceRatings", "ListProduct", "ListResourceSpecs",
-                                            "ListResourceSpecs", "ListVolumeType"]
+    # The catalogue is asked again; the price inquiry, answered 2 s ago, comes from its ten-minute cache.
+    assert sorted(cloud_calls(sandbox)) == ["ListProduct", "ListResourceSpecs", "ListResourceSpecs", "ListVolumeType"]
+
+
+async def test_the_same_inquiry_within_ten_minutes_is_answered_from_the_cache(cloud: Cloud, sandbox: Sandbox) -> None:
+    now = [1000.0]
+    pricer = Pricer(cloud.workspace, cloud.rating, region=cloud.region, clock=lambda: now[0])
+    first = await pricer.quote(parse_spec(prepaid_body(count=2, months=3)))
+    sandbox.log.clear()
+    now[0] += 599
+    same = await pricer.quote(parse_spec(prepaid_body(count=2, months=3)))
+    assert same.model_dump(exclude={"quoted_at"}) == first.model_dump(exclude={"quoted_at"})
+    assert cloud_calls(sandbox) == []
+    await pricer.quote(parse_spec(prepaid_body(count=3, months=3)))  # another inquiry
+    assert cloud_calls(sandbox) == ["ListRateOnPeriodDetail"]
+    sandbox.log.clear()
+    now[0] += 2
+    await pricer.quote(parse_spec(prepaid_body(count=2, months=3)))  # ten minutes on: asked again
+    assert cloud_calls(sandbox) == ["ListRateOnPeriodDetail"]
 
 
 async def test_the_cache_is_bounded(cloud: Cloud, sandbox: Sandbox) -> None:

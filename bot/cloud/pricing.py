@@ -16,11 +16,11 @@ from __future__ import annotations
 import asyncio
 import logging
 import time
-from collections.abc import Callable
+from collections.abc import Awaitable, Callable
 from dataclasses import dataclass
 from datetime import UTC, datetime
 from decimal import Decimal
-from typing import TYPE_CHECKING
+from typing import TYPE_CHECKING, TypeVar
 from urllib.parse import urlsplit
 
 from cachetools import TTLCache
@@ -70,6 +70,10 @@ def site_currency(bss_endpoint: str) -> str | None:
     return SITE_CURRENCIES.get(urlsplit(bss_endpoint).hostname or "")
 
 
+Inquiry = TypeVar("Inquiry", RateOnPeriodRequest, RateOnDemandRequest)
+Rating = TypeVar("Rating", PeriodRating, OnDemandRating)
+
+
 class NoPrice(Exception):
     """The request cannot be priced; the message is the plain reason."""
 
@@ -101,6 +105,7 @@ class Pricer:
         timeout_seconds: float = 1.0,
         cache_seconds: float = 3600.0,
         cache_size: int = 1024,
+        rating_cache_seconds: float = 600.0,
         clock: Callable[[], float] = time.monotonic,
     ) -> None:
         self._workspace = workspace
@@ -112,6 +117,10 @@ class Pricer:
         self._products: TTLCache[str, ProductInfo | None] = TTLCache(cache_size, cache_seconds, timer=clock)
         self._volumes: TTLCache[str, list[VolumeType]] = TTLCache(1, cache_seconds, timer=clock)
         self._specs: TTLCache[tuple[BillingKeys, str, str], bool] = TTLCache(cache_size, cache_seconds, timer=clock)
+        # The same inquiry (product, disk, period, count, zone) answered within ten minutes is answered the same:
+        # a price list does not change by the minute, and many people in a company ask for the same thing.
+        self._ratings: TTLCache[str, PeriodRating | OnDemandRating] = TTLCache(
+            cache_size, rating_cache_seconds, timer=clock)
 
     @classmethod
     def from_cloud(cls, cloud: Cloud, *, timeout_seconds: float = 1.0) -> Pricer:
@@ -161,10 +170,22 @@ class Pricer:
                           f"billing catalogue for {self.region} ({mode})")
         project_id = await self._workspace.project_id()
         if request.is_prepaid:
-            return self._period_quote(request, empty, await self._rating.rate_on_period(
-                _period_request(request, project_id, self.region, server, disk)))
-        return self._hourly_quote(request, empty, await self._rating.rate_on_demand(
-            _demand_request(request, project_id, self.region, server, disk)))
+            return self._period_quote(request, empty, await self._rated(
+                _period_request(request, project_id, self.region, server, disk), self._rating.rate_on_period,
+                PeriodRating))
+        return self._hourly_quote(request, empty, await self._rated(
+            _demand_request(request, project_id, self.region, server, disk), self._rating.rate_on_demand,
+            OnDemandRating))
+
+    async def _rated(self, inquiry: Inquiry, ask: Callable[[Inquiry], Awaitable[Rating]], kind: type[Rating]) -> Rating:
+        """The answer to a price inquiry, from the cache when the same one was answered lately."""
+        key = inquiry.model_dump_json()
+        known = self._ratings.get(key)
+        if isinstance(known, kind):
+            return known
+        answer = await ask(inquiry)
+        self._ratings[key] = answer
+        return answer
 
     # The four keys ------------------------------------------------------------------------------
 
