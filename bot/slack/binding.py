@@ -1,8 +1,8 @@
 """What a decision button carries: the request, the start of the spec hash its card showed, and for Pay
 the amount the card showed. A click is taken only for what the approver saw.
 
-The value is `AS-XXXXXXXX|<12 hex of the spec hash>`, with `|<amount>` after it on a Pay button when the
-card shows an amount; an older card's bare `AS-XXXXXXXX` is read too, and refused for saying nothing.
+The value is `<request id>|<12 hex of the spec hash>`, with `|<amount>` after it on a Pay button when the
+card shows an amount; an older card's bare request id is read too, and refused for saying nothing.
 """
 
 from __future__ import annotations
