@@ -18,7 +18,6 @@ class Progress(BaseModel):
     expected_end: datetime | None = None
     order_status: int | None = None
     payment_deadline: datetime | None = None
-    payment_prompted: bool = False
     # The order as BSS states it: the exact amount to pay (after discounts), the list amount, the currency.
     order_amount: float | None = None
     order_official_amount: float | None = None

@@ -206,8 +206,10 @@ class Reconciler:
             for job_id, members in shown[:MAX_CANDIDATES]))
 
     async def _others_in_doubt(self, row: AppRequest, begin: datetime, end: datetime, *, group: bool = False) -> bool:
-        """Another of our creates in the same window, unanswered too, could have made the one fit: ask a person."""
-        return bool(await self._db(self.store.creates_in_doubt, row.id, begin, end, charging_mode=row.charging_mode,
+        """Another of our creates, unanswered too, could have made the one fit: ask a person. Any create whose own
+        window (its start, less skew, to its lease's end) meets ours counts."""
+        return bool(await self._db(self.store.creates_in_doubt, row.id, begin - self.submit_lease - LOOKUP_SKEW,
+                                   end + LOOKUP_SKEW, charging_mode=row.charging_mode,
                                    server_group_id=row.server_group_id if group else None))
 
     async def _job_servers(self, job_id: str, members: list[AppServer], count: int) -> tuple[str, ...] | None:

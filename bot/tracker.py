@@ -273,7 +273,6 @@ class Tracker:
                 await self._finish(row, State.FAILED, f"The order was not paid by its deadline "
                                    f"({deadline:%Y-%m-%d %H:%M UTC}), so no servers were created.", [], progress)
             else:
-                progress.payment_prompted = True
                 await self._continue(row, progress, before, State.AWAITING_PAYMENT, Event.PAYMENT_DUE)
         elif info.status in ORDER_PAID_STATES:
             progress.order_paid = True

@@ -224,13 +224,17 @@ class Workflow:
                            detail=f"{outcome.value}: {sentence}")
         return Decision(outcome, sentence, row)
 
-    async def check_decider(self, request_id: str, user_id: str, action: str) -> Decision | AppRequest:
+    async def check_decider(self, request_id: str, user_id: str, action: str, *,
+                            own: str = "You cannot decide on your own request; another approver has to.",
+                            not_approver: str = "Only the configured approvers can decide on requests.",
+                            ) -> Decision | AppRequest:
+        """The request, when `user_id` may act on it; otherwise the audited refusal (`own` and `not_approver`
+        say it in the words of the action)."""
         row = await self._db(self.store.get, request_id)
         if row is None:
             return Decision(Outcome.NOT_FOUND, f"There is no request {request_id}.")
         if row.requester_id == user_id:
-            return await self._refuse(request_id, user_id, action, Outcome.SELF_APPROVAL,
-                                      "You cannot decide on your own request; another approver has to.", row)
+            return await self._refuse(request_id, user_id, action, Outcome.SELF_APPROVAL, own, row)
         try:
             approver = await self.is_listed(user_id, self.policy.approvers)
         except DirectoryUnavailable as unavailable:
@@ -238,8 +242,7 @@ class Workflow:
                                       f"I could not check that you are an approver: {unavailable} Nothing was done; "
                                       "try again in a minute.", row)
         if not approver:
-            return await self._refuse(request_id, user_id, action, Outcome.NOT_APPROVER,
-                                      "Only the configured approvers can decide on requests.", row)
+            return await self._refuse(request_id, user_id, action, Outcome.NOT_APPROVER, not_approver, row)
         if row.state == State.PENDING_APPROVAL and row.expires_at and row.expires_at < utcnow():
             await self.expire(row)
             fresh = await self._db(self.store.get, request_id)
@@ -569,17 +572,12 @@ class Workflow:
     async def pay_order(self, request_id: str, user_id: str) -> Decision:
         """An approver pays a yearly/monthly order that waits for payment; once, however often clicked.
         Only an order linked to the request with certainty is ever paid."""
-        row = await self._db(self.store.get, request_id)
-        if row is not None and row.requester_id == user_id:
-            return await self._refuse(request_id, user_id, "pay_order", Outcome.SELF_APPROVAL,
-                                      "You asked for this order, so an approver pays it: paying charges the company's "
-                                      "cloud account, and a second person confirms what is bought.", row)
-        checked = await self.check_decider(request_id, user_id, "pay_order")
+        checked = await self.check_decider(
+            request_id, user_id, "pay_order",
+            own="You asked for this order, so an approver pays it: paying charges the company's cloud account, "
+                "and a second person confirms what is bought.",
+            not_approver="Only the configured approvers can pay orders: paying charges the company's cloud account.")
         if isinstance(checked, Decision):
-            if checked.outcome is Outcome.NOT_APPROVER:
-                return await self._refuse(request_id, user_id, "pay_order", Outcome.NOT_APPROVER,
-                                          "Only the configured approvers can pay orders: paying charges the company's "
-                                          "cloud account.", None)
             return checked
         if not checked.order_id or checked.state != State.AWAITING_PAYMENT:
             return await self._refuse(request_id, user_id, "pay_order", Outcome.WRONG_STATE,

@@ -106,15 +106,14 @@ class RequestStore:
             query = select(AuditEvent).where(AuditEvent.request_id == request_id).order_by(col(AuditEvent.id))
             return list(session.exec(query))
 
-    def creates_in_doubt(self, request_id: str, begin: datetime, end: datetime, *, charging_mode: str,
-                         server_group_id: str | None = None) -> int:
-        """Other requests of ours whose create may also have made something in [begin, end]: still being sent,
-        or sent with no answer and nothing linked. While any exists, a fitting order or job may be theirs."""
+    def creates_in_doubt(self, request_id: str, started_from: datetime, started_until: datetime, *,
+                         charging_mode: str, server_group_id: str | None = None) -> int:
+        """Other requests of ours whose create started in [started_from, started_until] and is still being sent,
+        or was sent with no answer and nothing linked. While any exists, a fitting order or job may be theirs."""
         with self._db.read() as session:
             query = select(func.count()).select_from(AppRequest).where(
                 AppRequest.id != request_id, AppRequest.charging_mode == charging_mode,
-                col(AppRequest.submit_started_at).is_not(None), col(AppRequest.submit_started_at) <= end,
-                col(AppRequest.submit_started_at) >= begin - (end - begin),
+                col(AppRequest.submit_started_at) >= started_from, col(AppRequest.submit_started_at) <= started_until,
                 or_(col(AppRequest.state) == State.SUBMITTING.value,
                     and_(col(AppRequest.state) == State.NEEDS_ATTENTION.value, col(AppRequest.job_id).is_(None),
                          col(AppRequest.order_id).is_(None))))
