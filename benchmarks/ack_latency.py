@@ -228,16 +228,12 @@ def main() -> None:
     parser.add_argument("--postgres", default=None, help="a PostgreSQL URL to use instead of SQLite files")
     parser.add_argument("--out", default="benchmarks/results/ack.json")
     args = parser.parse_args()
-    server, urls = services.start()
     results: list[dict[str, Any]] = []
-    try:
+    with services.running() as urls:
         for kind in ("bare", "bot"):
             for run in range(args.runs):
                 with fresh_database(args.postgres) as database:
                     results += measure(kind, run, urls, database, args)
-    finally:
-        server.terminate()
-        server.wait(timeout=30)
     Path(args.out).parent.mkdir(parents=True, exist_ok=True)
     Path(args.out).write_text(json.dumps(results, indent=1))
     summarize(results)

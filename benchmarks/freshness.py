@@ -176,12 +176,8 @@ def main() -> None:
     parser.add_argument("--max-seconds", type=float, default=900.0)
     parser.add_argument("--out", default=None)
     args = parser.parse_args()
-    server, urls = services.start()
-    try:
+    with services.running() as urls:
         result = asyncio.run(run(args, urls))
-    finally:
-        server.terminate()
-        server.wait(timeout=30)
     if args.out:
         Path(args.out).parent.mkdir(parents=True, exist_ok=True)
         Path(args.out).write_text(json.dumps(result, indent=1))

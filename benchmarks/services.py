@@ -12,6 +12,8 @@ import signal
 import subprocess
 import sys
 import threading
+from collections.abc import Iterator
+from contextlib import contextmanager
 from pathlib import Path
 from typing import Any
 
@@ -32,6 +34,17 @@ def start() -> tuple[subprocess.Popen[str], dict[str, str]]:
     assert proc.stdout is not None
     urls: dict[str, str] = json.loads(proc.stdout.readline())
     return proc, urls
+
+
+@contextmanager
+def running() -> Iterator[dict[str, str]]:
+    """The services in a process of their own for the length of a benchmark; yields the two base URLs."""
+    proc, urls = start()
+    try:
+        yield urls
+    finally:
+        proc.terminate()
+        proc.wait(timeout=30)
 
 
 def bench_routes(slack: FakeSlack, sandbox: Sandbox) -> None:

@@ -65,17 +65,13 @@ def main() -> None:
     parser = argparse.ArgumentParser()
     parser.add_argument("--runs", type=int, default=5)
     args = parser.parse_args()
-    server, urls = services.start()
-    try:
+    with services.running() as urls:
         for label, with_cloud in (("cloud credentials", True), ("sandbox mode (built-in cloud)", False)):
             runs = [one_start(urls, with_cloud) for _ in range(args.runs)]
             ready = [r[0] for r in runs]
             rss = [r[1] for r in runs]
             print(f"{label}: ready in {statistics.median(ready):.2f} s (min {min(ready):.2f}, max {max(ready):.2f}); "
                   f"RSS {statistics.median(rss):.0f} MB (min {min(rss):.0f}, max {max(rss):.0f})", flush=True)
-    finally:
-        server.terminate()
-        server.wait(timeout=30)
 
 
 if __name__ == "__main__":

@@ -163,12 +163,8 @@ def main() -> None:
     parser.add_argument("--drain-seconds", type=float, default=60.0)
     parser.add_argument("--out", default="benchmarks/results/tracker_scale.json")
     args = parser.parse_args()
-    server, urls = services.start()
-    try:
+    with services.running() as urls:
         result = asyncio.run(run(args, urls))
-    finally:
-        server.terminate()
-        server.wait(timeout=30)
     Path(args.out).parent.mkdir(parents=True, exist_ok=True)
     Path(args.out).write_text(json.dumps(result, indent=1))
     print(json.dumps({k: v for k, v in result.items() if k != "cycles"}, indent=1))
