@@ -44,6 +44,7 @@ from tests.harness import SIGNING_SECRET, create_submission, sign
 
 ROOT = Path(__file__).resolve().parent.parent
 CONCURRENCY = (1, 10, 50)
+SCENARIOS = ("command", "approve", "view_submission")
 APPROVERS = [f"U0APPROVER{i:04d}" for i in range(2000)]
 
 
@@ -196,7 +197,9 @@ def measure(kind: str, run: int, urls: dict[str, str], database: str, args: argp
             "view_submission": submission_body,
         }
         for name, make in scenarios.items():
-            for concurrency in CONCURRENCY:
+            if name not in args.scenario:
+                continue
+            for concurrency in args.senders:
                 latencies, rps, sent = asyncio.run(drive(url, make, concurrency, args.requests))
                 row: dict[str, Any] = {
                     "app": kind, "run": run, "scenario": name, "concurrency": concurrency, "shape": args.shape,
@@ -227,7 +230,12 @@ def main() -> None:
                         help="the bot as one `serve` process, or as the Procfile's web (--no-tracker) and worker")
     parser.add_argument("--postgres", default=None, help="a PostgreSQL URL to use instead of SQLite files")
     parser.add_argument("--out", default="benchmarks/results/ack.json")
+    parser.add_argument("--scenario", action="append", choices=SCENARIOS,
+                        help="measure only this scenario (repeatable; default: all)")
+    parser.add_argument("--senders", type=int, action="append", help="only this many senders (repeatable; default: 1, 10, 50)")
     args = parser.parse_args()
+    args.scenario = args.scenario or list(SCENARIOS)
+    args.senders = args.senders or list(CONCURRENCY)
     results: list[dict[str, Any]] = []
     with services.running() as urls:
         for kind in ("bare", "bot"):
@@ -242,8 +250,10 @@ def main() -> None:
 def summarize(results: list[dict[str, Any]]) -> None:
     print("\n| scenario | senders | app | p50 ms | p95 ms | p99 ms (min-max over runs) | req/s | p99 bot/bare |")
     print("|---|---|---|---|---|---|---|---|")
-    for scenario in ("command", "approve", "view_submission"):
+    for scenario in SCENARIOS:
         for concurrency in CONCURRENCY:
+            if not any(r["scenario"] == scenario and r["concurrency"] == concurrency for r in results):
+                continue
             medians = {}
             for kind in ("bare", "bot"):
                 rows = [r for r in results if r["app"] == kind and r["scenario"] == scenario

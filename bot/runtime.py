@@ -21,6 +21,7 @@ from bot.policy import Guardrails
 from bot.sandbox import Sandbox, SandboxConfig
 from bot.sandbox.server import BackgroundServer
 from bot.settings import Settings, SettingsError, StartupError
+from bot.slack import early_ack
 from bot.slack.app import build_app
 from bot.slack.catalogue import CatalogueCache
 from bot.slack.context import BotContext
@@ -39,6 +40,7 @@ from bot.workflow import CachedDirectory, CloudAdapter, Policy, Workflow
 log = logging.getLogger(__name__)
 # The price estimate is made while the form waits (beside the quota check), so it gets about a second.
 PRICE_SECONDS = 1.0
+SHUTDOWN_GRACE_SECONDS = 10.0
 
 
 class SlackDirectory:
@@ -119,6 +121,7 @@ class Runtime:
             self._checks.cancel()
             await asyncio.gather(self._checks, return_exceptions=True)
         await asyncio.gather(*self._tasks)
+        await early_ack.drain(SHUTDOWN_GRACE_SECONDS)  # clicks answered just before the stop finish their work
         await self.writer.drain()
         if self.writer.client.session is not None:
             await self.writer.client.session.close()

@@ -99,7 +99,7 @@ class FrontDoor:
     async def check_replay(self, stamp: int, signature: str) -> None:
         # Remembered until Slack's window no longer accepts the timestamp, a future one included.
         try:
-            first = await asyncio.to_thread(self._replays.first_time, signature, stamp + TIMESTAMP_WINDOW_SECONDS + 1)
+            first = await self._replays.remember(signature, stamp + TIMESTAMP_WINDOW_SECONDS + 1)
         except SQLAlchemyError as error:  # without the memory a replay cannot be told: refuse, Slack retries
             log.warning("the replay memory could not be written (%s); answering 503", type(error).__name__)
             raise Refused(503, "the database is unavailable") from None
@@ -109,7 +109,8 @@ class FrontDoor:
 
 def create_asgi_app(runtime: Runtime, *, run_tracker: bool = True, socket: SocketModeLink | None = None) -> Starlette:
     secret = runtime.settings.slack_signing_secret
-    door = FrontDoor(secret.get_secret_value() if secret else None, ReplayMemory(runtime.engine))
+    replays = ReplayMemory(runtime.engine)
+    door = FrontDoor(secret.get_secret_value() if secret else None, replays)
 
     def refuse(reason: str, status: int, size: int | None) -> Response:
         runtime.metrics.refused.labels(reason).inc()
@@ -181,6 +182,7 @@ def create_asgi_app(runtime: Runtime, *, run_tracker: bool = True, socket: Socke
             if socket is not None:
                 await socket.close()
             await runtime.stop()
+            replays.close()
 
     return Starlette(routes=[
         Route("/slack/events", slack_events, methods=["POST"]),

@@ -227,10 +227,11 @@ class Workflow:
     async def check_decider(self, request_id: str, user_id: str, action: str, *,
                             own: str = "You cannot decide on your own request; another approver has to.",
                             not_approver: str = "Only the configured approvers can decide on requests.",
-                            ) -> Decision | AppRequest:
+                            known: AppRequest | None = None) -> Decision | AppRequest:
         """The request, when `user_id` may act on it; otherwise the audited refusal (`own` and `not_approver`
-        say it in the words of the action)."""
-        row = await self._db(self.store.get, request_id)
+        say it in the words of the action). `known` is the request as the caller just read it (the decision
+        itself is a conditional write, so a read a moment old decides nothing)."""
+        row = known if known is not None and known.id == request_id else await self._db(self.store.get, request_id)
         if row is None:
             return Decision(Outcome.NOT_FOUND, f"There is no request {request_id}.")
         if row.requester_id == user_id:
@@ -262,8 +263,8 @@ class Workflow:
             return Outcome.ALREADY_DECIDED, f"<@{row.decided_by}> already {verb} {row.id} at {_when(row.decided_at)}."
         return Outcome.WRONG_STATE, f"Request {row.id} is not waiting for a decision (it is {state.value})."
 
-    async def approve(self, request_id: str, user_id: str) -> Decision:
-        checked = await self.check_decider(request_id, user_id, "approve")
+    async def approve(self, request_id: str, user_id: str, known: AppRequest | None = None) -> Decision:
+        checked = await self.check_decider(request_id, user_id, "approve", known=known)
         if isinstance(checked, Decision):
             return checked
         if checked.state != State.PENDING_APPROVAL:  # decided already (nothing moves back): no write to try

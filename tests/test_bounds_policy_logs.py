@@ -44,6 +44,8 @@ BOUNDED = {
     "bot/slack/writer.py:_locks": "as _next",
     "bot/courier.py:_busy": "at most CourierConfig.concurrency deliveries, each removed when done",
     "bot/store/db.py:_write_locks": "one lock per SQLite database file the process opens",
+    "bot/slack/early_ack.py:_running": "listeners' work after answering, each removed when done; past MAX_RUNNING "
+                                       "an answer waits for its own work",
     "bot/logs.py:_secrets": "the configured secrets, and one IAM token per renewal (a day's token lives 24 h)",
 }
 _COLLECTION = re.compile(r"^\s*(?:self\.)?(_\w+): *(?:dict|OrderedDict|set|deque)\[", re.MULTILINE)

@@ -256,16 +256,8 @@ def _up(proc: subprocess.Popen[str], url: str) -> None:
             time.sleep(0.2)
 
 
-@pytest.mark.slow
-@pytest.mark.postgres
-def test_two_serve_processes_on_postgresql_refuse_each_others_replays(
-    postgres_url: str, fake_slack: tuple[FakeSlack, str], tmp_path: Path
-) -> None:
-    engine = make_engine(postgres_url)
-    migrate(engine)
-    engine.dispose()
-    _, slack_url = fake_slack
-    replicas = [_serve(postgres_url, slack_url, tmp_path) for _ in range(2)]
+def _replicas_refuse_each_others_replays(database_url: str, slack_url: str, cwd: Path) -> None:
+    replicas = [_serve(database_url, slack_url, cwd) for _ in range(2)]
     try:
         for proc, url in replicas:
             _up(proc, url)
@@ -285,6 +277,25 @@ def test_two_serve_processes_on_postgresql_refuse_each_others_replays(
             outputs.append(proc.communicate(timeout=30)[0])
     for output in outputs:
         assert "Traceback" not in output
+
+
+@pytest.mark.slow
+@pytest.mark.postgres
+def test_two_serve_processes_on_postgresql_refuse_each_others_replays(
+    postgres_url: str, fake_slack: tuple[FakeSlack, str], tmp_path: Path
+) -> None:
+    engine = make_engine(postgres_url)
+    migrate(engine)
+    engine.dispose()
+    _replicas_refuse_each_others_replays(postgres_url, fake_slack[1], tmp_path)
+
+
+@pytest.mark.slow
+def test_two_serve_processes_on_one_sqlite_file_refuse_each_others_replays(
+    fake_slack: tuple[FakeSlack, str], tmp_path: Path
+) -> None:
+    # SQLite takes the insert on the event loop's own connection when no writer is busy: still one memory.
+    _replicas_refuse_each_others_replays(f"sqlite:///{tmp_path}/bot.db", fake_slack[1], tmp_path)
 
 
 def test_without_the_replay_memory_a_signed_request_is_refused_not_taken(bot: Bot, log: pytest.LogCaptureFixture) -> None:

@@ -44,7 +44,7 @@ class EventDeduplicator:
 def build_app(ctx: BotContext, client: AsyncWebClient, *, signing_secret: str) -> AsyncApp:
     # The HTTP front door (bot/server.py) verifies every signature on the raw bytes before Bolt sees the
     # request, and Socket Mode needs none; Bolt's own check would only log a refused body.
-    app = AsyncApp(client=client, signing_secret=signing_secret, process_before_response=False,
+    app = AsyncApp(client=client, signing_secret=signing_secret, process_before_response=True,
                    ignoring_self_events_enabled=True, request_verification_enabled=False)
     app.use(EventDeduplicator().middleware)
 

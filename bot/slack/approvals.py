@@ -17,6 +17,7 @@ from slack_sdk.web.async_client import AsyncWebClient
 from bot.slack import commands, forms, guard, messages
 from bot.slack.binding import Shown, mismatch
 from bot.slack.context import BotContext
+from bot.slack.early_ack import answered_at_ack
 from bot.slack.home import publish_home
 from bot.slack.ids import Action, Block, Callback, parse_candidate_value
 from bot.slack.payloads import as_dict
@@ -54,9 +55,10 @@ def register(app: AsyncApp, ctx: BotContext) -> None:
             await publish_home(ctx, _clicked(body)[0])
 
     async def as_shown(body: dict[str, Any], action: str,
-                       amount_of: Callable[[AppRequest], str | None] | None = None) -> str | None:
-        """The request id when the click is for the request as its card showed it; otherwise the clicker is
-        told why, the refusal is audited, and None."""
+                       amount_of: Callable[[AppRequest], str | None] | None = None
+                       ) -> tuple[str, AppRequest | None] | None:
+        """The request id, and the request as just read, when the click is for the request as its card showed
+        it; otherwise the clicker is told why, the refusal is audited, and None."""
         user, value, _, _ = _clicked(body)
         shown = Shown.parse(value)
         if shown is None:
@@ -65,20 +67,22 @@ def register(app: AsyncApp, ctx: BotContext) -> None:
         row = await asyncio.to_thread(ctx.store.get, shown.request_id)
         problem = mismatch(shown, row, amount_of(row) if amount_of else None) if row is not None else None
         if row is None or problem is None:
-            return shown.request_id  # an unknown id is the workflow's to answer
+            return shown.request_id, row  # an unknown id is the workflow's to answer
         await asyncio.to_thread(ctx.store.audit, row.id, user, action, allowed=False,
                                 detail=f"{Outcome.NOT_AS_SHOWN.value}: {problem}")
         await tell_clicker(body, Decision(Outcome.NOT_AS_SHOWN, problem, row))
         return None
 
     @app.action(Action.APPROVE.value)
+    @answered_at_ack
     async def approve(ack: AsyncAck, body: dict[str, Any]) -> None:
         await ack()
         user = _clicked(body)[0]
-        request_id = await as_shown(body, "approve")
-        if request_id is None:
+        shown = await as_shown(body, "approve")
+        if shown is None:
             return
-        decision = await ctx.workflow.approve(request_id, user)
+        request_id, row = shown
+        decision = await ctx.workflow.approve(request_id, user, known=row)
         if decision.ok:
             ctx.wake_workers()  # the order goes out, and the card and thread say so
         else:
@@ -86,6 +90,7 @@ def register(app: AsyncApp, ctx: BotContext) -> None:
         await after_click(body)
 
     @app.action(Action.REJECT.value)
+    @answered_at_ack
     async def reject_clicked(ack: AsyncAck, body: dict[str, Any], client: AsyncWebClient) -> None:
         await ack()
         user, request_id, channel, thread = _clicked(body)
@@ -103,6 +108,7 @@ def register(app: AsyncApp, ctx: BotContext) -> None:
                                               "Reject again."))
 
     @app.view(Callback.REJECT.value)
+    @answered_at_ack
     async def reject_submitted(ack: AsyncAck, body: dict[str, Any], view: dict[str, Any]) -> None:
         reason = forms.reason_from(as_dict(view.get("state")).get("values"))
         if not reason:
@@ -131,16 +137,18 @@ def register(app: AsyncApp, ctx: BotContext) -> None:
         await after_click(body)
 
     @app.action(Action.PAY.value)
+    @answered_at_ack
     async def pay(ack: AsyncAck, body: dict[str, Any]) -> None:
         await ack()
         user = _clicked(body)[0]
         # A Pay button carries the amount its card showed: a click is taken only for the amount the order has now.
-        request_id = await as_shown(body, "pay_order", amount_of=messages.payable_amount)
-        if request_id is None:
+        shown = await as_shown(body, "pay_order", amount_of=messages.payable_amount)
+        if shown is None:
             return
-        await done_or_tell(body, await ctx.workflow.pay_order(request_id, user))
+        await done_or_tell(body, await ctx.workflow.pay_order(shown[0], user))
 
     @app.action(Action.RETRY.value)
+    @answered_at_ack
     async def retry(ack: AsyncAck, body: dict[str, Any]) -> None:
         await ack()
         user, request_id, _, _ = _clicked(body)
@@ -151,6 +159,7 @@ def register(app: AsyncApp, ctx: BotContext) -> None:
         await done_or_tell(body, decision)
 
     @app.action(Action.CHOOSE_CANDIDATE.value)
+    @answered_at_ack
     async def choose(ack: AsyncAck, body: dict[str, Any]) -> None:
         await ack()
         user, value, _, _ = _clicked(body)
@@ -158,12 +167,14 @@ def register(app: AsyncApp, ctx: BotContext) -> None:
         await done_or_tell(body, await ctx.workflow.choose_candidate(request_id, user, candidate_id))
 
     @app.action(Action.NO_CANDIDATE.value)
+    @answered_at_ack
     async def none_of_these(ack: AsyncAck, body: dict[str, Any]) -> None:
         await ack()
         user, request_id, _, _ = _clicked(body)
         await done_or_tell(body, await ctx.workflow.choose_candidate(request_id, user, None))
 
     @app.action(Action.CANCEL.value)
+    @answered_at_ack
     async def cancel(ack: AsyncAck, body: dict[str, Any]) -> None:
         """The requester withdraws their request (the workflow refuses anyone else, and a request already
         ordered); the answer goes to the clicker alone, the thread head and the card show it."""
@@ -176,6 +187,7 @@ def register(app: AsyncApp, ctx: BotContext) -> None:
         await after_click(body)
 
     @app.action(Action.ORDER_AGAIN.value)
+    @answered_at_ack
     async def order_again(ack: AsyncAck, body: dict[str, Any], client: AsyncWebClient) -> None:
         """The create form, filled as the earlier request was (group, product, count, billing, disk, period)."""
         await ack()

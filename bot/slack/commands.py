@@ -15,6 +15,7 @@ from bot.cloud.errors import CloudError, describe
 from bot.lifecycle import LABELS, State
 from bot.slack import forms, guard
 from bot.slack.context import BotContext
+from bot.slack.early_ack import answered_at_ack
 from bot.slack.messages import group_words, progress_text, servers_text, spec_of, status_line, what_is_ordered, when
 from bot.slack.text import code, escape_mrkdwn, is_request_id, mention
 from bot.store.models import AppRequest
@@ -31,6 +32,7 @@ USAGE = """*`/appserver`* orders Huawei Cloud Workspace app servers.
 
 def register(app: AsyncApp, ctx: BotContext) -> None:
     @app.command("/appserver")
+    @answered_at_ack
     async def appserver(ack: AsyncAck, command: dict[str, Any], client: AsyncWebClient, respond: AsyncRespond) -> None:
         text = str(command.get("text") or "").strip()
         sub, _, rest = text.partition(" ")

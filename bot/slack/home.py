@@ -10,6 +10,7 @@ from slack_sdk.web.async_client import AsyncWebClient
 
 from bot.lifecycle import State
 from bot.slack import commands, forms, guard
+from bot.slack.early_ack import answered_at_ack, in_background
 from bot.slack.ids import Action
 from bot.slack.messages import home_view
 from bot.slack.payloads import as_dict
@@ -42,11 +43,13 @@ async def publish_home(ctx: BotContext, user: str) -> None:
 
 def register(app: AsyncApp, ctx: BotContext) -> None:
     @app.event("app_home_opened")
+    @in_background
     async def home_opened(event: dict[str, Any]) -> None:
         if event.get("tab", "home") == "home" and event.get("user"):
             await publish_home(ctx, str(event["user"]))
 
     @app.action(Action.NEW_REQUEST.value)
+    @answered_at_ack
     async def new_request(ack: AsyncAck, body: dict[str, Any], client: AsyncWebClient) -> None:
         """App Home's New request: the create form, as `/appserver create` opens it."""
         await ack()

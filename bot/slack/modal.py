@@ -15,6 +15,7 @@ from bot.policy import Refusal
 from bot.progress import Progress
 from bot.slack import forms, guard
 from bot.slack.context import BotContext
+from bot.slack.early_ack import answered_at_ack
 from bot.slack.ids import Action, Block, Callback
 from bot.slack.payloads import as_dict
 from bot.slack.text import is_user_id
@@ -26,6 +27,7 @@ QUOTA_CHECK_SECONDS = 1.5  # the whole view_submission must be answered within 3
 
 def register(app: AsyncApp, ctx: BotContext) -> None:
     @app.action(Action.GROUP_SELECT.value)
+    @answered_at_ack
     async def group_chosen(ack: AsyncAck, body: dict[str, Any], client: AsyncWebClient) -> None:
         await ack()
         view, form, context = _open_form(body)
@@ -53,6 +55,7 @@ def register(app: AsyncApp, ctx: BotContext) -> None:
         app.action(action.value)(redraw)
 
     @app.options(Action.GROUP_SELECT.value)
+    @answered_at_ack
     async def group_options(ack: AsyncAck, body: dict[str, Any]) -> None:
         typed = str(body.get("value") or "").lower()
         try:
@@ -64,6 +67,7 @@ def register(app: AsyncApp, ctx: BotContext) -> None:
         await ack(options=[forms.group_option(g).to_dict() for g in matches[: forms.STATIC_SELECT_LIMIT]])
 
     @app.view(Callback.CREATE.value)
+    @answered_at_ack
     async def create_submitted(ack: AsyncAck, body: dict[str, Any], view: dict[str, Any]) -> None:
         user = str(as_dict(body.get("user")).get("id", ""))
         refusal = await guard.requester_refusal(ctx, user) if is_user_id(user) else Refusal(

@@ -116,8 +116,11 @@ def _sqlite_pragmas(engine: Engine) -> None:
 def _write_lock(engine: Engine) -> AbstractContextManager[object]:
     """SQLite has one writer at a time. Its busy handler polls with sleeps of up to 100 ms, so this
     process's writers queue on a lock instead and each starts the moment the previous one commits."""
-    if not is_sqlite(engine):
-        return nullcontext()
+    return write_lock(engine) if is_sqlite(engine) else nullcontext()
+
+
+def write_lock(engine: Engine) -> threading.Lock:
+    """The lock this process's writers of an SQLite file take (see `_write_lock`)."""
     with _write_locks_guard:
         return _write_locks.setdefault(str(engine.url.database), threading.Lock())
 

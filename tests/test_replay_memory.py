@@ -1,0 +1,66 @@
+"""The replay memory's insert on SQLite: inline on the event loop when it need not wait, else on a thread."""
+
+from __future__ import annotations
+
+import asyncio
+import sqlite3
+import time
+from pathlib import Path
+
+from bot.store.db import make_engine, write_lock
+from bot.store.replays import ReplayMemory
+from bot.store.schema import migrate
+
+SIGNATURE = "ab" * 32
+
+
+def _memory(tmp_path: Path) -> tuple[ReplayMemory, str]:
+    path = str(tmp_path / "bot.db")
+    engine = make_engine(f"sqlite:///{path}")
+    migrate(engine)
+    return ReplayMemory(engine), path
+
+
+def test_inline_and_threaded_inserts_share_one_memory(tmp_path: Path) -> None:
+    memory, _ = _memory(tmp_path)
+    later = int(time.time()) + 600
+    assert asyncio.run(memory.remember(SIGNATURE, later)) is True
+    assert memory.first_time(SIGNATURE, later) is False  # the threaded path sees the inline insert
+    assert memory.first_time("cd" * 32, later) is True
+    assert asyncio.run(memory.remember("cd" * 32, later)) is False
+    memory.close()
+
+
+def test_another_process_holding_the_write_lock_is_waited_for_off_the_loop(tmp_path: Path) -> None:
+    memory, path = _memory(tmp_path)
+    other = sqlite3.connect(path, isolation_level=None)
+    other.execute("BEGIN IMMEDIATE")  # as another replica's writer would
+
+    async def scenario() -> None:
+        remembered = asyncio.create_task(memory.remember(SIGNATURE, int(time.time()) + 600))
+        for _ in range(20):  # the loop keeps turning meanwhile: nothing sleeps on it
+            await asyncio.sleep(0.01)
+        assert not remembered.done()
+        other.execute("COMMIT")
+        assert await remembered is True
+
+    asyncio.run(scenario())
+    assert asyncio.run(memory.remember(SIGNATURE, int(time.time()) + 600)) is False
+    other.close()
+    memory.close()
+
+
+def test_a_writer_of_this_process_is_waited_for_off_the_loop(tmp_path: Path) -> None:
+    memory, _ = _memory(tmp_path)
+    lock = write_lock(make_engine(f"sqlite:///{tmp_path / 'bot.db'}"))
+
+    async def scenario() -> None:
+        lock.acquire()
+        remembered = asyncio.create_task(memory.remember(SIGNATURE, int(time.time()) + 600))
+        await asyncio.sleep(0.1)
+        assert not remembered.done()
+        lock.release()
+        assert await remembered is True
+
+    asyncio.run(scenario())
+    memory.close()
