@@ -122,6 +122,7 @@ def _serve(args: argparse.Namespace, *, socket_mode: bool) -> int:
             server.should_exit = True
 
     runtime.check_slack_at_start = True
+    runtime.whole_process = True
     runtime.on_fatal = stop_with
     socket = None
     if socket_mode and settings.slack_app_token is not None:
@@ -157,6 +158,7 @@ def cmd_worker(args: argparse.Namespace) -> int:
     settings = _settings()
     runtime = build_runtime(settings, need_signing_secret=False)
     runtime.check_slack_at_start = True
+    runtime.whole_process = True
 
     async def work() -> None:
         stop = asyncio.Event()
