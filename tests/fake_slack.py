@@ -2,7 +2,9 @@
 
 from __future__ import annotations
 
+import asyncio
 import json
+import threading
 import time
 from dataclasses import dataclass, field
 from typing import Any
@@ -29,6 +31,7 @@ class FakeSlack:
     # conversations.info: channel id -> what Slack says of it; any other id is a public channel the bot is in.
     channels: dict[str, dict[str, Any]] = field(default_factory=dict)
     users: dict[str, dict[str, Any]] = field(default_factory=dict)  # users.info; any other id is an active user
+    gates: dict[str, threading.Event] = field(default_factory=dict)  # method -> its answers wait until set
 
     def __post_init__(self) -> None:
         self.app = Starlette(routes=[Route("/api/{method}", self._call, methods=["POST", "GET"]),
@@ -68,6 +71,9 @@ class FakeSlack:
         elif raw:
             args.update(parse_qsl(raw))
         self.calls.append({"method": method, "args": args, "at": time.time()})
+        gate = self.gates.get(method)
+        if gate is not None:
+            await asyncio.to_thread(gate.wait, 30)
         if method == "apps.connections.open":
             if request.headers.get("authorization") != f"Bearer {self.app_token}" or not self.socket_url:
                 return JSONResponse({"ok": False, "error": "invalid_auth"})
