@@ -25,13 +25,13 @@ from bot.cloud.models import ORDER_PENDING_PAYMENT, AppServer, CustomerOrder, Jo
 from bot.cloud.quote import PriceQuote
 from bot.lifecycle import State
 from bot.notify import Event
-from bot.policy import Guardrails, approval_rule
+from bot.policy import Guardrails, Refusal, approval_rule, daily_refusal
 from bot.price import quote_of
 from bot.progress import Progress
 from bot.reconcile import Candidates, Lookup, Reconciler, late_answer_ids
 from bot.spec import CreateAppServersRequest, CreateAppServersResponse, SpecError, parse_spec
 from bot.store.models import AppRequest, utcnow
-from bot.store.repository import NewRequest, RequestStore, Transition, server_ids
+from bot.store.repository import NewRequest, OverDailyCap, RequestStore, Transition, server_ids
 
 log = logging.getLogger(__name__)
 T = TypeVar("T")
@@ -52,6 +52,14 @@ class CloudPort(Protocol):
 
 class ApproverDirectory(Protocol):
     async def group_members(self, group_id: str) -> set[str]: ...
+
+
+class Refused(Exception):
+    """A guardrail refused the request as it was stored (a check that only the store's transaction can make)."""
+
+    def __init__(self, refusal: Refusal) -> None:
+        super().__init__(refusal.sentence)
+        self.refusal = refusal
 
 
 class DirectoryUnavailable(Exception):
@@ -212,8 +220,13 @@ class Workflow:
                 f"({self.policy.guardrails.auto_approve_max_servers})")
         if (limit := self.policy.guardrails.auto_approve_max_monthly_cost) is not None and price is not None:
             auto += f", an estimated {price.monthly_estimate()} a month within AUTO_APPROVE_MAX_MONTHLY_COST ({limit})"
-        return await self._db(self.store.create, new, State.PENDING_APPROVAL if approval else State.APPROVED,
-                              requester_id, None if approval else auto)
+        guardrails = self.policy.guardrails
+        try:
+            return await self._db(self.store.create, new, State.PENDING_APPROVAL if approval else State.APPROVED,
+                                  requester_id, None if approval else auto, guardrails.max_servers_per_user_per_day)
+        except OverDailyCap as over:
+            refusal = daily_refusal(guardrails, already=over.already, servers=spec.subscription_num)
+            raise Refused(refusal or Refusal("MAX_SERVERS_PER_USER_PER_DAY", str(over))) from None
 
     # Deciding ----------------------------------------------------------------------------------
 

@@ -6,6 +6,7 @@ from __future__ import annotations
 import json
 import time
 from collections.abc import Iterator
+from concurrent.futures import ThreadPoolExecutor
 from contextlib import contextmanager
 from pathlib import Path
 from typing import Any
@@ -207,6 +208,23 @@ def test_the_daily_cap_counts_what_was_asked_in_the_last_day(sandbox: Sandbox, s
         # The second request goes out in the background: wait for it, then nothing more is ordered.
         wait_for(lambda: len(bot.sandbox.calls("CreateAppServers")) >= 2, what="the second create")
         assert len(bot.sandbox.calls("CreateAppServers")) == 2
+
+
+@pytest.mark.slow
+def test_submissions_at_once_never_take_a_person_past_the_daily_cap(
+    sandbox: Sandbox, sandbox_url: str, tmp_path: Path
+) -> None:
+    # Six forms of 2 servers sent together: each passes the early check alone, the store lets 2 in (4 of 5).
+    with bot_with(sandbox, sandbox_url, tmp_path, max_servers_per_user_per_day=5) as bot:
+        views = [bot.choose_group(bot.open_form(), OFFICE["id"]) for _ in range(6)]
+        values = {"group": OFFICE["id"], "product": OFFICE["product_id"], "disk_type": "SAS", "disk_size": 80,
+                  "count": 2, "reason": "New hires"}
+        with ThreadPoolExecutor(6) as pool:
+            answers = list(pool.map(lambda view: bot.submit_form(view, values), views))
+        assert all(answer.status_code == 200 for answer in answers)
+        refusals = [answer.json()["errors"][Block.COUNT.value] for answer in answers if answer.content]
+        assert len(refusals) == 4 and all("MAX_SERVERS_PER_USER_PER_DAY is 5" in r for r in refusals), refusals
+        assert sum(row.subscription_num for row in bot.runtime.store.for_requester(REQUESTER, 10)) == 4
 
 
 # An approval is bound to what was shown ---------------------------------------------------------------

@@ -5,6 +5,7 @@ from __future__ import annotations
 import asyncio
 import json
 import re
+from concurrent.futures import ThreadPoolExecutor
 from datetime import timedelta
 
 import pytest
@@ -16,7 +17,7 @@ from bot.sandbox import Sandbox
 from bot.sandbox.faults import ScriptedFault
 from bot.spec import parse_spec
 from bot.store.models import utcnow
-from bot.store.repository import NewRequest, RequestStore, new_request_id, server_ids
+from bot.store.repository import NewRequest, OverDailyCap, RequestStore, new_request_id, server_ids
 from bot.workflow import CloudAdapter, DirectoryUnavailable, Outcome, Policy, Workflow
 from tests.specs import office_body, prepaid_body
 
@@ -47,6 +48,25 @@ def workflow(store: RequestStore, cloud: Cloud) -> Workflow:
     policy = Policy(approvers=frozenset({APPROVER, OTHER_APPROVER, "S0MANAGERS"}),
                     submit_lease=timedelta(seconds=60), first_poll_delay=timedelta(seconds=1))
     return Workflow(store, CloudAdapter(cloud), StaticDirectory(), policy, worker_id="test-worker")
+
+
+def test_the_daily_cap_holds_when_one_persons_requests_are_stored_at_once(store: RequestStore) -> None:
+    def attempt(_: int) -> bool:
+        try:
+            store.create(NewRequest(REQUESTER, "{}", "h" * 64, "postPaid", 2, "sg"), State.APPROVED, REQUESTER,
+                         daily_cap=5)
+        except OverDailyCap as over:
+            assert over.already == 4
+            return False
+        return True
+
+    with ThreadPoolExecutor(8) as pool:
+        stored = list(pool.map(attempt, range(8)))
+    assert stored.count(True) == 2
+    assert store.servers_asked_since(REQUESTER, utcnow() - timedelta(days=1)) == 4
+    other = store.create(NewRequest("U0OTHER", "{}", "h" * 64, "postPaid", 5, "sg"), State.APPROVED, "U0OTHER",
+                         daily_cap=5)  # another person's day is their own
+    assert other.subscription_num == 5
 
 
 # The state machine -------------------------------------------------------------------------------

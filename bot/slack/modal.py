@@ -20,6 +20,7 @@ from bot.slack.ids import Action, Block, Callback
 from bot.slack.payloads import as_dict
 from bot.slack.text import is_user_id
 from bot.spec import CreateAppServersRequest, SpecError, parse_spec
+from bot.workflow import Refused
 
 log = logging.getLogger(__name__)
 QUOTA_CHECK_SECONDS = 1.5  # the whole view_submission must be answered within 3 s
@@ -103,8 +104,12 @@ def register(app: AsyncApp, ctx: BotContext) -> None:
         # Stored before the ack: once the user sees the modal close, the request cannot be lost.
         progress = Progress(total=spec.subscription_num, quota_note=quota_note).model_dump_json()
         # The same transaction queues its thread and approval card for the courier.
-        await ctx.workflow.submit(spec, user, channel_id=context.channel_id, reason=form.reason,
-                                  progress_json=progress, price=quote)
+        try:
+            await ctx.workflow.submit(spec, user, channel_id=context.channel_id, reason=form.reason,
+                                      progress_json=progress, price=quote)
+        except Refused as refused:  # another submission of theirs took the day's last servers meanwhile
+            await ack(response_action="errors", errors={Block.COUNT.value: refused.refusal.sentence})
+            return
         await ack()
         ctx.wake_workers()
 

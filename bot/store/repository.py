@@ -82,6 +82,14 @@ class NewRequest:
     price_summary: str | None = None  # for the audit log
 
 
+class OverDailyCap(Exception):
+    """The new request would take its requester past the daily cap; nothing was stored."""
+
+    def __init__(self, already: int) -> None:
+        super().__init__(f"{already} servers asked for in the last day")
+        self.already = already
+
+
 def server_ids(request: AppRequest) -> list[str]:
     ids: list[str] = json.loads(request.server_ids_json or "[]")
     return ids
@@ -146,7 +154,11 @@ class RequestStore:
 
     # Writing -----------------------------------------------------------------------------------
 
-    def create(self, new: NewRequest, state: State, actor: str, auto_approved: str | None = None) -> AppRequest:
+    def create(self, new: NewRequest, state: State, actor: str, auto_approved: str | None = None,
+               daily_cap: int | None = None) -> AppRequest:
+        """Store a request with its audit rows and first news. With `daily_cap`, the requester's servers of the
+        last day are counted in the same transaction, after any concurrent one of theirs committed, so two
+        submissions at once cannot both pass it (`OverDailyCap`)."""
         now = utcnow()
         row = AppRequest(
             id=new_request_id(), requester_id=new.requester_id, team_id=new.team_id, channel_id=new.channel_id,
@@ -157,6 +169,10 @@ class RequestStore:
             price_json=new.price_json, remind_at=new.remind_at,
         )
         with self._db.write() as session:
+            if daily_cap is not None:
+                already = self._servers_asked(session, new.requester_id, now - timedelta(days=1), serialized=True)
+                if already + new.subscription_num > daily_cap:
+                    raise OverDailyCap(already)
             session.add(row)
             session.flush()  # the row first: the audit rows point at it
             session.add(AuditEvent(request_id=row.id, actor=actor, action="created", new_state=state.value,
@@ -470,12 +486,19 @@ class RequestStore:
 
     def servers_asked_since(self, requester_id: str, since: datetime) -> int:
         """Servers a person asked for since `since`, in requests that were not refused or withdrawn."""
-        nothing_ordered = [State.REJECTED.value, State.CANCELLED.value, State.EXPIRED.value, State.SUBMIT_FAILED.value]
         with self._db.read() as session:
-            total = session.exec(select(func.coalesce(func.sum(AppRequest.subscription_num), 0)).where(
-                AppRequest.requester_id == requester_id, col(AppRequest.created_at) >= since,
-                col(AppRequest.state).not_in(nothing_ordered))).one()
-            return int(total)
+            return self._servers_asked(session, requester_id, since)
+
+    @staticmethod
+    def _servers_asked(session: Session, requester_id: str, since: datetime, *, serialized: bool = False) -> int:
+        if serialized and session.get_bind().dialect.name == "postgresql":
+            # One requester's creates take turns (SQLite's writers always do): the count sees the other's row.
+            session.exec(select(func.pg_advisory_xact_lock(func.hashtext("appserver daily cap " + requester_id))))
+        nothing_ordered = [State.REJECTED.value, State.CANCELLED.value, State.EXPIRED.value, State.SUBMIT_FAILED.value]
+        total = session.exec(select(func.coalesce(func.sum(AppRequest.subscription_num), 0)).where(
+            AppRequest.requester_id == requester_id, col(AppRequest.created_at) >= since,
+            col(AppRequest.state).not_in(nothing_ordered))).one()
+        return int(total)
 
     def count_by_state(self) -> dict[str, int]:
         with self._db.read() as session:
