@@ -27,6 +27,7 @@ class Progress(BaseModel):
     # A poll failed in a way that needs a person (credentials, the account id): said once in the thread.
     error_reported: bool = False
     quota_note: str | None = None  # the quota check made when the request was submitted
+    approval_rule: str | None = None  # why an approver decides it (the guardrail that applied at submission)
     cloud_errors: int = 0
     polls: int = 0
     failures: list[str] = Field(default_factory=list)

@@ -205,7 +205,12 @@ class Workflow:
     ) -> AppRequest:
         """Store a validated request: waiting for approval, or approved at once and queued. The price quoted
         is stored with it and in its audit log: what the approver saw."""
-        approval = self.needs_approval(spec, price)
+        rule = self.approval_rule(spec, price)
+        approval = rule is not None
+        # The rule goes with the request, so its card says why a person decides it.
+        progress = Progress.model_validate_json(progress_json) if progress_json else Progress(
+            total=spec.subscription_num)
+        progress_json = progress.model_copy(update={"approval_rule": rule}).model_dump_json()
         new = NewRequest(
             requester_id=requester_id, spec_json=spec.canonical_json(), spec_hash=spec.spec_hash(),
             charging_mode=spec.charging_mode, subscription_num=spec.subscription_num,

@@ -14,6 +14,7 @@ from bot.cloud.client import Cloud
 from bot.cloud.pricing import Pricer
 from bot.lifecycle import State
 from bot.policy import Guardrails, approval_rule
+from bot.progress import Progress
 from bot.sandbox import Sandbox
 from bot.sandbox.faults import FaultSettings, ScriptedFault
 from bot.spec import parse_spec
@@ -54,6 +55,8 @@ async def test_a_pay_per_use_request_waits_when_its_monthly_estimate_is_above_th
     assert quote.ok and monthly is not None and Decimal(100) < monthly < Decimal(100_000)
     row = await flow.submit(spec, "U0ASKER", price=quote)
     assert row.state == (State.PENDING_APPROVAL if waits else State.APPROVED)
+    rule = Progress.of(row).approval_rule  # what the card says of why a person decides
+    assert (rule is not None and "above AUTO_APPROVE_MAX_MONTHLY_COST" in rule) if waits else rule is None
     if not waits and limit is not None:
         auto = [e for e in flow.store.audit_log(row.id) if e.action == "auto_approved"]
         assert auto and "AUTO_APPROVE_MAX_MONTHLY_COST" in (auto[0].detail or "")

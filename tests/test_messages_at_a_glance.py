@@ -130,6 +130,8 @@ def test_the_card_speaks_in_words_pings_the_approvers_and_links_the_thread(bot: 
     assert buttons(card) == [Action.APPROVE.value, Action.REJECT.value]
     approve = next(e for b in card["blocks"] if b["type"] == "actions" for e in b["elements"])
     assert approve["confirm"]["title"]["text"] == "Approve this order?"
+    # Why a person decides it: the rule that applied when it was submitted.
+    assert "An approver decides this request: yearly/monthly orders are always approved by a person." in blocks
     # Both ways: the card links the requester's thread, and the thread's head links the card.
     thread_link = f"https://sandbox.slack.com/archives/{REQUEST_CHANNEL}/p{row.thread_ts.replace('.', '')}"
     card_link = f"https://sandbox.slack.com/archives/{APPROVAL_CHANNEL}/p{row.approval_ts.replace('.', '')}"
@@ -244,6 +246,7 @@ def test_app_home_offers_a_new_request_and_shows_pending_as_the_card_does(bot: B
     home = json.loads(home) if isinstance(home, str) else home
     text = as_text(home)
     assert OFFICE["name"] in text and "4 vCPUs · 8 GiB" in text and "Designers" in text
+    assert "An approver decides this request: yearly/monthly orders are always approved by a person." in text
     approve = next(e for b in home["blocks"] if b["type"] == "actions" for e in b["elements"]
                    if e["action_id"] == Action.APPROVE.value)
     assert approve["confirm"]["title"]["text"] == "Approve this order?"

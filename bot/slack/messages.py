@@ -409,6 +409,8 @@ def approval_card(request: AppRequest, *, sandbox: bool, quota: str | None, name
         blocks.append(SectionBlock(text=_md(price)))
     blocks.append(SectionBlock(text=_md(status_line(request))))
     if state == State.PENDING_APPROVAL:
+        if why := approval_reason(request):
+            blocks.append(ContextBlock(elements=[_md(why)]))
         blocks.append(ActionsBlock(block_id=f"decide:{request.id}", elements=[
             approve_button(request), ButtonElement(text="Reject", action_id=Action.REJECT.value, value=request.id,
                                                    style="danger")]))
@@ -447,6 +449,12 @@ def approval_card(request: AppRequest, *, sandbox: bool, quota: str | None, name
     else:
         text = f"{prefix}{request.id}: {LABELS[state]}"
     return Message(text, [b.to_dict() for b in blocks])
+
+
+def approval_reason(request: AppRequest) -> str | None:
+    """Why a person decides the request: the guardrail that applied when it was submitted."""
+    rule = Progress.of(request).approval_rule
+    return f":raised_hand: An approver decides this request: {rule}." if rule else None
 
 
 def approve_button(request: AppRequest) -> ButtonElement:
@@ -729,6 +737,8 @@ def home_view(mine: list[AppRequest], pending: list[AppRequest], *, approver: bo
             if price := price_text(request):
                 blocks.append(ContextBlock(elements=[_md(price)]))
             blocks.append(ContextBlock(elements=[_md(status_line(request))]))
+            if why := approval_reason(request):
+                blocks.append(ContextBlock(elements=[_md(why)]))
             blocks.append(ActionsBlock(block_id=f"home:{request.id}", elements=[
                 approve_button(request),
                 ButtonElement(text="Reject", action_id=Action.REJECT.value, value=request.id, style="danger")]))
