@@ -284,12 +284,13 @@ def reminding_bot(slack: tuple[FakeSlack, str], sandbox: Sandbox, sandbox_url: s
     from tests.conftest import sandbox_settings
 
     fake, url = slack
+    chosen = {"approval_channel": APPROVAL_CHANNEL, **overrides}
     settings = sandbox_settings(
         sandbox_url, sandbox, huaweicloud_sdk_project_id=sandbox.config.project_id, slack_bot_token=fake.token,
         slack_signing_secret=SIGNING_SECRET, slack_api_url=url, approvers=f"{APPROVER},S0MANAGERS",
-        approval_channel=APPROVAL_CHANNEL, notify_channel=NOTIFY_CHANNEL, database_url=f"sqlite:///{tmp_path}/bot.db",
+        notify_channel=NOTIFY_CHANNEL, database_url=f"sqlite:///{tmp_path}/bot.db",
         poll_interval_seconds=0.2, poll_first_delay_seconds=0.1, slack_post_interval_seconds=0,
-        slack_update_interval_seconds=0, slack_edit_window_seconds=0.2, **overrides)
+        slack_update_interval_seconds=0, slack_edit_window_seconds=0.2, **chosen)
     return running_bot(settings, sandbox, fake)
 
 
@@ -320,6 +321,20 @@ def test_approvers_are_reminded_three_times_and_the_requester_before_expiry(
         audit = [e.action for e in bot.runtime.store.audit_log(row.id)]
         assert audit.count(Event.REMIND.value) == 3 and audit.count(Event.EXPIRING.value) == 1
         all_valid(bot.slack)
+
+
+@pytest.mark.slow
+def test_without_an_approval_channel_the_approvers_are_reminded_in_the_requests_thread(
+        slack: tuple[FakeSlack, str], sandbox: Sandbox, sandbox_url: str, tmp_path: Path) -> None:
+    with reminding_bot(slack, sandbox, sandbox_url, tmp_path, approval_remind_after_minutes=0.01,
+                       approval_channel=None) as bot:
+        fill(bot, billing="prePaid", period_unit="2", period_num=6, count=1)
+        row = final_state(bot, State.PENDING_APPROVAL)
+        thread = wait_for(lambda: only_request(bot).thread_ts, what="the request's thread")
+        reminded = wait_for(lambda: [a for a in thread_replies(bot, thread) if "Reminder 1 of 3" in a["text"]],
+                            what="a reminder in the request's thread")
+        assert all(p in reminded[0]["text"] for p in APPROVER_PINGS) and "in the app's Home tab" in reminded[0]["text"]
+        assert not only_request(bot).approval_ts and row.id in reminded[0]["text"]
 
 
 def test_reminders_are_queued_once_however_many_replicas_look(engine: Any) -> None:

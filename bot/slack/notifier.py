@@ -101,6 +101,9 @@ class SlackNotifier:
         if card is not None:
             await self._reply_on_card(card, messages.reminder_text(card, sandbox=self.sandbox, approvers=self.approvers,
                                                                    most=self.max_reminders))
+        else:  # no card (no APPROVAL_CHANNEL): the approvers are mentioned where the request lives
+            await self._reply_text(request, messages.reminder_text(
+                request, sandbox=self.sandbox, approvers=self.approvers, most=self.max_reminders, on_card=False))
 
     async def _expiring(self, request: AppRequest) -> None:
         message = messages.expiring_message(request, sandbox=self.sandbox, links=await self._links(request))
