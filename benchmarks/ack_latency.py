@@ -214,6 +214,18 @@ def pending_request(database: str) -> str:
     return button_value(row)
 
 
+def cpu_seconds(pids: list[int]) -> float | None:
+    """CPU time (user + system) the processes have used so far; None where /proc does not tell (not Linux)."""
+    total = 0.0
+    try:
+        for pid in pids:
+            fields = Path(f"/proc/{pid}/stat").read_text().rsplit(")", 1)[1].split()
+            total += (int(fields[11]) + int(fields[12])) / os.sysconf("SC_CLK_TCK")
+    except (OSError, ValueError, IndexError):
+        return None
+    return total
+
+
 def measure(kind: str, run: int, urls: dict[str, str], database: str, args: argparse.Namespace
             ) -> list[dict[str, Any]]:
     """Every scenario at every load against one freshly started app."""
@@ -230,12 +242,17 @@ def measure(kind: str, run: int, urls: dict[str, str], database: str, args: argp
             if name not in args.scenario:
                 continue
             for concurrency in args.senders:
+                cpu_before = cpu_seconds([p.pid for p in procs])
                 latencies, rps, sent = asyncio.run(drive(url, make, concurrency, args.requests))
+                cpu_after = cpu_seconds([p.pid for p in procs])
                 row: dict[str, Any] = {
                     "app": kind, "run": run, "scenario": name, "concurrency": concurrency, "shape": args.shape,
                     "database": "postgresql" if args.postgres else "sqlite",
                     "p50_ms": 1000 * percentile(latencies, 50), "p95_ms": 1000 * percentile(latencies, 95),
                     "p99_ms": 1000 * percentile(latencies, 99), "rps": rps,
+                    # the app's processes (web and worker), per request: what its answers cost the machine
+                    "cpu_ms_per_request": None if cpu_before is None or cpu_after is None
+                    else 1000 * (cpu_after - cpu_before) / args.requests,
                 }
                 if name == "command" and kind == "bot":
                     time.sleep(1.0)
@@ -281,11 +298,16 @@ def main() -> None:
     summarize(results)
 
 
+def _cpu(rows: list[dict[str, Any]]) -> str:
+    values = [r["cpu_ms_per_request"] for r in rows if r.get("cpu_ms_per_request") is not None]
+    return f"{statistics.median(values):.2f}" if values else "?"
+
+
 def summarize(results: list[dict[str, Any]]) -> None:
     """One row per scenario and load: medians over the runs (the bot's p99 with its range)."""
     print("\n| scenario | senders | bare p99 ms | bare-at-ack p99 ms | bot p50 ms | bot p99 ms (min-max) | bot req/s "
-          "| p99 bot/bare | p99 bot/bare-at-ack |")
-    print("|---|---|---|---|---|---|---|---|---|")
+          "| p99 bot/bare | p99 bot/bare-at-ack | CPU ms a request: bare, bot |")
+    print("|---|---|---|---|---|---|---|---|---|---|")
     for scenario in SCENARIOS:
         for concurrency in CONCURRENCY:
             runs = {kind: [r for r in results if r["app"] == kind and r["scenario"] == scenario
@@ -298,7 +320,7 @@ def summarize(results: list[dict[str, Any]]) -> None:
                   f"{statistics.median(r['p50_ms'] for r in bot):.1f} | {p99['bot']:.1f} "
                   f"({min(r['p99_ms'] for r in bot):.1f}-{max(r['p99_ms'] for r in bot):.1f}) | "
                   f"{statistics.median(r['rps'] for r in bot):.0f} | {p99['bot'] / p99['bare']:.2f} | "
-                  f"{p99['bot'] / p99['bare-at-ack']:.2f} |")
+                  f"{p99['bot'] / p99['bare-at-ack']:.2f} | {_cpu(runs['bare'])}, {_cpu(bot)} |")
     for row in results:
         if row["scenario"] == "check_quota":
             print(f"\nOne CheckQuota from the bot's cloud client to the sandbox, one after another: "
