@@ -89,10 +89,18 @@ class Bot:
     # The create modal -----------------------------------------------------------------------
 
     def open_form(self, text: str = "create", user: str = REQUESTER) -> dict[str, Any]:
-        before = len(self.slack.of("views.update"))
+        """The create form once filled: opened at once (catalogue cached) or after a loading view."""
+        def views() -> int:
+            return len(self.slack.of("views.open")) + len(self.slack.of("views.update"))
+
+        before = views()
         assert self.command(text, user).status_code == 200
-        wait_for(lambda: len(self.slack.of("views.update")) > before, what="the filled create form")
-        return self.slack.latest_view()
+
+        def filled() -> dict[str, Any] | None:
+            view = self.slack.latest_view() if views() > before else None
+            return view if view is not None and "Loading" not in json.dumps(view.get("blocks")) else None
+
+        return wait_for(filled, what="the filled create form")
 
     def view_payload(self, view: dict[str, Any], values: dict[str, Any], user: str, kind: str,
                      actions: list[dict[str, Any]] | None = None) -> dict[str, Any]:

@@ -122,6 +122,15 @@ def test_invalid_input_is_answered_inline_and_nothing_is_queued(bot: Bot) -> Non
     assert bot.runtime.store.for_requester(REQUESTER, 10) == []
 
 
+def test_with_the_catalogue_cached_the_form_opens_filled_in_one_call(bot: Bot) -> None:
+    bot.open_form()  # the first form waits for the cloud behind a loading view
+    opened, updated = len(bot.slack.of("views.open")), len(bot.slack.of("views.update"))
+    view = bot.open_form()
+    assert len(bot.slack.of("views.open")) == opened + 1 and len(bot.slack.of("views.update")) == updated
+    assert any(b.get("block_id") == Block.GROUP.value for b in view["blocks"])
+    assert "Loading" not in json.dumps(bot.slack.of("views.open")[-1]["view"])
+
+
 def test_not_enough_quota_is_an_inline_error(bot: Bot) -> None:
     bot.sandbox.config.instance_quota = 1
     try:

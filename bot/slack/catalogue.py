@@ -26,6 +26,11 @@ class CatalogueCache:
         self._rendered_for: Catalogue | None = None
         self._rendered: OrderedDict[tuple[str, str, bool], dict[str, Any]] = OrderedDict()
 
+    def fresh(self) -> Catalogue | None:
+        """The catalogue when a fresh copy is cached (no cloud call, no wait); None otherwise."""
+        value = self._value
+        return value[1] if value and time.monotonic() - value[0] < self._ttl else None
+
     async def get(self) -> Catalogue:
         async with self._lock:
             if self._value and time.monotonic() - self._value[0] < self._ttl:

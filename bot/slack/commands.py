@@ -106,19 +106,26 @@ def form_values_of(spec: dict[str, Any]) -> forms.FormValues:
 
 async def open_create_form(ctx: BotContext, client: AsyncWebClient, trigger_id: object, prefill: forms.FormValues,
                            channel_id: object, tell: Callable[[str], Awaitable[None]], *, keep: bool = False) -> None:
-    """Open the create form (a command, App Home's New request, Order again): a loading view within the
-    trigger's 3 s, then the form filled from the cloud. `keep`: the prefill's own product and disk win
-    over the group's (ordering the same again)."""
+    """Open the create form (a command, App Home's New request, Order again): at once when the catalogue is
+    cached, else a loading view within the trigger's 3 s, then the form filled from the cloud. `keep`: the
+    prefill's own product and disk win over the group's (ordering the same again)."""
+    context = forms.ModalContext(channel_id=channel_id if isinstance(channel_id, str) else None)
+    cached = ctx.catalogue.fresh()
+    # With the catalogue at hand and no group to look up, the form itself opens at once (one Slack call);
+    # otherwise a loading view holds the trigger while the cloud answers.
+    ready = ctx.catalogue.create_form(cached, prefill, context, sandbox=ctx.sandbox) \
+        if cached is not None and not prefill.group_id else None
     try:
-        opened = await client.views_open(trigger_id=str(trigger_id or ""), view=forms.loading_view())
+        opened = await client.views_open(trigger_id=str(trigger_id or ""), view=ready or forms.loading_view())
     except SlackApiError as error:
         code = error.response.get("error", "unknown")
         log.warning("views.open failed: %s", code)
         await tell(f"Slack took too long to open the form ({code}); please try again.")
         return
+    if ready is not None:
+        return
     view = opened.get("view") or {}
     view_id, view_hash = view.get("id"), view.get("hash")
-    context = forms.ModalContext(channel_id=channel_id if isinstance(channel_id, str) else None)
     try:
         catalogue = await ctx.catalogue.get()
         if prefill.group_id:
