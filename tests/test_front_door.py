@@ -203,6 +203,19 @@ def mutations(draw: st.DrawFn) -> tuple[str, bytes, str]:
     return f"{path.name} {where} {'dropped' if drop else replacement!r}", body, content_type
 
 
+def test_a_signed_submission_whose_response_urls_are_not_a_list_is_acknowledged_once(
+    bot: Bot, log: pytest.LogCaptureFixture
+) -> None:
+    # Found by the mutation test below: Bolt measures `response_urls` before any listener runs.
+    data = json.loads(next(p for p in PAYLOADS if p.name == "view_submission.bolt-python.json").read_text())
+    for broken in (None, "x", [1]):
+        body, content_type = encoded("view_submission.bolt-python.json", {**data, "response_urls": broken})
+        assert bot.post(body, content_type).status_code == 200
+    assert [r.getMessage() for r in log.records if r.levelno >= logging.WARNING] == [
+        "acknowledged and dropped a signed payload that is not Slack's shape: response_urls is not a list of objects"
+    ] * 3
+
+
 @settings(max_examples=400, suppress_health_check=[HealthCheck.function_scoped_fixture, HealthCheck.too_slow],
           deadline=None)
 @given(case=mutations())

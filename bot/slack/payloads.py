@@ -128,6 +128,10 @@ def _required(payload: dict[str, Any]) -> str | None:
         if not isinstance(view, dict) or not isinstance(view.get("callback_id"), str) \
                 or not isinstance(view.get("type"), str):
             return "view has no callback_id or type"
+    if "response_urls" in payload and "response_url" not in payload:  # Bolt takes the first one's url
+        urls = payload["response_urls"]
+        if not isinstance(urls, list) or not all(isinstance(u, dict) for u in urls):
+            return "response_urls is not a list of objects"
     if kind == "block_suggestion" and not isinstance(payload.get("action_id"), str):
         return "action_id is missing"
     if kind in _CALLBACK_TYPES and not isinstance(payload.get("callback_id"), str):
