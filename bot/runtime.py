@@ -135,6 +135,7 @@ class Runtime:
         await self.cloud.aclose()
         if self.sandbox_server is not None:
             self.sandbox_server.stop()
+        self.store.close()
         self.engine.dispose()
         log.info("stopped")
 

@@ -238,9 +238,14 @@ class Workflow:
     async def _refuse(self, request_id: str, user_id: str, action: str, outcome: Outcome, sentence: str,
                       row: AppRequest | None) -> Decision:
         if row is not None:
-            await self._db(self.store.audit, request_id, user_id, action, allowed=False,
-                           detail=f"{outcome.value}: {sentence}")
+            await self.audit(request_id, user_id, action, allowed=False, detail=f"{outcome.value}: {sentence}")
         return Decision(outcome, sentence, row)
+
+    async def audit(self, request_id: str, actor: str, action: str, *, allowed: bool, detail: str | None = None) -> None:
+        """An attempt that changed nothing, in the request's audit log: at once when the database can take it
+        (the usual case), else on a thread."""
+        if not self.store.audit_now(request_id, actor, action, allowed=allowed, detail=detail):
+            await self._db(self.store.audit, request_id, actor, action, allowed=allowed, detail=detail)
 
     async def check_decider(self, request_id: str, user_id: str, action: str, *,
                             own: str = "You cannot decide on your own request; another approver has to.",

@@ -1,4 +1,5 @@
-"""The replay memory's insert on SQLite: inline on the event loop when it need not wait, else on a thread."""
+"""SQLite writes on the event loop when they need not wait (the replay memory's insert, an audited refusal),
+else on a thread: the same rows either way, and the loop never sleeps on a busy database."""
 
 from __future__ import annotations
 
@@ -7,8 +8,10 @@ import sqlite3
 import time
 from pathlib import Path
 
+from bot.lifecycle import State
 from bot.store.db import make_engine, write_lock
 from bot.store.replays import ReplayMemory
+from bot.store.repository import NewRequest, RequestStore
 from bot.store.schema import migrate
 
 SIGNATURE = "ab" * 32
@@ -64,3 +67,23 @@ def test_a_writer_of_this_process_is_waited_for_off_the_loop(tmp_path: Path) -> 
 
     asyncio.run(scenario())
     memory.close()
+
+
+def test_an_audit_written_on_the_loop_is_the_row_the_thread_writes(tmp_path: Path) -> None:
+    engine = make_engine(f"sqlite:///{tmp_path / 'bot.db'}")
+    migrate(engine)
+    store = RequestStore(engine)
+    row = store.create(NewRequest("U0ASKER", "{}", "h" * 64, "prePaid", 1, "sg"), State.PENDING_APPROVAL, "U0ASKER")
+    assert store.audit_now(row.id, "U0OTHER", "approve", allowed=False, detail="not_approver: only approvers")
+    store.audit(row.id, "U0OTHER", "approve", allowed=False, detail="not_approver: only approvers")
+    inline, threaded = [e for e in store.audit_log(row.id) if e.action == "approve"]
+    fields = ("request_id", "actor", "action", "allowed", "detail", "old_state", "new_state", "spec_hash")
+    assert [getattr(inline, f) for f in fields] == [getattr(threaded, f) for f in fields]
+    assert inline.allowed is False and inline.old_state == State.PENDING_APPROVAL.value
+    assert inline.at.tzinfo is not None and abs((threaded.at - inline.at).total_seconds()) < 5
+    other = sqlite3.connect(str(tmp_path / "bot.db"), isolation_level=None)
+    other.execute("BEGIN IMMEDIATE")  # another replica writing: the loop does not wait, the caller uses a thread
+    assert store.audit_now(row.id, "U0OTHER", "approve", allowed=False) is False
+    other.execute("COMMIT")
+    other.close()
+    store.close()

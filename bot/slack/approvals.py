@@ -68,8 +68,7 @@ def register(app: AsyncApp, ctx: BotContext) -> None:
         problem = mismatch(shown, row, amount_of(row) if amount_of else None) if row is not None else None
         if row is None or problem is None:
             return shown.request_id, row  # an unknown id is the workflow's to answer
-        await asyncio.to_thread(ctx.store.audit, row.id, user, action, allowed=False,
-                                detail=f"{Outcome.NOT_AS_SHOWN.value}: {problem}")
+        await ctx.workflow.audit(row.id, user, action, allowed=False, detail=f"{Outcome.NOT_AS_SHOWN.value}: {problem}")
         await tell_clicker(body, Decision(Outcome.NOT_AS_SHOWN, problem, row))
         return None
 

@@ -3,13 +3,13 @@
 from __future__ import annotations
 
 import asyncio
-import sqlite3
 import threading
 import time
 
 from sqlalchemy import Engine, text
 
-from bot.store.db import Sessions, is_sqlite, write_lock
+from bot.store.db import Sessions
+from bot.store.inline import InlineSQLite
 
 # The same statement on SQLite (3.35+) and PostgreSQL: the primary key decides, RETURNING says who won
 # (psycopg reports no row count for ON CONFLICT DO NOTHING). Plain SQL: this runs once per Slack request.
@@ -25,22 +25,20 @@ class ReplayMemory:
         self._db = Sessions(engine)
         self._purge_lock = threading.Lock()
         self._next_purge = 0.0
-        self._inline = _InlineSQLite(engine) if is_sqlite(engine) else None
+        self._inline = InlineSQLite(engine)
 
     async def remember(self, signature: str, expires_at: int) -> bool:
         """`first_time` from the event loop: on SQLite, inline when no writer is busy (a tenth of a
         millisecond, without the hop to a thread that costs more than the insert); otherwise on a thread."""
-        if self._inline is not None:
-            first = self._inline.try_insert(signature, expires_at)
-            if first is not None:
-                if time.monotonic() >= self._next_purge:
-                    await asyncio.to_thread(self._purge_now_and_then)
-                return first
-        return await asyncio.to_thread(self.first_time, signature, expires_at)
+        rows = self._inline.try_execute(_REMEMBER_SQL, {"signature": signature, "expires_at": expires_at})
+        if rows is None:
+            return await asyncio.to_thread(self.first_time, signature, expires_at)
+        if time.monotonic() >= self._next_purge:
+            await asyncio.to_thread(self._purge_now_and_then)
+        return bool(rows)
 
     def close(self) -> None:
-        if self._inline is not None:
-            self._inline.close()
+        self._inline.close()
 
     def first_time(self, signature: str, expires_at: int) -> bool:
         """Remember `signature` until `expires_at` (Unix seconds); False when any replica already has.
@@ -64,36 +62,3 @@ class ReplayMemory:
                 return
             self._next_purge = now + PURGE_EVERY_SECONDS
         self.purge()
-
-
-class _InlineSQLite:
-    """A connection of the event loop's own for the one-statement insert, used only when it need not wait:
-    this process's writers hold no lock and no other process holds SQLite's (no busy wait on the loop)."""
-
-    def __init__(self, engine: Engine) -> None:
-        self._path = engine.url.database
-        self._lock = write_lock(engine)
-        self._connection: sqlite3.Connection | None = None
-
-    def try_insert(self, signature: str, expires_at: int) -> bool | None:
-        """True or False as `first_time`; None when the insert has to wait, or failed (the caller retries it
-        on a thread, where waiting is harmless and an error is reported)."""
-        if not self._path or self._path == ":memory:" or not self._lock.acquire(blocking=False):
-            return None
-        try:
-            if self._connection is None:
-                # timeout=0: SQLite answers "busy" at once instead of sleeping on the loop.
-                self._connection = sqlite3.connect(self._path, timeout=0, isolation_level=None,
-                                                   check_same_thread=False)
-                self._connection.execute("PRAGMA synchronous=NORMAL")
-            rows = self._connection.execute(_REMEMBER_SQL, {"signature": signature, "expires_at": expires_at})
-            return bool(rows.fetchall())  # fetched to the end: the statement, and its commit, are complete
-        except sqlite3.Error:
-            return None
-        finally:
-            self._lock.release()
-
-    def close(self) -> None:
-        if self._connection is not None:
-            self._connection.close()
-            self._connection = None

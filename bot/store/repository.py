@@ -18,6 +18,7 @@ from sqlmodel import Session, col, select
 from bot.lifecycle import IN_FLIGHT_STATES, State, TransitionRefused, can_move
 from bot.notify import Event
 from bot.store.db import Sessions
+from bot.store.inline import InlineSQLite
 from bot.store.models import AppRequest, AuditEvent, SlackNews, utcnow
 from bot.store.news import news_row
 
@@ -34,12 +35,15 @@ def new_request_id() -> str:
 
 _AUDITS = AuditEvent.__table__.c  # type: ignore[attr-defined]
 # An audit row with the request's state and spec hash as they are when it runs (no row for an unknown id).
-_AUDIT = text(
+_AUDIT_SQL = (
     "INSERT INTO audit_events (request_id, at, actor, action, allowed, detail, old_state, new_state, spec_hash) "
     "SELECT :request_id, :at, :actor, :action, :allowed, :detail, state, state, spec_hash FROM requests "
     "WHERE id = :id"  # a parameter of its own: PostgreSQL gives each one type
-).bindparams(bindparam("at", type_=_AUDITS.at.type), bindparam("allowed", type_=_AUDITS.allowed.type),
-             bindparam("detail", type_=_AUDITS.detail.type))
+)
+_AUDIT = text(_AUDIT_SQL).bindparams(bindparam("at", type_=_AUDITS.at.type),
+                                     bindparam("allowed", type_=_AUDITS.allowed.type),
+                                     bindparam("detail", type_=_AUDITS.detail.type))
+
 
 @dataclass(frozen=True)
 class Transition:
@@ -99,6 +103,13 @@ class RequestStore:
     def __init__(self, engine: Engine) -> None:
         self.engine = engine
         self._db = Sessions(engine)
+        self._inline = InlineSQLite(engine)
+        # The driver's form of a timestamp and a flag, for the statements written without SQLAlchemy.
+        self._stored_at = _AUDITS.at.type.bind_processor(engine.dialect) or (lambda value: value)
+        self._stored_flag = _AUDITS.allowed.type.bind_processor(engine.dialect) or (lambda value: value)
+
+    def close(self) -> None:
+        self._inline.close()
 
     # Reading -----------------------------------------------------------------------------------
 
@@ -182,6 +193,12 @@ class RequestStore:
                 session.add(AuditEvent(request_id=row.id, actor="bot", action="auto_approved", old_state=state.value,
                                        new_state=state.value, spec_hash=new.spec_hash, detail=auto_approved, at=now))
         return row
+
+    def audit_now(self, request_id: str, actor: str, action: str, *, allowed: bool, detail: str | None = None) -> bool:
+        """`audit` from the event loop, on SQLite when no writer is busy; False when it has to go to a thread."""
+        params = {"request_id": request_id, "id": request_id, "at": self._stored_at(utcnow()), "actor": actor,
+                  "action": action, "allowed": self._stored_flag(allowed), "detail": detail}
+        return self._inline.try_execute(_AUDIT_SQL, params) is not None
 
     def audit(self, request_id: str, actor: str, action: str, *, allowed: bool, detail: str | None = None) -> None:
         """Record an attempt that changed nothing (a refused click, a lookup)."""
