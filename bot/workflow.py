@@ -30,6 +30,7 @@ from bot.price import quote_of
 from bot.progress import Progress
 from bot.reconcile import Candidates, Lookup, Reconciler, late_answer_ids
 from bot.spec import CreateAppServersRequest, CreateAppServersResponse, SpecError, parse_spec
+from bot.store.inline import WouldWait
 from bot.store.models import AppRequest, utcnow
 from bot.store.repository import NewRequest, OverDailyCap, RequestStore, Transition, server_ids
 
@@ -241,6 +242,14 @@ class Workflow:
             await self.audit(request_id, user_id, action, allowed=False, detail=f"{outcome.value}: {sentence}")
         return Decision(outcome, sentence, row)
 
+    async def get(self, request_id: str) -> AppRequest | None:
+        """A request, read at once when the database can answer without waiting (the usual case), else on a
+        thread."""
+        try:
+            return self.store.get_now(request_id)
+        except WouldWait:
+            return await self._db(self.store.get, request_id)
+
     async def audit(self, request_id: str, actor: str, action: str, *, allowed: bool, detail: str | None = None) -> None:
         """An attempt that changed nothing, in the request's audit log: at once when the database can take it
         (the usual case), else on a thread."""
@@ -254,7 +263,7 @@ class Workflow:
         """The request, when `user_id` may act on it; otherwise the audited refusal (`own` and `not_approver`
         say it in the words of the action). `known` is the request as the caller just read it (the decision
         itself is a conditional write, so a read a moment old decides nothing)."""
-        row = known if known is not None and known.id == request_id else await self._db(self.store.get, request_id)
+        row = known if known is not None and known.id == request_id else await self.get(request_id)
         if row is None:
             return Decision(Outcome.NOT_FOUND, f"There is no request {request_id}.")
         if row.requester_id == user_id:

@@ -87,3 +87,21 @@ def test_an_audit_written_on_the_loop_is_the_row_the_thread_writes(tmp_path: Pat
     other.execute("COMMIT")
     other.close()
     store.close()
+
+
+def test_a_request_read_on_the_loop_is_the_one_a_thread_reads_even_while_another_process_writes(
+        tmp_path: Path) -> None:
+    engine = make_engine(f"sqlite:///{tmp_path / 'bot.db'}")
+    migrate(engine)
+    store = RequestStore(engine)
+    row = store.create(NewRequest("U0ASKER", '{"a": 1}', "h" * 64, "prePaid", 3, "sg", reason="why"),
+                       State.PENDING_APPROVAL, "U0ASKER")
+    other = sqlite3.connect(str(tmp_path / "bot.db"), isolation_level=None)
+    other.execute("BEGIN IMMEDIATE")  # a writer elsewhere: WAL lets the read go on
+    now = store.get_now(row.id)
+    other.execute("ROLLBACK")
+    other.close()
+    assert now is not None and now.model_dump() == store.get(row.id).model_dump()  # type: ignore[union-attr]
+    assert now.created_at.tzinfo is not None and now.state == State.PENDING_APPROVAL.value
+    assert store.get_now("AS-00000000") is None
+    store.close()

@@ -64,7 +64,7 @@ def register(app: AsyncApp, ctx: BotContext) -> None:
         if shown is None:
             await tell_clicker(body, Decision(Outcome.NOT_FOUND, "This button does not name a request."))
             return None
-        row = await asyncio.to_thread(ctx.store.get, shown.request_id)
+        row = await ctx.workflow.get(shown.request_id)
         problem = mismatch(shown, row, amount_of(row) if amount_of else None) if row is not None else None
         if row is None or problem is None:
             return shown.request_id, row  # an unknown id is the workflow's to answer

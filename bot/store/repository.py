@@ -113,6 +113,10 @@ class RequestStore:
 
     # Reading -----------------------------------------------------------------------------------
 
+    def get_now(self, request_id: str) -> AppRequest | None:
+        """`get` from the event loop on SQLite, without a thread; `WouldWait` when it has to go to one."""
+        return self._inline.get(request_id)
+
     def get(self, request_id: str) -> AppRequest | None:
         with self._db.read() as session:
             return session.get(AppRequest, request_id)
