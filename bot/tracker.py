@@ -134,14 +134,16 @@ class Tracker:
         self._load = Load(*await asyncio.to_thread(self.store.in_flight_load))
         room = min(self.config.batch, self.allowance.available(self.config.pace.rate(self._load)))
         due = await asyncio.to_thread(self.store.claim_due_for_tracking, self.worker_id, lease, room) if room else []
-        self.allowance.spend(len(due))
         gate = asyncio.Semaphore(self.config.max_concurrent_calls)
 
-        async def guarded(row: AppRequest) -> None:
+        async def guarded(row: AppRequest) -> bool:
             async with gate:
-                await self.poll(row)
+                return await self.poll(row)
 
-        await asyncio.gather(*(guarded(row) for row in due))
+        called = await asyncio.gather(*(guarded(row) for row in due))
+        # Only the polls that called the cloud spend the allowance: a first look put off made no call, and
+        # counting it would leave the regular polls and the looks at expected ends short of their budget.
+        self.allowance.spend(sum(called))
         saves, moves, news = self._saves, self._moves, self._news
         self._saves, self._moves, self._news = [], [], []
         if saves or moves:
@@ -169,9 +171,10 @@ class Tracker:
                             "last_error": row.last_error, "next_poll_at": turn})
         return True
 
-    async def poll(self, row: AppRequest) -> None:
+    async def poll(self, row: AppRequest) -> bool:
+        """Poll one request; False when its first look was put off, without a cloud call."""
         if self._first_look_can_wait(row):
-            return
+            return False
         started = time.time()
         try:
             # An order decides payment; a job in the same answer shows the servers being built once it is paid.
@@ -192,6 +195,7 @@ class Tracker:
         finally:
             if self.on_poll is not None:
                 self.on_poll(row.id, self.worker_id, started, time.time())
+        return True
 
     async def _back_off(self, row: AppRequest, sentence: str, *, needs_person: bool = False) -> None:
         progress = Progress.of(row)
