@@ -125,25 +125,29 @@ class Tracker:
                 waiter.cancel()
 
     async def cycle(self) -> int:
-        """One pass; returns how many requests were polled."""
+        """One pass; returns how many requests were taken (polled, or their first look put off)."""
         changed = bool(await self.workflow.expire_due())
         changed |= bool(await self.workflow.remind_due())
         changed |= bool(await self.workflow.recover_stale())
         changed |= bool(await self.workflow.submit_due())
         lease = max(self.config.interval * 2, self.config.poll_lease)
         self._load = Load(*await asyncio.to_thread(self.store.in_flight_load))
-        room = min(self.config.batch, self.allowance.available(self.config.pace.rate(self._load)))
-        due = await asyncio.to_thread(self.store.claim_due_for_tracking, self.worker_id, lease, room) if room else []
         gate = asyncio.Semaphore(self.config.max_concurrent_calls)
 
         async def guarded(row: AppRequest) -> bool:
             async with gate:
                 return await self.poll(row)
 
-        called = await asyncio.gather(*(guarded(row) for row in due))
-        # Only the polls that called the cloud spend the allowance: a first look put off made no call, and
-        # counting it would leave the regular polls and the looks at expected ends short of their budget.
-        self.allowance.spend(sum(called))
+        room = min(self.config.batch, self.allowance.available(self.config.pace.rate(self._load)))
+        taken = 0
+        while room > 0:
+            due = await asyncio.to_thread(self.store.claim_due_for_tracking, self.worker_id, lease, room)
+            called = sum(await asyncio.gather(*(guarded(row) for row in due)))
+            self.allowance.spend(called)
+            taken += len(due)
+            # A first look put off made no cloud call: its place goes to the next request due, in this cycle,
+            # so the regular polls and the looks at expected ends keep the whole allowance.
+            room = min(len(due) - called, self.config.batch - taken) if len(due) == room else 0
         saves, moves, news = self._saves, self._moves, self._news
         self._saves, self._moves, self._news = [], [], []
         if saves or moves:
@@ -151,7 +155,7 @@ class Tracker:
         if (changed or moves or news) and self.on_news is not None:
             self.on_news()
         self.last_cycle_at = time.time()
-        return len(due)
+        return taken
 
     # Polling ------------------------------------------------------------------------------------
 
