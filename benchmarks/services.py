@@ -75,11 +75,14 @@ def bench_routes(slack: FakeSlack, sandbox: Sandbox) -> None:
         return JSONResponse(made)
 
     async def polls(request: Request) -> JSONResponse:
-        """Cloud calls per second, by operation: {operation: {second: count}}."""
-        counts: dict[str, dict[int, int]] = {}
+        """Cloud calls per second, by operation: {operation: {second: count}}; with `?by=target`, per job or
+        order instead: {operation: {id: count}} (the id is the last part of the call's path)."""
+        by_target = request.query_params.get("by") == "target"
+        counts: dict[str, dict[Any, int]] = {}
         for entry in sandbox.log:
-            by_second = counts.setdefault(entry["operation"], {})
-            by_second[int(entry["time"])] = by_second.get(int(entry["time"]), 0) + 1
+            by_key = counts.setdefault(entry["operation"], {})
+            key = entry["path"].rsplit("/", 1)[-1] if by_target else int(entry["time"])
+            by_key[key] = by_key.get(key, 0) + 1
         return JSONResponse(counts)
 
     async def calls(request: Request) -> JSONResponse:

@@ -125,23 +125,29 @@ class Tracker:
                 waiter.cancel()
 
     async def cycle(self) -> int:
-        """One pass; returns how many requests were polled."""
+        """One pass; returns how many requests were taken (polled, or their first look put off)."""
         changed = bool(await self.workflow.expire_due())
         changed |= bool(await self.workflow.remind_due())
         changed |= bool(await self.workflow.recover_stale())
         changed |= bool(await self.workflow.submit_due())
         lease = max(self.config.interval * 2, self.config.poll_lease)
         self._load = Load(*await asyncio.to_thread(self.store.in_flight_load))
-        room = min(self.config.batch, self.allowance.available(self.config.pace.rate(self._load)))
-        due = await asyncio.to_thread(self.store.claim_due_for_tracking, self.worker_id, lease, room) if room else []
-        self.allowance.spend(len(due))
         gate = asyncio.Semaphore(self.config.max_concurrent_calls)
 
-        async def guarded(row: AppRequest) -> None:
+        async def guarded(row: AppRequest) -> bool:
             async with gate:
-                await self.poll(row)
+                return await self.poll(row)
 
-        await asyncio.gather(*(guarded(row) for row in due))
+        room = min(self.config.batch, self.allowance.available(self.config.pace.rate(self._load)))
+        taken = 0
+        while room > 0:
+            due = await asyncio.to_thread(self.store.claim_due_for_tracking, self.worker_id, lease, room)
+            called = sum(await asyncio.gather(*(guarded(row) for row in due)))
+            self.allowance.spend(called)
+            taken += len(due)
+            # A first look put off made no cloud call: its place goes to the next request due, in this cycle,
+            # so the regular polls and the looks at expected ends keep the whole allowance.
+            room = min(len(due) - called, self.config.batch - taken) if len(due) == room else 0
         saves, moves, news = self._saves, self._moves, self._news
         self._saves, self._moves, self._news = [], [], []
         if saves or moves:
@@ -149,7 +155,7 @@ class Tracker:
         if (changed or moves or news) and self.on_news is not None:
             self.on_news()
         self.last_cycle_at = time.time()
-        return len(due)
+        return taken
 
     # Polling ------------------------------------------------------------------------------------
 
@@ -169,9 +175,10 @@ class Tracker:
                             "last_error": row.last_error, "next_poll_at": turn})
         return True
 
-    async def poll(self, row: AppRequest) -> None:
+    async def poll(self, row: AppRequest) -> bool:
+        """Poll one request; False when its first look was put off, without a cloud call."""
         if self._first_look_can_wait(row):
-            return
+            return False
         started = time.time()
         try:
             # An order decides payment; a job in the same answer shows the servers being built once it is paid.
@@ -192,6 +199,7 @@ class Tracker:
         finally:
             if self.on_poll is not None:
                 self.on_poll(row.id, self.worker_id, started, time.time())
+        return True
 
     async def _back_off(self, row: AppRequest, sentence: str, *, needs_person: bool = False) -> None:
         progress = Progress.of(row)

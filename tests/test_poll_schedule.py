@@ -282,3 +282,28 @@ async def test_under_load_a_new_requests_first_look_waits_for_its_share_without_
     # ... until a third of the interval after the submit, where a fixed interval used to look first.
     assert waited.next_poll_at - sent.submitted_at == min(PACE.gap(Load(100, 100)), PACE.interval / 3)
     assert Progress.of(waited).polls == 0
+
+
+async def test_a_first_look_put_off_under_load_gives_its_place_in_the_cycle_to_a_request_due_after_it(
+    store: RequestStore, cloud: Cloud, sandbox_url: str, sandbox: Sandbox
+) -> None:
+    _seed(store, [f"never-due-{i}" for i in range(90)], due=False, prefix="AS-W")  # 100 in flight: a 25 s share
+    jobs = _seed(store, _jobs(sandbox_url, 5, 600), due=True)  # in flight for a while: due for a regular poll
+    # Five requests just submitted, due before them: their first looks wait for their share (no cloud call).
+    fresh = _seed(store, [f"just-sent-{i}" for i in range(5)], due=True, prefix="AS-N")
+    for request_id in fresh:
+        now = utcnow()
+        store.update_fields(request_id, actor="test", action="just_sent", submitted_at=now,
+                            next_poll_at=now - timedelta(seconds=1))
+    tracker = _tracker(store, cloud)  # the allowance's clock stands still: one second's worth, 5 polls
+    assert PACE.rate(Load(100, 100)) == PACE.budget_per_second == 5
+    # One cycle: the five first looks are put off, and their places go to the five jobs due after them.
+    assert await tracker.cycle() == 10
+    assert len(sandbox.calls("ShowJob")) == 5
+    assert await tracker.cycle() == 0  # the allowance is spent for this second
+    for request_id in jobs:
+        row = store.get(request_id)
+        assert row is not None and Progress.of(row).polls == 1
+    for request_id in fresh:
+        row = store.get(request_id)
+        assert row is not None and Progress.of(row).polls == 0
