@@ -35,7 +35,6 @@ from bot.cloud.client import build_cloud
 from bot.lifecycle import State
 from bot.sandbox import SandboxConfig, seed
 from bot.sandbox.server import free_port
-from bot.settings import Settings
 from bot.slack.binding import button_value
 from bot.slack.ids import Action
 from bot.spec import parse_spec
@@ -181,11 +180,7 @@ def views_open_lags(slack_url: str, sent_at: dict[str, float]) -> list[float]:
 def check_quota_times(urls: dict[str, str], total: int) -> list[float]:
     """One CheckQuota after another from the bot's own cloud client to the sandbox: the part of a submission's
     answer that its target allows beyond the bare app's."""
-    cfg = SandboxConfig()
-    settings = Settings(huaweicloud_sdk_ak=cfg.access_key, huaweicloud_sdk_sk=cfg.secret_key,
-                        huaweicloud_sdk_project_id=cfg.project_id, workspace_endpoint=urls["sandbox"],
-                        bss_endpoint=urls["sandbox"], vpc_endpoint=urls["sandbox"],
-                        huaweicloud_sdk_iam_endpoint=urls["sandbox"], _env_file=None)
+    settings = services.sandbox_settings(urls)
     product = seed.server_groups()[0]["product_id"]  # as the submissions order
 
     async def measure() -> list[float]:

@@ -37,7 +37,6 @@ from benchmarks import services
 from bot.cloud.client import build_cloud
 from bot.courier import Courier
 from bot.lifecycle import FINAL_STATES, State
-from bot.sandbox import SandboxConfig
 from bot.settings import Settings
 from bot.slack.notifier import SlackNotifier
 from bot.slack.writer import SlackWriter, new_web_client
@@ -162,11 +161,7 @@ def start_bot(args: argparse.Namespace, urls: dict[str, str]) -> Bench:
     engine = make_engine(database)
     migrate(engine)
     store = RequestStore(engine)
-    cfg = SandboxConfig()
-    settings = Settings(huaweicloud_sdk_ak=cfg.access_key, huaweicloud_sdk_sk=cfg.secret_key,  # type: ignore[arg-type]
-                        huaweicloud_sdk_project_id=cfg.project_id, workspace_endpoint=urls["sandbox"],
-                        bss_endpoint=urls["sandbox"], vpc_endpoint=urls["sandbox"],
-                        huaweicloud_sdk_iam_endpoint=urls["sandbox"], _env_file=None)  # type: ignore[call-arg]
+    settings = services.sandbox_settings(urls)
     cloud = build_cloud(settings)
     pacing = ((defaults.slack_post_interval_seconds, defaults.slack_update_interval_seconds,
                defaults.slack_edit_window_seconds) if args.slack_pacing else (0.0, 0.0, 0.0))

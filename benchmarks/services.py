@@ -23,6 +23,7 @@ from starlette.routing import Route
 
 from bot.sandbox import Sandbox, SandboxConfig
 from bot.sandbox.server import BackgroundServer
+from bot.settings import Settings
 from tests.fake_slack import FakeSlack
 
 
@@ -34,6 +35,15 @@ def start() -> tuple[subprocess.Popen[str], dict[str, str]]:
     assert proc.stdout is not None
     urls: dict[str, str] = json.loads(proc.stdout.readline())
     return proc, urls
+
+
+def sandbox_settings(urls: dict[str, str]) -> Settings:
+    """The bot's settings for the sandbox these services run: its keys and project, every endpoint at it."""
+    cfg = SandboxConfig()
+    return Settings(huaweicloud_sdk_ak=cfg.access_key, huaweicloud_sdk_sk=cfg.secret_key,
+                    huaweicloud_sdk_project_id=cfg.project_id, workspace_endpoint=urls["sandbox"],
+                    bss_endpoint=urls["sandbox"], vpc_endpoint=urls["sandbox"],
+                    huaweicloud_sdk_iam_endpoint=urls["sandbox"], _env_file=None)
 
 
 @contextmanager

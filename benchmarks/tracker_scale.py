@@ -28,8 +28,6 @@ from benchmarks import services
 from bot.cloud.client import build_cloud
 from bot.courier import Courier
 from bot.lifecycle import FINAL_STATES, State
-from bot.sandbox import SandboxConfig
-from bot.settings import Settings
 from bot.slack.notifier import SlackNotifier
 from bot.slack.writer import SlackWriter, new_web_client
 from bot.store.db import make_engine
@@ -79,11 +77,7 @@ async def run(args: argparse.Namespace, urls: dict[str, str]) -> dict[str, Any]:
     statements = Counter[str]()
     event.listen(engine, "before_cursor_execute", lambda *a, **k: statements.update(["n"]))
 
-    cfg = SandboxConfig()
-    settings = Settings(huaweicloud_sdk_ak=cfg.access_key, huaweicloud_sdk_sk=cfg.secret_key,  # type: ignore[arg-type]
-                        huaweicloud_sdk_project_id=cfg.project_id, workspace_endpoint=urls["sandbox"],
-                        bss_endpoint=urls["sandbox"], vpc_endpoint=urls["sandbox"],
-                        huaweicloud_sdk_iam_endpoint=urls["sandbox"], _env_file=None)  # type: ignore[call-arg]
+    settings = services.sandbox_settings(urls)
     cloud = build_cloud(settings)
     writer = SlackWriter(new_web_client("xoxb-fake-token", urls["slack"] + "/api/"))
     # The courier has an engine of its own, so the statements counted are the tracker's alone.

@@ -100,7 +100,8 @@ class Bot:
             view = self.slack.latest_view() if views() > before else None
             return view if view is not None and "Loading" not in json.dumps(view.get("blocks")) else None
 
-        return wait_for(filled, what="the filled create form")
+        form: dict[str, Any] = wait_for(filled, what="the filled create form")
+        return form
 
     def view_payload(self, view: dict[str, Any], values: dict[str, Any], user: str, kind: str,
                      actions: list[dict[str, Any]] | None = None) -> dict[str, Any]:
