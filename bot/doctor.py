@@ -61,7 +61,7 @@ async def check_cloud(settings: Settings) -> Check:
 
 
 async def check_account(settings: Settings) -> Check:
-    """Where the account id that billing (a global service) needs comes from."""
+    """Where the account id that billing (a global service) needs comes from, or the token it takes."""
     if settings.sandbox_mode:
         return Check("account", True, "no credentials set: the bot runs against the built-in sandbox")
     cloud = build_cloud(settings)
@@ -69,6 +69,8 @@ async def check_account(settings: Settings) -> Check:
         return Check("account", True, await cloud.credentials.account_source())
     except AccountIdUnavailable as error:
         return Check("account", False, describe(error))
+    except CloudError as error:  # an IAM user's token scoped to the account was refused
+        return Check("account", False, f"{cloud.endpoints.iam}: {describe(error)}")
     finally:
         await cloud.aclose()
 

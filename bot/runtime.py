@@ -61,6 +61,7 @@ def sandbox_settings(settings: Settings, url: str, config: SandboxConfig) -> Set
         "huaweicloud_sdk_ak": SecretStr(config.access_key), "huaweicloud_sdk_sk": SecretStr(config.secret_key),
         "huaweicloud_sdk_project_id": config.project_id, "huaweicloud_region": config.region,
         "workspace_endpoint": url, "bss_endpoint": url, "vpc_endpoint": url, "huaweicloud_sdk_iam_endpoint": url,
+        "sts_endpoint": url,
     })
 
 

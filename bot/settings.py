@@ -77,6 +77,7 @@ class Settings(BaseSettings):
     bss_endpoint: str | None = None
     huaweicloud_sdk_iam_endpoint: str | None = None
     vpc_endpoint: str | None = None
+    sts_endpoint: str | None = None  # asked for the account id when IAM lists none
     cloud_retry_base_seconds: float = Field(default=2.0, ge=0)
     cloud_retry_attempts: int = Field(default=4, ge=1, le=10)
     cloud_read_timeout_seconds: float = Field(default=35.0, gt=0)
@@ -128,7 +129,7 @@ class Settings(BaseSettings):
         return value
 
     @field_validator("slack_api_url", "workspace_endpoint", "bss_endpoint",
-                     "huaweicloud_sdk_iam_endpoint", "vpc_endpoint", "console_url")
+                     "huaweicloud_sdk_iam_endpoint", "vpc_endpoint", "sts_endpoint", "console_url")
     @classmethod
     def _urls_are_http(cls, value: str | None) -> str | None:
         if value is not None and not value.startswith(("http://", "https://")):

@@ -61,6 +61,7 @@ def sandbox_settings(url: str, sandbox: Sandbox, **overrides: Any) -> Settings:
         "bss_endpoint": url,
         "vpc_endpoint": url,
         "huaweicloud_sdk_iam_endpoint": url,
+        "sts_endpoint": url,
         "cloud_retry_base_seconds": 0.01,
         "database_url": "sqlite://",
         "_env_file": None,

@@ -157,8 +157,9 @@ async def test_a_refused_lookup_is_one_sentence_remembered_for_a_while(cloud: Cl
     assert len(sandbox.calls(LOOKUP)) == 2 and bss_calls(sandbox)[0]["domain_id"] == sandbox.config.domain_id
 
 
-async def test_no_domains_in_the_answer_is_a_clear_sentence(cloud: Cloud, sandbox: Sandbox) -> None:
+async def test_no_domains_and_no_account_from_sts_is_a_clear_sentence(cloud: Cloud, sandbox: Sandbox) -> None:
     sandbox.config.list_no_domains = True
+    sandbox.faults.add(ScriptedFault(operation="GetCallerIdentity", kind="404"))
     try:
         with pytest.raises(AccountIdUnavailable) as refused:
             await cloud.billing.show_order("CS0000000000AAAAA")
@@ -166,9 +167,11 @@ async def test_no_domains_in_the_answer_is_a_clear_sentence(cloud: Cloud, sandbo
             await cloud.billing.show_order("CS0000000000AAAAA")
     finally:
         sandbox.config.list_no_domains = False
-    assert describe(refused.value) == ("The bot could not find the cloud account id through IAM (IAM listed no "
-                                       "account for these access keys); set HUAWEICLOUD_SDK_DOMAIN_ID to the account id.")
-    assert len(sandbox.calls(LOOKUP)) == 1 and bss_calls(sandbox) == []
+    assert describe(refused.value).startswith(
+        "The bot could not find the cloud account id through IAM or STS (IAM listed no account for these access "
+        "keys, and STS refused the lookup: status 404, APIGW.0101, ")
+    assert describe(refused.value).endswith("); set HUAWEICLOUD_SDK_DOMAIN_ID to the account id.")
+    assert len(sandbox.calls(LOOKUP)) == 1 and len(sandbox.calls("GetCallerIdentity")) == 1 and bss_calls(sandbox) == []
 
 
 async def test_an_iam_fault_is_retried_by_the_lookup_only_and_not_remembered(sandbox: Sandbox,
@@ -206,13 +209,15 @@ async def test_unreachable_iam_names_the_endpoint(sandbox: Sandbox, sandbox_url:
 
 
 async def test_token_authentication_needs_no_account_id(sandbox: Sandbox, sandbox_url: str) -> None:
+    cfg = sandbox.config
     cloud = build_cloud(iam_settings(sandbox_url, sandbox))
     try:
         created = await cloud.workspace.create_app_servers(parse_spec(prepaid_body(auto_pay=True)))
         assert created.order_id
         await cloud.billing.show_order(created.order_id)
         assert await cloud.credentials.account_source() == (
-            f"the IAM token of {sandbox.config.iam_user} implies the account: no account id is needed")
+            f"billing uses an IAM token of {cfg.iam_user} scoped to the account {cfg.iam_domain} "
+            f"(account id {cfg.domain_id})")
     finally:
         await cloud.aclose()
     assert sandbox.calls(LOOKUP) == []

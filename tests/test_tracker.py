@@ -306,6 +306,7 @@ async def test_a_refusal_that_needs_a_person_is_said_once_in_the_thread(store: R
 async def test_an_account_id_that_cannot_be_found_is_one_sentence_in_the_thread(store: RequestStore, cloud: Cloud,
                                                                                sandbox: Sandbox) -> None:
     sandbox.config.list_no_domains = True
+    sandbox.faults.add(ScriptedFault(operation="GetCallerIdentity", kind="403"))  # STS cannot say either
     try:
         tracker, news = make_tracker(store, cloud)
         row = await tracker.workflow.submit(parse_spec(prepaid_body(auto_pay=True)), "U0ASKER")

@@ -2,7 +2,8 @@
 
 HUAWEICLOUD_SDK_DOMAIN_ID wins when set. Otherwise the id is found once, as the SDK's
 `GlobalCredentials.process_auth_params` does: IAM `GET /v3/auth/domains` signed with the same keys (no
-X-Project-Id, no X-Domain-Id), and `domains[0].id` is kept for the life of the credentials.
+X-Project-Id, no X-Domain-Id) gives `domains[0].id`; when IAM lists no domain, STS `GET /v5/caller-identity`,
+signed the same way, gives `account_id`. The id is kept for the life of the credentials.
 """
 
 from __future__ import annotations
@@ -23,6 +24,8 @@ from bot.cloud.signer import AkSkAuth
 log = logging.getLogger(__name__)
 
 LIST_AUTH_DOMAINS = "/v3/auth/domains"
+CALLER_IDENTITY = "/v5/caller-identity"
+NO_DOMAIN = "IAM listed no account for these access keys"
 # A refused or empty lookup needs a person to act; asking IAM again on every BSS call would only hammer it.
 REMEMBER_REFUSAL_SECONDS = 60.0
 
@@ -37,12 +40,20 @@ class AuthDomainList(CloudModel):
     domains: list[AuthDomain] = Field(default_factory=list)
 
 
-def _reason(iam: str, error: CloudError) -> str:
-    """Why IAM did not give the id, as a clause (no full stop) for the one-sentence message."""
+class CallerIdentity(CloudModel):
+    """STS GetCallerIdentity's answer; the SDK reads only `account_id`."""
+
+    account_id: str | None = None
+    principal_id: str | None = None
+    principal_type: str | None = None
+
+
+def _reason(base_url: str, error: CloudError, service: str = "IAM") -> str:
+    """Why a service did not give the id, as a clause (no full stop) for the one-sentence message."""
     if error.kind is FailureKind.TIMEOUT:
-        return f"IAM at {iam} did not answer in time"
+        return f"{service} at {base_url} did not answer in time"
     if error.kind is FailureKind.CONNECTION:
-        return f"IAM at {iam} could not be reached"
+        return f"{service} at {base_url} could not be reached"
     said = [f"status {error.status}"]
     if error.error_code and error.error_code != str(error.status):
         said.append(error.error_code)
@@ -50,7 +61,7 @@ def _reason(iam: str, error: CloudError) -> str:
         said.append(f"“{error.error_msg.strip().rstrip('.')}”")
     if error.request_id:
         said.append(f"request id {error.request_id}")
-    return "IAM refused the lookup: " + ", ".join(said)
+    return f"{service} refused the lookup: " + ", ".join(said)
 
 
 class AccountIdFinder:
@@ -60,13 +71,16 @@ class AccountIdFinder:
         self,
         iam: CloudHttp,
         *,
+        sts: CloudHttp | None = None,
         configured: str | None = None,
         remember_refusal_seconds: float = REMEMBER_REFUSAL_SECONDS,
         clock: Callable[[], float] = time.monotonic,
     ) -> None:
         self._iam = iam
+        self._sts = sts
         self._account_id = configured or None
         self.configured = bool(configured)
+        self.found_through: str | None = None  # "IAM" or "STS" once looked up
         self._remember_refusal = remember_refusal_seconds
         self.clock = clock
         self._lock = asyncio.Lock()
@@ -84,7 +98,8 @@ class AccountIdFinder:
             failure = self._failure
             # Share the answer of a lookup that ended while this call waited, and a recent refusal.
             if failure is not None and (self._lookups_done != seen or self.clock() < self._refused_until):
-                raise AccountIdUnavailable(failure.cause, failure.reason)
+                raise AccountIdUnavailable(failure.cause, failure.reason, operation=failure.operation,
+                                           via=failure.via)
             try:
                 self._account_id = await self._look_up()
             except AccountIdUnavailable as error:
@@ -107,9 +122,31 @@ class AccountIdFinder:
         except (ValueError, ValidationError):
             raise AccountIdUnavailable(None, "IAM's answer listing the accounts could not be read") from None
         if not domains:
-            raise AccountIdUnavailable(None, "IAM listed no account for these access keys")
+            return await self._ask_sts()
         log.info("found the account id %s through IAM", domains[0].id)
+        self.found_through = "IAM"
         return domains[0].id
+
+    async def _ask_sts(self) -> str:
+        """IAM listed no domain: the SDK then asks STS who the caller is."""
+        if self._sts is None:
+            raise AccountIdUnavailable(None, NO_DOMAIN)
+        failed = {"operation": "GetCallerIdentity", "via": "IAM or STS"}
+        try:
+            response = await self._sts.call("GetCallerIdentity", "GET", CALLER_IDENTITY)
+        except CloudError as error:
+            log.warning("finding the account id through STS failed: %s", error)
+            reason = f"{NO_DOMAIN}, and {_reason(self._sts.base_url, error, 'STS')}"
+            raise AccountIdUnavailable(error, reason, **failed) from None
+        try:
+            account_id = CallerIdentity.model_validate(response.json()).account_id
+        except (ValueError, ValidationError):
+            account_id = None
+        if not account_id:
+            raise AccountIdUnavailable(None, f"{NO_DOMAIN}, and STS's answer named no account", **failed)
+        log.info("found the account id %s through STS", account_id)
+        self.found_through = "STS"
+        return account_id
 
 
 class GlobalServiceAuth(httpx.Auth):

@@ -63,6 +63,7 @@ def build_cloud(
         iam=settings.huaweicloud_sdk_iam_endpoint,
         bss=settings.bss_endpoint,
         vpc=settings.vpc_endpoint,
+        sts=settings.sts_endpoint,
     )
     retry = RetryPolicy(base_seconds=settings.cloud_retry_base_seconds, attempts=settings.cloud_retry_attempts)
 
@@ -79,6 +80,7 @@ def build_cloud(
             domain_id=settings.huaweicloud_sdk_domain_id,
             region=settings.huaweicloud_region,
             iam=endpoint(endpoints.iam),
+            sts=endpoint(endpoints.sts),
         )
     elif (
         settings.huaweicloud_iam_user

@@ -2,8 +2,8 @@
 
 Both give an `httpx.Auth` for project-scoped services (WorkspaceApp, VPC) and one for global services
 (BSS), and both know the project id: from settings, or looked up once through IAM. With AK/SK a global
-service also needs the account id (`X-Domain-Id`): from settings, or found once through IAM; a token
-implies the account.
+service also needs the account id (`X-Domain-Id`): from settings, or found once through IAM (or STS when
+IAM lists none); an IAM user sends a second token, scoped to the account, which implies it.
 """
 
 from __future__ import annotations
@@ -63,6 +63,7 @@ class AkSkCredentials(CloudCredentials):
         domain_id: str | None,
         region: str,
         iam: CloudHttp,
+        sts: CloudHttp,
     ) -> None:
         super().__init__(project_id)
         for secret in (access_key, secret_key, security_token):
@@ -75,7 +76,7 @@ class AkSkCredentials(CloudCredentials):
         self._region = region
         # The IAM lookups themselves are signed without a project id or account id, as the SDK does.
         self._iam = iam.with_auth(self._signer)
-        self.account = AccountIdFinder(self._iam, configured=domain_id)
+        self.account = AccountIdFinder(self._iam, sts=sts.with_auth(self._signer), configured=domain_id)
         self._temporary = security_token is not None
 
     async def _look_up_project_id(self) -> str:
@@ -90,7 +91,8 @@ class AkSkCredentials(CloudCredentials):
     async def account_source(self) -> str:
         if self.account.configured:
             return f"account id {await self.account.account_id()} set by HUAWEICLOUD_SDK_DOMAIN_ID"
-        return f"account id {await self.account.account_id()} found through IAM"
+        account_id = await self.account.account_id()
+        return f"account id {account_id} found through {self.account.found_through or 'IAM'}"
 
     @property
     def description(self) -> str:
@@ -112,8 +114,15 @@ class IamPasswordCredentials(CloudCredentials):
         self.tokens = TokenProvider(
             iam, user=user, password=password, domain=domain, project_id=project_id, project_name=region
         )
+        # Billing is a global service: it takes only a token scoped to the account, cached and renewed alike.
+        self.account_tokens = TokenProvider(
+            iam, user=user, password=password, domain=domain, project_id=project_id, project_name=region,
+            account_scoped=True,
+        )
         self._auth = IamTokenAuth(self.tokens)
+        self._account_auth = IamTokenAuth(self.account_tokens)
         self._user = user
+        self._domain = domain
 
     async def _look_up_project_id(self) -> str:
         return await self.tokens.project_id()
@@ -122,10 +131,12 @@ class IamPasswordCredentials(CloudCredentials):
         return self._auth
 
     def global_auth(self) -> httpx.Auth:
-        return self._auth
+        return self._account_auth
 
     async def account_source(self) -> str:
-        return f"the IAM token of {self._user} implies the account: no account id is needed"
+        account_id = await self.account_tokens.account_id()
+        named = f" (account id {account_id})" if account_id else ""
+        return f"billing uses an IAM token of {self._user} scoped to the account {self._domain}{named}"
 
     @property
     def description(self) -> str:

@@ -23,6 +23,14 @@ IAM_REGIONS = frozenset({
 })
 IAM_GLOBAL_ENDPOINT = "https://iam.myhuaweicloud.com"
 
+# STS (asked for the account id when IAM lists none): the SDK's `get_sts_endpoint_by_id` table; a region
+# missing from it is served by the SDK's default STS host, in cn-north-4.
+STS_REGIONS = frozenset({
+    "cn-north-4", "cn-south-1", "cn-east-3", "cn-southwest-2", "ap-southeast-1", "ap-southeast-3",
+    "ap-southeast-2", "sa-brazil-1", "la-south-2", "af-south-1", "ap-southeast-4", "tr-west-1",
+})
+STS_DEFAULT_ENDPOINT = "https://sts.cn-north-4.myhuaweicloud.com"
+
 
 @dataclass(frozen=True)
 class Endpoints:
@@ -30,6 +38,7 @@ class Endpoints:
     iam: str
     bss: str
     vpc: str
+    sts: str
 
 
 def workspace_endpoint(region: str) -> str:
@@ -41,6 +50,10 @@ def iam_endpoint(region: str) -> str:
     return f"https://iam.{region}.myhuaweicloud.com" if region in IAM_REGIONS else IAM_GLOBAL_ENDPOINT
 
 
+def sts_endpoint(region: str) -> str:
+    return f"https://sts.{region}.myhuaweicloud.com" if region in STS_REGIONS else STS_DEFAULT_ENDPOINT
+
+
 def resolve_endpoints(
     region: str,
     *,
@@ -48,6 +61,7 @@ def resolve_endpoints(
     iam: str | None = None,
     bss: str | None = None,
     vpc: str | None = None,
+    sts: str | None = None,
 ) -> Endpoints:
     """The region's default hosts; any explicit override wins (trailing slashes removed)."""
     return Endpoints(
@@ -55,4 +69,5 @@ def resolve_endpoints(
         iam=(iam or iam_endpoint(region)).rstrip("/"),
         bss=(bss or BSS_GLOBAL_ENDPOINT).rstrip("/"),
         vpc=(vpc or f"https://vpc.{region}.myhuaweicloud.com").rstrip("/"),
+        sts=(sts or sts_endpoint(region)).rstrip("/"),
     )

@@ -79,19 +79,22 @@ class CloudError(Exception):
 
 
 class AccountIdUnavailable(CloudError):
-    """The account id (`X-Domain-Id`) for a global service could not be found through IAM.
+    """The account id (`X-Domain-Id`) for a global service could not be found through IAM (or STS).
 
     The global service was never called. The lookup already retried what IAM may answer later, so the
     call that needed the id fails at once instead of retrying; `transient` tells a timeout or server
     fault at IAM (worth a later try) from a refusal or an empty answer (it needs the setting).
     """
 
-    def __init__(self, cause: CloudError | None, reason: str) -> None:
+    def __init__(
+        self, cause: CloudError | None, reason: str, *, operation: str = "KeystoneListAuthDomains", via: str = "IAM"
+    ) -> None:
         self.cause = cause
         self.reason = reason
+        self.via = via  # the services asked, in words
         self.transient = cause is not None and cause.retryable_read
         super().__init__(
-            "KeystoneListAuthDomains", cause.kind if cause else FailureKind.HTTP,
+            operation, cause.kind if cause else FailureKind.HTTP,
             status=cause.status if cause else None, error_code=cause.error_code if cause else None,
             error_msg=cause.error_msg if cause else None, request_id=cause.request_id if cause else None,
             reached_service=False, detail=reason,
@@ -99,7 +102,7 @@ class AccountIdUnavailable(CloudError):
 
     @property
     def sentence(self) -> str:
-        return (f"The bot could not find the cloud account id through IAM ({self.reason}); "
+        return (f"The bot could not find the cloud account id through {self.via} ({self.reason}); "
                 "set HUAWEICLOUD_SDK_DOMAIN_ID to the account id.")
 
     @property

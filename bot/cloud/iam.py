@@ -1,4 +1,8 @@
-"""IAM: password tokens (cached, renewed before expiry and once on 401) and the project-id lookup."""
+"""IAM: password tokens (cached, renewed before expiry and once on 401) and the project-id lookup.
+
+A project's APIs (WorkspaceApp, VPC) take a token scoped to the project; a global service (BSS) takes
+only one scoped to the account (`"scope": {"domain": …}`). Each scope has its own provider.
+"""
 
 from __future__ import annotations
 
@@ -35,10 +39,11 @@ class _Token:
     value: str
     expires_at: datetime
     project_id: str | None
+    account_id: str | None = None
 
 
 class TokenProvider:
-    """Fetches and caches a project-scoped IAM token for one user."""
+    """Fetches and caches an IAM token for one user, scoped to a project or (`account_scoped`) to the account."""
 
     def __init__(
         self,
@@ -49,6 +54,7 @@ class TokenProvider:
         domain: str,
         project_id: str | None,
         project_name: str,
+        account_scoped: bool = False,
         clock: Callable[[], datetime] = utc_now,
     ) -> None:
         self._iam = iam
@@ -58,13 +64,18 @@ class TokenProvider:
         self._domain = domain
         self._project_id = project_id
         self._project_name = project_name
+        self.account_scoped = account_scoped
         self._clock = clock
         self._token: _Token | None = None
         self._lock = asyncio.Lock()
         self.fetch_count = 0
 
     def _body(self) -> dict[str, Any]:
-        scope = {"id": self._project_id} if self._project_id else {"name": self._project_name}
+        scope: dict[str, Any]
+        if self.account_scoped:
+            scope = {"domain": {"name": self._domain}}
+        else:
+            scope = {"project": {"id": self._project_id} if self._project_id else {"name": self._project_name}}
         return {
             "auth": {
                 "identity": {
@@ -77,7 +88,7 @@ class TokenProvider:
                         }
                     },
                 },
-                "scope": {"project": scope},
+                "scope": scope,
             }
         }
 
@@ -102,6 +113,12 @@ class TokenProvider:
             )
         return self._token.project_id
 
+    async def account_id(self) -> str | None:
+        """The account (domain) id the token names, when IAM says it."""
+        await self.token()
+        assert self._token is not None
+        return self._token.account_id
+
     async def _fetch(self) -> _Token:
         response = await self._iam.call(
             "CreateToken", "POST", "/v3/auth/tokens", params={"nocatalog": "true"}, json=self._body()
@@ -115,8 +132,11 @@ class TokenProvider:
         body = response.json().get("token", {})
         expires = parse_cloud_time(body.get("expires_at")) or self._clock() + timedelta(hours=24)
         project = body.get("project") or {}
-        log.info("obtained an IAM token for user %s, valid until %s", self._user, expires.isoformat())
-        return _Token(value, expires, project.get("id") or self._project_id)
+        account = body.get("domain") or project.get("domain") or {}
+        log.info("obtained an IAM token for user %s scoped to the %s, valid until %s", self._user,
+                 "account" if self.account_scoped else "project", expires.isoformat())
+        project_id = None if self.account_scoped else project.get("id") or self._project_id
+        return _Token(value, expires, project_id, account.get("id"))
 
 
 class IamTokenAuth(httpx.Auth):

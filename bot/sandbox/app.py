@@ -1,9 +1,11 @@
-"""The sandbox cloud as an ASGI app: WorkspaceApp, the VPC subnet lookup, BSS and IAM on one host.
+"""The sandbox cloud as an ASGI app: WorkspaceApp, the VPC subnet lookup, BSS, IAM and STS on one host.
 
 Same paths and JSON shapes as the real services. Requests must carry a valid AK/SK signature or IAM
 token (401 `APIGW.0301` otherwise); an AK/SK-signed call to a global service (BSS) must also carry the
-account's id as a signed `X-Domain-Id`, as the real gateway demands. Control endpoints under `/_sandbox/`
-read the call log, inject faults and reset the state; they need no credentials and exist only here.
+account's id as a signed `X-Domain-Id`, as the real gateway demands, and a token sent to it must be scoped
+to the account (a project-scoped one is refused with 403 `CBC.0151`). STS answers who signed a call.
+Control endpoints under `/_sandbox/` read the call log, inject faults and reset the state; they need
+no credentials and exist only here.
 """
 
 from __future__ import annotations
@@ -102,6 +104,7 @@ class Sandbox:
         r("POST", "/v3/auth/tokens", "CreateToken", self._create_token, auth=False)
         r("GET", "/v3/projects", "KeystoneListProjects", self._list_projects)
         r("GET", "/v3/auth/domains", "KeystoneListAuthDomains", self._list_auth_domains)
+        r("GET", "/v5/caller-identity", "GetCallerIdentity", self._caller_identity)
         r("GET", p + "/app-server-groups", "ListServerGroups", self._list_groups)
         r("GET", p + "/app-server-groups/{group_id}", "ShowServerGroup", self._show_group)
         r("GET", p + "/product", "ListProduct", self._list_products)
@@ -175,7 +178,8 @@ class Sandbox:
 
     def _record(self, request: Request, operation: str, status: int, fault: str | None, body: Any) -> None:
         if operation == "CreateToken" and isinstance(body, dict):
-            body = {"auth": "(password not recorded)"}
+            scope = body.get("auth", {}).get("scope") if isinstance(body.get("auth"), dict) else None
+            body = {"auth": "(password not recorded)", "scope": scope}
         self.log.append({
             "seq": len(self.log) + 1, "time": time.time(), "method": request.method, "path": request.url.path,
             "query": dict(parse_qsl(request.url.query)), "operation": operation, "status": status,
@@ -193,6 +197,9 @@ class Sandbox:
             expiry = self.state.tokens.get(token)
             if expiry is None or expiry < time.time():
                 return error(401, "APIGW.0301", "Incorrect IAM authentication information: the token is invalid or expired.")
+            refusal = self._check_token_scope(token, request.url.path, path_project)
+            if refusal is not None:
+                return refusal
         else:
             refusal = self._verify_signature(request, raw_body)
             if refusal is not None:
@@ -236,6 +243,17 @@ class Sandbox:
             return error(401, "APIGW.0301", "Incorrect IAM authentication information: verify aksk signature fail.")
         return None
 
+    def _check_token_scope(self, token: str, path: str, path_project: str | None) -> Response | None:
+        """A global service (BSS) takes only a token scoped to the account; a project's API only a project's."""
+        account_scoped = token in self.state.account_tokens
+        if is_global_service(path) and not account_scoped:
+            # The token is valid, but a project-scoped one carries no rights on a global service.
+            return error(403, "CBC.0151", "Access denied. The token is not scoped to the account (domain).")
+        if path_project is not None and account_scoped:
+            return error(401, "APIGW.0301", "Incorrect IAM authentication information: the token is not scoped "
+                                            "to this project.")
+        return None
+
     def _check_account(self, request: Request) -> Response | None:
         """AK/SK on a global service: the account must be named by a signed X-Domain-Id (the signature is valid)."""
         fields = parse_authorization(request.headers.get("authorization", "")) or {}
@@ -256,8 +274,11 @@ class Sandbox:
         try:
             identity = call.body["auth"]["identity"]
             user = identity["password"]["user"]
-            scope = call.body["auth"]["scope"]["project"]
-        except (KeyError, TypeError):
+            scopes = call.body["auth"]["scope"]
+            scope, account_scope = scopes.get("project"), scopes.get("domain")
+            if (scope is None) == (account_scope is None):
+                raise KeyError("scope")  # exactly one of a project or the account (domain)
+        except (KeyError, TypeError, AttributeError):
             return JSONResponse({"error": {"code": 400, "message": "The request body is invalid.",
                                            "title": "Bad Request"}}, status_code=400)
         if (user.get("name"), user.get("password"), (user.get("domain") or {}).get("name")) != (
@@ -265,17 +286,26 @@ class Sandbox:
         ):
             return JSONResponse({"error": {"code": 401, "message": "The username or password is wrong.",
                                            "title": "Unauthorized"}}, status_code=401)
-        if scope.get("id", cfg.project_id) != cfg.project_id or scope.get("name", cfg.region) != cfg.region:
+        account = {"id": cfg.domain_id, "name": cfg.iam_domain}
+        if account_scope is not None:
+            if account_scope.get("id", cfg.domain_id) != cfg.domain_id or account_scope.get("name", cfg.iam_domain) \
+                    != cfg.iam_domain:
+                return JSONResponse({"error": {"code": 401, "message": "The account does not exist.",
+                                               "title": "Unauthorized"}}, status_code=401)
+            scoped: dict[str, Any] = {"domain": account}
+        elif scope.get("id", cfg.project_id) != cfg.project_id or scope.get("name", cfg.region) != cfg.region:
             return JSONResponse({"error": {"code": 401, "message": "The project does not exist.",
                                            "title": "Unauthorized"}}, status_code=401)
+        else:
+            scoped = {"project": {"id": cfg.project_id, "name": cfg.region, "domain": account}}
         token = "MIIsandbox" + secrets.token_urlsafe(48)
         now = time.time()
         self.state.tokens[token] = now + cfg.token_ttl_seconds
+        if account_scope is not None:
+            self.state.account_tokens.add(token)
         body = {"token": {
             "expires_at": iso(now + cfg.token_ttl_seconds), "issued_at": iso(now), "methods": ["password"],
-            "project": {"id": cfg.project_id, "name": cfg.region,
-                        "domain": {"id": cfg.domain_id, "name": cfg.iam_domain}},
-            "user": {"name": cfg.iam_user, "domain": {"id": cfg.domain_id, "name": cfg.iam_domain}},
+            **scoped, "user": {"name": cfg.iam_user, "domain": account},
         }}
         return ok(body, 201, {"X-Subject-Token": token})
 
@@ -296,6 +326,12 @@ class Sandbox:
             "links": {"self": f"{base}/v3/domains/{cfg.domain_id}"},
         }]
         return ok({"domains": domains, "links": {"self": f"{base}/v3/auth/domains", "previous": None, "next": None}})
+
+    async def _caller_identity(self, call: Call) -> Response:
+        """STS GetCallerIdentity (v5): who signed the call; the SDK reads `account_id` when IAM lists no domain."""
+        cfg = self.config
+        return ok({"account_id": cfg.domain_id, "principal_id": cfg.domain_id[:8] + "a1b2c3d4e5f6a7b8c9d0e1f2",
+                   "principal_type": "User", "principal_urn": f"iam::{cfg.domain_id}:user:{cfg.iam_user}"})
 
     # WorkspaceApp catalogue --------------------------------------------------------------------
 

@@ -158,6 +158,7 @@ class CloudState:
         self.balance = config.balance
         self.fail_next_jobs = 0
         self.tokens: dict[str, float] = {}  # token -> expiry
+        self.account_tokens: set[str] = set()  # the tokens scoped to the account (domain), not to a project
         self.discount_rate = Decimal(str(config.discount_rate))
         self.discount_name = config.discount_name
 
