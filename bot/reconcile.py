@@ -3,8 +3,10 @@
 CreateAppServers has no idempotency key, and an account has other people and other services ordering at
 the same second: a new order or job in the same minute is no evidence. A candidate is ours only when
 it matches what was asked: for an order, a new Workspace purchase whose line items have the request's
-period and number of servers; for a job, one whose servers are in the request's group and whose
-sub-jobs number the servers asked for. Exactly one fit is linked; anything else goes to an approver.
+period and number of servers (in a combined transaction, each Workspace order in `sub_order_infos` is
+such a candidate, and the transaction itself is not); for a job, one whose servers are in the request's
+group and whose sub-jobs number the servers asked for. Exactly one fit is linked; anything else goes to
+an approver.
 """
 
 from __future__ import annotations
@@ -26,6 +28,7 @@ from bot.cloud.models import (
     CustomerOrder,
     JobDetailV2,
     OrderDetails,
+    SubOrder,
     parse_cloud_time,
 )
 from bot.spec import CreateAppServersRequest, CreateAppServersResponse, SpecError, parse_spec
@@ -107,7 +110,21 @@ def order_fits(details: OrderDetails, spec: CreateAppServersRequest) -> bool:
     )
 
 
-def describe_order(order: CustomerOrder, details: OrderDetails | None) -> str:
+def _workspace_orders(parent: SubOrder, subs: list[SubOrder]) -> list[SubOrder]:
+    """A combined transaction's orders that can be a Workspace purchase, dated as the transaction when undated."""
+    return [sub.model_copy(update={"create_time": sub.create_time or parent.create_time}) for sub in subs
+            if sub.service_type_code in (None, WORKSPACE_SERVICE_TYPE)]
+
+
+def plain_orders(orders: list[CustomerOrder]) -> list[SubOrder]:
+    """Each listed order, with a combined transaction replaced by its Workspace orders."""
+    plain: list[SubOrder] = []
+    for order in orders:
+        plain.extend(_workspace_orders(order, order.sub_order_infos) if order.sub_order_infos else [order])
+    return list({o.order_id: o for o in plain}.values())
+
+
+def describe_order(order: SubOrder, details: OrderDetails | None) -> str:
     parts = [f"order {order.order_id}"]
     if details is not None:
         for item in details.order_line_items[:2]:
@@ -154,21 +171,29 @@ class Reconciler:
             log.exception("looking for what %s created failed", row.id)
             return Lookup(False, checked=False)
 
+    async def _open_orders(self, row: AppRequest, orders: list[CustomerOrder],
+                           ruled_out: set[str]) -> list[tuple[SubOrder, OrderDetails]]:
+        """The orders that may be ours (a combined transaction's Workspace orders in its place), with details."""
+        plain = plain_orders(orders)
+        taken = await self._db(self.store.linked_elsewhere, row.id, order_ids=[o.order_id for o in plain])
+        open_orders = [o for o in plain if o.order_id not in taken and o.order_id not in ruled_out]
+        open_orders = open_orders[:MAX_CANDIDATES * 4]
+        details = await asyncio.gather(*(self.cloud.show_order(o.order_id) for o in open_orders))
+        return list(zip(open_orders, details, strict=True))
+
     async def _find_order(self, row: AppRequest, spec: CreateAppServersRequest, ruled_out: set[str]) -> Lookup:
         begin, end = self.window(row)
         orders = await self.cloud.list_new_workspace_orders(begin, end)
-        taken = await self._db(self.store.linked_elsewhere, row.id, order_ids=[o.order_id for o in orders])
-        open_orders = [o for o in orders if o.order_id not in taken and o.order_id not in ruled_out]
-        if not open_orders:
+        read = await self._open_orders(row, orders, ruled_out)
+        if not read:
             return Lookup(False)
-        details = await asyncio.gather(*(self.cloud.show_order(o.order_id) for o in open_orders[:MAX_CANDIDATES * 4]))
-        fitting = [(o, d) for o, d in zip(open_orders, details, strict=False) if order_fits(d, spec)]
+        fitting = [(o, d) for o, d in read if order_fits(d, spec)]
         if len(fitting) == 1 and not await self._others_in_doubt(row, begin, end):
             order, _ = fitting[0]
             servers = await self.cloud.list_servers(server_group_id=row.server_group_id)
             return Lookup(True, order_id=order.order_id,
                           server_ids=tuple(s.id for s in servers if s.order_id == order.order_id))
-        shown = fitting or list(zip(open_orders, details, strict=False))
+        shown = fitting or read
         return Lookup(False, candidates=tuple(
             Candidate(kind="order", id=o.order_id, created_at=parse_cloud_time(o.create_time),
                       detail=describe_order(o, d), fits=bool(fitting), amount=d.order_info.amount_after_discount,

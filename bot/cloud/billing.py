@@ -19,6 +19,8 @@ from bot.cloud.workspace import segment
 BSS_TIME = "%Y-%m-%dT%H:%M:%SZ"
 ORDERS_PAGE = 100
 MAX_ORDER_PAGES = 20  # 2,000 new Workspace orders in one lookup window is far beyond any real account
+ORDER_LINES_PAGE = 100  # ShowCustomerOrderDetails gives 10 line items unless asked for more, 100 at most
+MAX_ORDER_LINE_PAGES = 20
 
 
 class BillingClient:
@@ -26,9 +28,23 @@ class BillingClient:
         self._http = http
 
     async def show_order(self, order_id: str) -> OrderDetails:
+        """The order and all its line items, paged 100 at a time (`total_count` counts the line items)."""
+        first = await self._order_page(order_id, 0)
+        lines = list(first.order_line_items)
+        batch = first
+        for _ in range(MAX_ORDER_LINE_PAGES - 1):
+            if len(batch.order_line_items) < ORDER_LINES_PAGE or (
+                batch.total_count is not None and len(lines) >= batch.total_count
+            ):
+                break
+            batch = await self._order_page(order_id, len(lines))
+            lines.extend(batch.order_line_items)
+        return first.model_copy(update={"order_line_items": lines})
+
+    async def _order_page(self, order_id: str, offset: int) -> OrderDetails:
         response = await self._http.call(
             "ShowCustomerOrderDetails", "GET", f"/v2/orders/customer-orders/details/{segment(order_id)}",
-            headers={"X-Language": "en_US"},
+            params={"limit": ORDER_LINES_PAGE, "offset": offset}, headers={"X-Language": "en_US"},
         )
         return OrderDetails.model_validate(response.json())
 

@@ -246,6 +246,19 @@ ORDER_COMPLETED = 5
 ORDER_PENDING_PAYMENT = 6
 
 
+class SubOrder(CloudModel):
+    """One order of a combined transaction (`SubCustomerOrderV2`/`V3`): an order in its own right."""
+
+    order_id: str
+    status: int | None = None
+    order_type: int | None = None
+    create_time: str | None = None
+    service_type_code: str | None = None
+    amount_after_discount: float | None = None
+    official_amount: float | None = None
+    currency: str | None = None
+
+
 class OrderInfo(CloudModel):
     order_id: str
     status: int
@@ -256,6 +269,7 @@ class OrderInfo(CloudModel):
     create_time: str | None = None
     payment_time: str | None = None
     pending_payment_end_time: str | None = None
+    sub_order_infos: list[SubOrder] = Field(default_factory=list)  # set for a combined transaction
 
 
 class OrderLineItem(CloudModel):
@@ -296,15 +310,10 @@ WORKSPACE_SERVICE_TYPE = "hws.service.type.vdi"  # Workspace's service in BSS (L
 ORDER_TYPE_NEW = 1
 
 
-class CustomerOrder(CloudModel):
-    order_id: str
-    status: int | None = None
-    order_type: int | None = None
-    create_time: str | None = None
-    service_type_code: str | None = None
-    amount_after_discount: float | None = None
-    official_amount: float | None = None
-    currency: str | None = None
+class CustomerOrder(SubOrder):
+    """An order as ListCustomerOrders lists it; a combined transaction names its orders in `sub_order_infos`."""
+
+    sub_order_infos: list[SubOrder] = Field(default_factory=list)
 
 
 class CustomerOrderList(CloudModel):

@@ -7,9 +7,9 @@ every other cloud model. Amounts are `Decimal`: money is never a float here.
 from __future__ import annotations
 
 from decimal import Decimal
-from typing import Annotated
+from typing import Annotated, Any
 
-from pydantic import BaseModel, ConfigDict, Field, PlainSerializer
+from pydantic import BaseModel, ConfigDict, Field, PlainSerializer, model_validator
 
 from bot.cloud.models import CloudModel
 
@@ -89,6 +89,9 @@ class ResourceSpecsFilter(_Request):
     value: str
 
 
+SPECS_PAGE = 100
+
+
 class ResourceSpecsQuery(_Request):
     cloud_service_type: str
     resource_type: str
@@ -97,6 +100,14 @@ class ResourceSpecsQuery(_Request):
     filters: list[ResourceSpecsFilter] | None = None  # at most one
     marker: str | None = None
     limit: int | None = None  # 1-100, default 100
+
+    @model_validator(mode="before")
+    @classmethod
+    def _marker_needs_limit(cls, data: Any) -> Any:
+        # BSS ignores a marker sent without a limit and answers the first page again.
+        if isinstance(data, dict) and data.get("marker") and data.get("limit") is None:
+            return {**data, "limit": SPECS_PAGE}
+        return data
 
 
 # Responses ----------------------------------------------------------------------------------------

@@ -29,7 +29,7 @@ from bot.cloud.signer import DATE_FORMAT, parse_authorization, sign_parts
 from bot.sandbox.faults import FaultInjector, FaultSettings, ScriptedFault
 from bot.sandbox.rating import SandboxRating
 from bot.sandbox.seed import AVAILABILITY_ZONES, VOLUME_TYPES
-from bot.sandbox.state import CloudState, QuotaExceeded, SandboxConfig, iso
+from bot.sandbox.state import CloudState, Order, QuotaExceeded, SandboxConfig, filler_lines, iso
 from bot.spec import SpecError, parse_spec
 
 MAX_CLOCK_SKEW = timedelta(minutes=15)
@@ -481,10 +481,30 @@ class Sandbox:
     # BSS ---------------------------------------------------------------------------------------
 
     async def _show_order(self, call: Call) -> Response:
+        """ShowCustomerOrderDetails: line items 10 a page unless `limit` (at most 100) says otherwise."""
         order = self.state.orders.get(call.params["order_id"])
         if order is None:
             return error(400, "CBC.30000010", "The order is invalid or does not exist.")
-        return ok(self.state.order_details(order))
+        offset, limit = _page(call.query, default_limit=10)
+        if limit is None:
+            return error(400, "CBC.0100", "Parameter error: limit must be 1 to 100.")
+        details = self.state.order_details(order)
+        lines = self.state.line_items(order, details["order_line_items"])
+        details["total_count"], details["order_line_items"] = len(lines), lines[offset:offset + limit]
+        if order.id in self.state.sub_orders:
+            details["order_info"]["sub_order_infos"] = self._sub_order_infos(order.id)
+        return ok(details)
+
+    def _order_info(self, order: Order) -> dict[str, Any]:
+        """An order as ListCustomerOrders lists it (`CustomerOrderV2`)."""
+        shown = self.state.orders[self.state.sub_orders[order.id][0]] if order.id in self.state.sub_orders else order
+        return {"order_id": order.id, "status": shown.status(time.time(), self.config.order_seconds),
+                "create_time": iso(order.created), "service_type_code": order.service_type_code, "order_type": 1,
+                "source_type": 1, "amount_after_discount": order.amount, "official_amount": order.amount,
+                "currency": "CNY", "measure_id": 1}
+
+    def _sub_order_infos(self, parent_id: str) -> list[dict[str, Any]]:
+        return [self._order_info(self.state.orders[sub]) for sub in self.state.sub_orders[parent_id]]
 
     async def _list_orders(self, call: Call) -> Response:
         """ListCustomerOrders with the filters the official SDK sends (times in UTC, `yyyy-MM-ddTHH:mm:ssZ`)."""
@@ -498,7 +518,9 @@ class Sandbox:
         if not 1 <= limit <= 100 or offset < 0:
             return error(400, "CBC.0100", "Parameter error: limit must be 1 to 100.")
         now = time.time()
-        orders = [o for o in self.state.orders.values() if begin <= o.created <= end]
+        # A combined transaction's orders are listed inside it, not on their own.
+        orders = [o for o in self.state.orders.values()
+                  if begin <= o.created <= end and o.id not in self.state.parent_order]
         if service := q.get("service_type_code"):
             orders = [o for o in orders if o.service_type_code == service]
         if order_id := q.get("order_id"):
@@ -508,9 +530,8 @@ class Sandbox:
         if q.get("order_type") not in (None, "1"):
             orders = []  # the sandbox only has new purchases
         orders.sort(key=lambda o: o.created, reverse=q.get("order_by", "-createTime").startswith("-"))
-        infos = [{"order_id": o.id, "status": o.status(now, self.config.order_seconds), "create_time": iso(o.created),
-                  "service_type_code": o.service_type_code, "order_type": 1, "source_type": 1,
-                  "amount_after_discount": o.amount, "official_amount": o.amount, "currency": "CNY", "measure_id": 1}
+        infos = [{**self._order_info(o),
+                  **({"sub_order_infos": self._sub_order_infos(o.id)} if o.id in self.state.sub_orders else {})}
                  for o in orders]
         return ok({"total_count": len(infos), "order_infos": infos[offset:offset + limit]})
 
@@ -599,12 +620,15 @@ class Sandbox:
         return JSONResponse({"job_ids": ids})
 
     async def _control_foreign_order(self, request: Request) -> Response:
-        """Someone else's order in the same account: {"service_type_code", "spec", "at" (epoch s), "amount"}."""
+        """Someone else's order in the same account: {"service_type_code", "spec", "at" (epoch s), "amount",
+        "lines_before" (that many line items of other products listed before the order's own)}."""
         body = await request.json()
         order = self.state.place_foreign_order(
             service_type_code=str(body.get("service_type_code") or "hws.service.type.ec2"),
             spec=dict(body.get("spec") or {}), at=float(body.get("at") or time.time()),
             amount=float(body.get("amount") or 100.0))
+        if lines := int(body.get("lines_before") or 0):
+            self.state.extra_lines[order.id] = filler_lines(order.id, lines)
         return JSONResponse({"order_id": order.id})
 
     async def _control_balance(self, request: Request) -> Response:

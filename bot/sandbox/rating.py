@@ -274,11 +274,13 @@ class SandboxRating:
         if period is None:
             raise Refused(INVALID, "Invalid parameter: charge_mode must be 1 (yearly/monthly) or 3 (pay-per-use).")
         wanted = self._filter(body.get("filters"))
-        limit = _integer(body, "limit", 1, 100, "", required=False) or 100
+        limit = _integer(body, "limit", 1, 100, "", required=False)
         try:
-            start = int(body.get("marker") or 0)
+            # The marker only works together with a limit: without one, the first page comes again.
+            start = int(body.get("marker") or 0) if limit is not None else 0
         except (TypeError, ValueError):
             raise Refused(INVALID, "Invalid parameter: marker is not one this API gave.") from None
+        limit = limit or 100
         found = [
             {"cloud_service_type": cst, "cloud_service_type_name": "Workspace", "resource_type": rt,
              "resource_type_name": "Disk" if rate.linear else "App server", "resource_spec": spec,

@@ -49,6 +49,11 @@ class SandboxConfig:
     # the job builds the servers once the order is paid.
     order_answers_with_job: bool = False
     list_no_domains: bool = False  # KeystoneListAuthDomains answers an empty list
+    # A yearly/monthly create is billed as a combined transaction: a parent order listing the Workspace
+    # order and another service's order in `sub_order_infos` (the create still answers the Workspace order).
+    combined_orders: bool = False
+    # A yearly/monthly order lists this many line items of other products before its own (bought with it).
+    order_lines_before: int = 0
     # A customer discount BSS's price inquiries offer as the best one (0.1 = 10 % off); 0: none.
     discount_rate: float = 0.0
     discount_name: str = "Enterprise contract discount"
@@ -158,6 +163,11 @@ class CloudState:
         self.balance = config.balance
         self.fail_next_jobs = 0
         self.tokens: dict[str, float] = {}  # token -> expiry
+        # Combined transactions: the parent order's id -> its orders' ids; their parents, by order id.
+        self.sub_orders: dict[str, list[str]] = {}
+        self.parent_order: dict[str, str] = {}
+        # Line items billing lists before an order's own (others bought in the same order): order id -> lines.
+        self.extra_lines: dict[str, list[dict[str, Any]]] = {}
         self.account_tokens: set[str] = set()  # the tokens scoped to the account (domain), not to a project
         self.discount_rate = Decimal(str(config.discount_rate))
         self.discount_name = config.discount_name
@@ -226,7 +236,27 @@ class CloudState:
             self.jobs[order.job_id] = Job(order.job_id, order.deadline, self.config.job_seconds, [], False)
         if extend.get("is_auto_pay") and self.balance >= amount:
             self._settle(order, now)
+        if self.config.order_lines_before:
+            self.extra_lines[order.id] = filler_lines(order.id, self.config.order_lines_before)
+        if self.config.combined_orders:
+            self.combine(order, "hws.service.type.ebs")
         return order
+
+    def combine(self, order: Order, other_service: str) -> Order:
+        """Bill `order` as part of a combined transaction with another service's order; returns the parent."""
+        other = self.place_foreign_order(service_type_code=other_service, spec={}, at=order.created,
+                                         amount=order.amount / 2)
+        parent = self.place_foreign_order(service_type_code=order.service_type_code, spec={}, at=order.created,
+                                          amount=order.amount + other.amount)
+        self.sub_orders[parent.id] = [order.id, other.id]
+        self.parent_order.update({order.id: parent.id, other.id: parent.id})
+        return parent
+
+    def line_items(self, order: Order, own: list[dict[str, Any]]) -> list[dict[str, Any]]:
+        """All of an order's line items: none on a combined transaction (its orders have them)."""
+        if order.id in self.sub_orders:
+            return []
+        return self.extra_lines.get(order.id, []) + own
 
     def place_foreign_order(self, *, service_type_code: str, spec: dict[str, Any], at: float, amount: float) -> Order:
         """An order someone else placed in the same account (another person, or another service)."""
@@ -357,6 +387,14 @@ class CloudState:
                 "currency": "CNY", "order_id": order.id,
             }],
         }
+
+
+def filler_lines(order_id: str, count: int) -> list[dict[str, Any]]:
+    """Line items of other products in the same order (data disks of another service)."""
+    return [{"order_line_item_id": f"{order_id}-{900000 + i:06d}", "service_type_code": "hws.service.type.ebs",
+             "product_id": "OFFI000000000000001", "period_type": 2, "period_num": 1, "subscription_num": 1,
+             "amount_after_discount": 10.0, "official_amount": 10.0, "currency": "CNY", "order_id": order_id}
+            for i in range(count)]
 
 
 def _failure_code() -> str:
