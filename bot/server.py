@@ -28,6 +28,7 @@ from starlette.requests import ClientDisconnect, Request
 from starlette.responses import JSONResponse, Response
 from starlette.routing import Route
 
+from bot.digits import ascii_int
 from bot.runtime import Runtime
 from bot.slack.payloads import Unparseable, parse, shape_problem
 from bot.slack.socket_mode import SocketModeLink
@@ -63,19 +64,21 @@ class FrontDoor:
         if self._secret is None:
             raise Refused(401, "no signing secret is configured")
         length = request.headers.get("content-length")
-        if length is not None and not length.isdigit():
+        # ASCII digits only, bounded: `isdigit()` takes "¹", which `int()` then refuses with an exception.
+        size = ascii_int(length, max_digits=18) if length is not None else None
+        if length is not None and size is None:
             raise Refused(400, "a malformed Content-Length")
-        if length is not None and int(length) > MAX_BODY_BYTES:
+        if size is not None and size > MAX_BODY_BYTES:
             raise Refused(413, "the body is larger than Slack sends")
-        stamp = request.headers.get("x-slack-request-timestamp", "")
-        if not stamp.isdigit() or len(stamp) > 12:
+        stamp = ascii_int(request.headers.get("x-slack-request-timestamp"), max_digits=12)
+        if stamp is None:
             raise Refused(401, "no valid timestamp")
-        if abs(time.time() - int(stamp)) > TIMESTAMP_WINDOW_SECONDS:
+        if abs(time.time() - stamp) > TIMESTAMP_WINDOW_SECONDS:
             raise Refused(401, "the timestamp is outside Slack's window")
         match = _SIGNATURE.fullmatch(request.headers.get("x-slack-signature", ""))
         if match is None:
             raise Refused(401, "no well-formed signature")
-        return int(stamp), match.group(1)
+        return stamp, match.group(1)
 
     async def read_body(self, request: Request) -> bytes:
         """The body, read no further than the limit."""

@@ -11,8 +11,10 @@ import json
 import re
 from typing import Any, Literal, NoReturn
 
-from pydantic import BaseModel, ConfigDict, ValidationError, field_validator, model_validator
+from pydantic import BaseModel, ConfigDict, ValidationError, ValidationInfo, field_validator, model_validator
 from pydantic_core import PydanticCustomError
+
+from bot.digits import ascii_int, quoted
 
 DISK_TYPES = ("ESSD", "SSD", "GPSSD", "SAS", "SATA")
 PERIOD_MONTH = 2
@@ -78,7 +80,7 @@ class Volume(_ApiModel):
         if v is None or v == "":
             _fail("Choose a system disk type.")
         if v not in DISK_TYPES:
-            _fail(f"System disk type must be one of {', '.join(DISK_TYPES)} (got {v!r}).")
+            _fail(f"System disk type must be one of {', '.join(DISK_TYPES)} (got {quoted(v)}).")
         return str(v)
 
     @field_validator("size", mode="before")
@@ -119,7 +121,7 @@ class WdhParam(_ApiModel):
         if v is None or v == "":
             return None
         if v != "dedicated":
-            _fail(f"Tenancy can only be 'dedicated' (got {v!r}).")
+            _fail(f"Tenancy can only be 'dedicated' (got {quoted(v)}).")
         return "dedicated"
 
 
@@ -136,8 +138,15 @@ class CreateServerExtendParam(_ApiModel):
         if v is None:
             return "postPaid"
         if v not in ("prePaid", "postPaid"):
-            _fail(f"Billing must be prePaid (yearly/monthly) or postPaid (pay-per-use), not {v!r}.")
+            _fail(f"Billing must be prePaid (yearly/monthly) or postPaid (pay-per-use), not {quoted(v)}.")
         return v
+
+    @field_validator("period_type", "period_num", mode="before")
+    @classmethod
+    def _period_number(cls, v: object, info: ValidationInfo) -> int | None:
+        if v is None or (isinstance(v, str) and not v.strip()):
+            return None
+        return _whole_number(v, _LABELS[str(info.field_name)])
 
     @model_validator(mode="after")
     def _period_rules(self) -> CreateServerExtendParam:
@@ -168,6 +177,9 @@ _LABELS = {
 }
 
 
+_MAX_DIGITS = 9  # every number in the contract is far smaller
+
+
 def _whole_number(v: object, label: str) -> int:
     if v is None or (isinstance(v, str) and not v.strip()):
         _fail(f"{label} is required.")
@@ -178,11 +190,14 @@ def _whole_number(v: object, label: str) -> int:
     if isinstance(v, float) and v.is_integer():
         return int(v)
     if isinstance(v, str):
-        try:
-            return int(v.strip())
-        except ValueError:
-            pass
-    _fail(f"{label} must be a whole number (got {v!r}).")
+        # ASCII digits, a few: `int()` would take "٣" and "1_000", and choke on thousands of digits.
+        number = ascii_int(v.strip(), max_digits=_MAX_DIGITS)
+        if number is not None:
+            return number
+        if v.strip().isascii() and v.strip().isdigit():
+            _fail(f"{label} is far too large ({len(v.strip())} digits).")
+        _fail(f"{label} must be a whole number in the digits 0-9 (got {quoted(v)}).")
+    _fail(f"{label} must be a whole number (got {quoted(v)}).")
 
 
 class CreateAppServersRequest(_ApiModel):
@@ -208,7 +223,7 @@ class CreateAppServersRequest(_ApiModel):
     @classmethod
     def _type(cls, v: object) -> str:
         if v != "createApps":
-            _fail(f"The request type must be 'createApps' (got {v!r}).")
+            _fail(f"The request type must be 'createApps' (got {quoted(v)}).")
         return "createApps"
 
     @field_validator("server_group_id", mode="before")
@@ -260,7 +275,7 @@ class CreateAppServersRequest(_ApiModel):
         if v is None or v == "":
             return None
         if v != "Windows":
-            _fail(f"Only Windows app servers can be created (got {v!r}).")
+            _fail(f"Only Windows app servers can be created (got {quoted(v)}).")
         return "Windows"
 
     @field_validator("nics", mode="before")

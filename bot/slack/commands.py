@@ -12,6 +12,7 @@ from slack_sdk.errors import SlackApiError
 from slack_sdk.web.async_client import AsyncWebClient
 
 from bot.cloud.errors import CloudError, describe
+from bot.digits import ascii_int
 from bot.lifecycle import LABELS, State
 from bot.slack import forms, guard
 from bot.slack.context import BotContext
@@ -71,7 +72,7 @@ async def _create(ack: AsyncAck, command: dict[str, Any], client: AsyncWebClient
         await ack(text=str(error))
         return
     user = str(command.get("user_id", ""))
-    count = int(prefill.count) if prefill.count and prefill.count.isdigit() else 1
+    count = ascii_int(prefill.count, max_digits=forms.PREFILL_DIGITS["count"]) or 1  # digits: `parse_prefill` checked
     refusal = await guard.requester_refusal(ctx, user) or await guard.size_refusal(ctx, user, count)
     if refusal is not None:  # no form: say which rule refuses, and its number
         await ack(text=refusal.sentence)

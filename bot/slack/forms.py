@@ -31,6 +31,7 @@ from slack_sdk.models.blocks.blocks import Block as SlackBlock
 from slack_sdk.models.views import View
 
 from bot.cloud.models import AvailabilityZone, ProductInfo, ServerGroup, VolumeType
+from bot.digits import ascii_int, quoted
 from bot.policy import Guardrails
 from bot.slack.ids import Action, Block, Callback, block_for
 from bot.slack.text import code, escape_mrkdwn
@@ -239,6 +240,8 @@ PREFILL_KEYS = {
     "billing": "billing", "period_unit": "period_unit", "period": "period_num", "months": "period_num",
     "years": "period_num", "auto_pay": "auto_pay", "auto_renew": "auto_renew", "reason": "reason",
 }
+# Prefilled numbers: ASCII digits, a few of them (enough to be told "at most 20 per request").
+PREFILL_DIGITS = {"count": 6, "disk_size": 6, "period_num": 3}
 BILLING_WORDS = {"prepaid": PREPAID, "yearly": PREPAID, "monthly": PREPAID, "postpaid": POSTPAID,
                  "pay-per-use": POSTPAID, "payg": POSTPAID}
 
@@ -260,6 +263,9 @@ def parse_prefill(text: str, catalogue_groups: list[ServerGroup] | None = None) 
         if not sep or key not in PREFILL_KEYS:
             raise PrefillError(f"I don't know {code(word)}. Use key=value with one of: {', '.join(sorted(PREFILL_KEYS))}.")
         name = PREFILL_KEYS[key]
+        if name in PREFILL_DIGITS and ascii_int(value, max_digits=PREFILL_DIGITS[name]) is None:
+            raise PrefillError(f"{key}= takes a whole number in the digits 0-9, such as `{key}=3`; "
+                               f"{code(quoted(value))} is not one.")
         if name == "billing":
             if value.lower() not in BILLING_WORDS:
                 raise PrefillError("billing is `prepaid` (yearly/monthly) or `postpaid` (pay-per-use).")
@@ -316,15 +322,15 @@ def group_option(group: ServerGroup) -> Option:
 
 def _amount(number: str | None, unit: str) -> str | None:
     """ "8" vCPU → "8 vCPUs"; None when the cloud gave no number."""
-    if not number or not number.isdigit():
+    count = ascii_int(number, max_digits=6)
+    if count is None:
         return None
-    return f"{number} {unit}" if number == "1" else f"{number} {unit}s"
+    return f"{count} {unit}" if count == 1 else f"{count} {unit}s"
 
 
 def _gibibytes(megabytes: str | None) -> str | None:
-    if not megabytes or not megabytes.isdigit():
-        return None
-    return f"{int(megabytes) / 1024:g} GiB"
+    size = ascii_int(megabytes, max_digits=12)
+    return None if size is None else f"{size / 1024:g} GiB"
 
 
 def product_label(product: ProductInfo, billing: str | None = None) -> str:
@@ -374,11 +380,8 @@ def period_bounds(unit: str | None) -> tuple[int, int, str]:
 def _within(value: str | None, low: int, high: int) -> str:
     """The period length to show: what was typed, kept within the unit's bounds (Slack refuses an initial value
     outside them), or the least."""
-    try:
-        number = int(value or low)
-    except ValueError:
-        return str(low)
-    return str(min(max(number, low), high))
+    number = ascii_int(value, max_digits=3)
+    return str(low if number is None else min(max(number, low), high))
 
 
 def loading_view(title: str = "New app servers") -> View:

@@ -13,6 +13,7 @@ from cachetools import TTLCache
 from bot.cloud.client import Cloud
 from bot.cloud.errors import CloudError
 from bot.cloud.models import ProductInfo
+from bot.digits import ascii_int
 from bot.slack.catalogue import CatalogueCache
 from bot.store.models import AppRequest
 from bot.store.repository import server_ids
@@ -25,9 +26,8 @@ def product_words(product: ProductInfo) -> str | None:
     parts = []
     if product.cpu:
         parts.append(f"{product.cpu} vCPU{'' if product.cpu == '1' else 's'}")
-    if product.memory and product.memory.isdigit():
-        gib = int(product.memory) / 1024
-        parts.append(f"{gib:g} GiB")
+    if (megabytes := ascii_int(product.memory, max_digits=12)) is not None:
+        parts.append(f"{megabytes / 1024:g} GiB")
     if product.is_gpu and product.gpu_desc:
         parts.append(product.gpu_desc)
     return " · ".join(parts) or None
