@@ -24,6 +24,10 @@ _HEADER_PATTERN = re.compile(
     r"""(['"]?\s*[:,=]\s*b?['"]?)([^'"\r\n]+)"""
 )
 
+# Socket Mode's WebSocket URL carries a one-time `ticket` that lets whoever holds it receive the app's
+# events: slack_sdk logs the URL at DEBUG (the apps.connections.open answer), aiohttp in its errors.
+_TICKET_PATTERN = re.compile(r"(?i)([?&]ticket=)[^&\s'\"\\]+")
+
 # C0 and C1 controls (newline, carriage return, escape, …) and the Unicode line and paragraph separators.
 _CONTROL = re.compile(r"[\x00-\x1f\x7f-\x9f\u2028\u2029]")
 _NAMED = {"\n": "\\n", "\r": "\\r", "\t": "\\t"}
@@ -42,6 +46,7 @@ def add_secret(value: str | None) -> None:
 
 def redact(text: str) -> str:
     text = _HEADER_PATTERN.sub(lambda m: m.group(1) + m.group(2) + MASK, text)
+    text = _TICKET_PATTERN.sub(lambda m: m.group(1) + MASK, text)
     with _lock:
         values = sorted(_secrets, key=len, reverse=True)
     for value in values:
@@ -88,6 +93,20 @@ def _not_the_expected_bolt_warning(record: logging.LogRecord) -> bool:
     return record.getMessage() != warning_client_prioritized_and_token_skipped()
 
 
+class TextFormatter(logging.Formatter):
+    """`time LEVEL logger: message`; a traceback keeps its lines (it is read by people) and is redacted as
+    the message is: an exception's text can hold a URL, a header or a value the record factory never saw."""
+
+    def __init__(self) -> None:
+        super().__init__("%(asctime)s %(levelname)s %(name)s: %(message)s")
+
+    def formatException(self, ei: Any) -> str:
+        return redact(super().formatException(ei))
+
+    def formatStack(self, stack_info: str) -> str:
+        return redact(super().formatStack(stack_info))
+
+
 class JsonFormatter(logging.Formatter):
     """One JSON object per line: time, level, logger, message (and the traceback, as one string)."""
 
@@ -98,14 +117,15 @@ class JsonFormatter(logging.Formatter):
         }
         if record.exc_info:
             entry["exception"] = redact(self.formatException(record.exc_info))
+        if record.stack_info:
+            entry["stack"] = redact(self.formatStack(record.stack_info))
         return json.dumps(entry, ensure_ascii=False)
 
 
 def configure_logging(level: str, secrets: Iterable[str] = (), fmt: Literal["text", "json"] = "text") -> None:
     install_redaction(secrets)
     handler = logging.StreamHandler()
-    handler.setFormatter(JsonFormatter() if fmt == "json"
-                         else logging.Formatter("%(asctime)s %(levelname)s %(name)s: %(message)s"))
+    handler.setFormatter(JsonFormatter() if fmt == "json" else TextFormatter())
     logging.basicConfig(level=level, handlers=[handler])
     numeric = logging.getLevelName(level)
     # Transport internals are noise at INFO; they stay redacted at DEBUG too.
