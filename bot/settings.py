@@ -52,6 +52,8 @@ class Settings(BaseSettings):
     max_servers_per_user_per_day: int | None = Field(default=None, ge=1)
     # A pay-per-use request estimated above this a month (hourly price x 730), or with no price, waits for a person.
     auto_approve_max_monthly_cost: Decimal | None = Field(default=None, gt=0)
+    # Requests one person may have waiting for an approver or for payment at once; one more that would wait is refused.
+    max_pending_per_user: int = Field(default=5, ge=1, le=1000)
     approval_channel: str | None = None
     notify_channel: str | None = None
     postpaid_requires_approval: bool = False

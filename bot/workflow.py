@@ -16,6 +16,7 @@ import time
 from collections.abc import Callable
 from dataclasses import dataclass, field
 from datetime import datetime, timedelta
+from decimal import Decimal
 from enum import StrEnum
 from typing import Any, Protocol, TypeVar
 
@@ -25,14 +26,23 @@ from bot.cloud.models import ORDER_PENDING_PAYMENT, AppServer, CustomerOrder, Jo
 from bot.cloud.quote import PriceQuote
 from bot.lifecycle import State
 from bot.notify import Event
-from bot.policy import Guardrails, Refusal, approval_rule, daily_refusal
+from bot.policy import AutoApproved, Guardrails, Refusal, approval_rule, daily_refusal, pending_refusal
 from bot.price import quote_of
 from bot.progress import Progress
 from bot.reconcile import Candidates, Lookup, Reconciler, late_answer_ids
 from bot.spec import CreateAppServersRequest, CreateAppServersResponse, SpecError, parse_spec
 from bot.store.inline import WouldWait
 from bot.store.models import AppRequest, utcnow
-from bot.store.repository import NewRequest, OverDailyCap, RequestStore, Transition, server_ids
+from bot.store.repository import (
+    Earlier,
+    NewRequest,
+    OverDailyCap,
+    OverPendingCap,
+    Recheck,
+    RequestStore,
+    Transition,
+    server_ids,
+)
 
 log = logging.getLogger(__name__)
 T = TypeVar("T")
@@ -142,6 +152,24 @@ class SubmitResult:
     created: bool
 
 
+def tally(earlier: list[Earlier]) -> AutoApproved:
+    """What a person had approved without an approver, from the rows the store read: servers and the monthly
+    estimates stored with them (a request with no price stored counts as one whose cost is unknown)."""
+    priced = [quote.monthly_estimate() for e in earlier if (quote := _quote(e.price_json)) is not None]
+    known = [m for m in priced if m is not None]
+    return AutoApproved(requests=len(earlier), servers=sum(e.servers for e in earlier),
+                        monthly_cost=sum(known, Decimal(0)), unpriced=len(earlier) - len(known))
+
+
+def _quote(price_json: str | None) -> PriceQuote | None:
+    if not price_json:
+        return None
+    try:
+        return PriceQuote.model_validate_json(price_json)
+    except ValueError:  # a price stored by another version: unknown, as no price is
+        return None
+
+
 def default_worker_id() -> str:
     return f"{socket.gethostname()[:40]}:{os.getpid()}"
 
@@ -184,13 +212,32 @@ class Workflow:
 
     # Submitting a request ----------------------------------------------------------------------
 
-    def approval_rule(self, spec: CreateAppServersRequest, price: PriceQuote | None = None) -> str | None:
+    def approval_rule(self, spec: CreateAppServersRequest, price: PriceQuote | None = None,
+                      earlier: AutoApproved | None = None) -> str | None:
+        """Why a person decides this request (None: it goes out at once). `earlier`: what the requester had
+        approved without an approver in the last day; None counts the request alone."""
         return approval_rule(self.policy.guardrails, prepaid=spec.is_prepaid, servers=spec.subscription_num,
                              postpaid_requires_approval=self.policy.postpaid_requires_approval,
-                             monthly_cost=price.monthly_estimate() if price else None)
+                             monthly_cost=price.monthly_estimate() if price else None, earlier=earlier)
 
     def needs_approval(self, spec: CreateAppServersRequest, price: PriceQuote | None = None) -> bool:
         return self.approval_rule(spec, price) is not None
+
+    async def approval_rule_for(self, spec: CreateAppServersRequest, price: PriceQuote | None,
+                                requester_id: str) -> str | None:
+        """`approval_rule` with what the requester had approved without an approver in the last day (read only
+        when the request alone would go out at once). The form asks for a reason when this says a person decides;
+        the store's transaction judges again."""
+        rule = self.approval_rule(spec, price)
+        if rule is not None:
+            return rule
+        earlier = await self._db(self.store.approved_without_approver, requester_id, utcnow() - timedelta(days=1))
+        return self.approval_rule(spec, price, tally(earlier))
+
+    async def pending_refusal(self, requester_id: str) -> Refusal | None:
+        """Refuses one more request that would wait when the person has MAX_PENDING_PER_USER waiting already."""
+        waiting = await self._db(self.store.waiting_for_a_person, requester_id)
+        return pending_refusal(self.policy.guardrails, waiting=waiting)
 
     async def submit(
         self,
@@ -205,34 +252,46 @@ class Workflow:
         price: PriceQuote | None = None,
     ) -> AppRequest:
         """Store a validated request: waiting for approval, or approved at once and queued. The price quoted
-        is stored with it and in its audit log: what the approver saw."""
+        is stored with it and in its audit log: what the approver saw. The person's guardrails are judged again
+        in the storing transaction (`Refused`), and a request within the auto-approval limits alone waits for an
+        approver when what they had approved without one in the last day takes it past them."""
+        base = Progress.model_validate_json(progress_json) if progress_json else Progress(total=spec.subscription_num)
+
+        def request(rule: str | None) -> NewRequest:
+            approval = rule is not None
+            return NewRequest(
+                requester_id=requester_id, spec_json=spec.canonical_json(), spec_hash=spec.spec_hash(),
+                charging_mode=spec.charging_mode, subscription_num=spec.subscription_num,
+                server_group_id=spec.server_group_id, channel_id=channel_id, thread_ts=thread_ts, team_id=team_id,
+                reason=reason, expires_at=utcnow() + self.policy.approval_ttl if approval else None,
+                remind_at=utcnow() + self.policy.remind_after if approval else None,
+                # The rule goes with the request, so its card says why a person decides it.
+                progress_json=base.model_copy(update={"approval_rule": rule}).model_dump_json(),
+                decided_at=None if approval else utcnow(),
+                price_json=price.model_dump_json() if price else None,
+                price_summary=price.summary() if price else None,
+            )
+
         rule = self.approval_rule(spec, price)
-        approval = rule is not None
-        # The rule goes with the request, so its card says why a person decides it.
-        progress = Progress.model_validate_json(progress_json) if progress_json else Progress(
-            total=spec.subscription_num)
-        progress_json = progress.model_copy(update={"approval_rule": rule}).model_dump_json()
-        new = NewRequest(
-            requester_id=requester_id, spec_json=spec.canonical_json(), spec_hash=spec.spec_hash(),
-            charging_mode=spec.charging_mode, subscription_num=spec.subscription_num,
-            server_group_id=spec.server_group_id, channel_id=channel_id, thread_ts=thread_ts, team_id=team_id,
-            reason=reason, expires_at=utcnow() + self.policy.approval_ttl if approval else None,
-            remind_at=utcnow() + self.policy.remind_after if approval else None,
-            progress_json=progress_json, decided_at=None if approval else utcnow(),
-            price_json=price.model_dump_json() if price else None, price_summary=price.summary() if price else None,
-        )
+        guardrails = self.policy.guardrails
         # One transaction: the row, its "created" audit row and, without a human decision, "auto_approved".
         auto = (f"pay-per-use, {spec.subscription_num} server(s), within AUTO_APPROVE_MAX_SERVERS "
-                f"({self.policy.guardrails.auto_approve_max_servers})")
-        if (limit := self.policy.guardrails.auto_approve_max_monthly_cost) is not None and price is not None:
+                f"({guardrails.auto_approve_max_servers}) with what was approved without an approver in the last 24 hours")
+        if (limit := guardrails.auto_approve_max_monthly_cost) is not None and price is not None:
             auto += f", an estimated {price.monthly_estimate()} a month within AUTO_APPROVE_MAX_MONTHLY_COST ({limit})"
-        guardrails = self.policy.guardrails
+        recheck = None if rule is not None else Recheck(
+            rule=lambda earlier: self.approval_rule(spec, price, tally(earlier)), held=request)
         try:
-            return await self._db(self.store.create, new, State.PENDING_APPROVAL if approval else State.APPROVED,
-                                  requester_id, None if approval else auto, guardrails.max_servers_per_user_per_day)
+            return await self._db(self.store.create, request(rule),
+                                  State.PENDING_APPROVAL if rule is not None else State.APPROVED, requester_id,
+                                  None if rule is not None else auto, guardrails.max_servers_per_user_per_day,
+                                  pending_cap=guardrails.max_pending_per_user, recheck=recheck)
         except OverDailyCap as over:
             refusal = daily_refusal(guardrails, already=over.already, servers=spec.subscription_num)
             raise Refused(refusal or Refusal("MAX_SERVERS_PER_USER_PER_DAY", str(over))) from None
+        except OverPendingCap as over:
+            refusal = pending_refusal(guardrails, waiting=over.waiting)
+            raise Refused(refusal or Refusal("MAX_PENDING_PER_USER", str(over))) from None
 
     # Deciding ----------------------------------------------------------------------------------
 

@@ -94,9 +94,12 @@ def register(app: AsyncApp, ctx: BotContext) -> None:
         # The price is asked beside the quota, so it costs the form no extra wait; it never blocks a request.
         (quota_note, quota_error), quote = await asyncio.gather(_check_quota(ctx, spec), ctx.pricer.quote(spec))
         errors = {Block.COUNT.value: quota_error} if quota_error else {}
-        # Whether an approver decides is known only now, with the price: then they need the reason.
-        rule = ctx.workflow.approval_rule(spec, quote)
-        if rule and not form.reason:
+        # Whether an approver decides is known only now, with the price and what the person had approved without
+        # one today: then they need the reason, and a place among the requests an approver has to look at.
+        rule = await guard.approval_rule(ctx, spec, quote, user)
+        if rule and (refusal := await guard.pending_refusal(ctx, user)):
+            errors[Block.COUNT.value] = refusal.sentence
+        elif rule and not form.reason:
             errors[Block.REASON.value] = f"Say why these servers are needed: an approver decides this request — {rule}."
         if errors:
             await ack(response_action="errors", errors=errors)
@@ -107,7 +110,7 @@ def register(app: AsyncApp, ctx: BotContext) -> None:
         try:
             await ctx.workflow.submit(spec, user, channel_id=context.channel_id, reason=form.reason,
                                       progress_json=progress, price=quote)
-        except Refused as refused:  # another submission of theirs took the day's last servers meanwhile
+        except Refused as refused:  # another submission of theirs took the day's last servers or place meanwhile
             await ack(response_action="errors", errors={Block.COUNT.value: refused.refusal.sentence})
             return
         await ack()

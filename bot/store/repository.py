@@ -7,12 +7,12 @@ from __future__ import annotations
 
 import json
 import secrets
-from collections.abc import Iterable, Sequence
+from collections.abc import Callable, Iterable, Sequence
 from dataclasses import dataclass
 from datetime import datetime, timedelta
 from typing import Any
 
-from sqlalchemy import Engine, Table, and_, bindparam, func, insert, or_, text, update
+from sqlalchemy import Engine, Table, and_, bindparam, exists, func, insert, or_, text, update
 from sqlmodel import Session, col, select
 
 from bot.lifecycle import IN_FLIGHT_STATES, State, TransitionRefused, can_move
@@ -94,6 +94,37 @@ class OverDailyCap(Exception):
         self.already = already
 
 
+class OverPendingCap(Exception):
+    """The new request would wait, and its requester already has as many waiting as allowed; nothing was stored."""
+
+    def __init__(self, waiting: int) -> None:
+        super().__init__(f"{waiting} requests waiting for an approver or for payment")
+        self.waiting = waiting
+
+
+@dataclass(frozen=True)
+class Earlier:
+    """A request its requester had approved without an approver: its servers, and its price as stored."""
+
+    servers: int
+    price_json: str | None
+
+
+@dataclass(frozen=True)
+class Recheck:
+    """For a request about to go out without an approver: whether what its requester had approved that way in
+    the last day (read in the storing transaction) means it must wait after all (`rule`: why, or None), and the
+    request as it then waits (`held`)."""
+
+    rule: Callable[[list[Earlier]], str | None]
+    held: Callable[[str], NewRequest]
+
+
+# States in which a request waits for a person: an approver's decision, or an approver's payment.
+WAITING_FOR_A_PERSON = (State.PENDING_APPROVAL.value, State.AWAITING_PAYMENT.value)
+NOTHING_ORDERED = (State.REJECTED.value, State.CANCELLED.value, State.EXPIRED.value, State.SUBMIT_FAILED.value)
+
+
 def server_ids(request: AppRequest) -> list[str]:
     ids: list[str] = json.loads(request.server_ids_json or "[]")
     return ids
@@ -170,24 +201,40 @@ class RequestStore:
     # Writing -----------------------------------------------------------------------------------
 
     def create(self, new: NewRequest, state: State, actor: str, auto_approved: str | None = None,
-               daily_cap: int | None = None) -> AppRequest:
-        """Store a request with its audit rows and first news. With `daily_cap`, the requester's servers of the
-        last day are counted in the same transaction, after any concurrent one of theirs committed, so two
-        submissions at once cannot both pass it (`OverDailyCap`)."""
+               daily_cap: int | None = None, *, pending_cap: int | None = None,
+               recheck: Recheck | None = None) -> AppRequest:
+        """Store a request with its audit rows and first news. The person's guardrails are checked in the same
+        transaction, after any concurrent submission of theirs committed, so submissions at once cannot pass
+        them together: `daily_cap`, the servers of the last day (`OverDailyCap`); `recheck`, for a request
+        about to be approved without an approver, what they had approved that way in the last day (it then
+        waits for an approver instead); `pending_cap`, for a request that waits, how many of theirs already
+        wait (`OverPendingCap`)."""
         now = utcnow()
-        row = AppRequest(
-            id=new_request_id(), requester_id=new.requester_id, team_id=new.team_id, channel_id=new.channel_id,
-            thread_ts=new.thread_ts, reason=new.reason, spec_json=new.spec_json, spec_hash=new.spec_hash,
-            charging_mode=new.charging_mode, subscription_num=new.subscription_num,
-            server_group_id=new.server_group_id, state=state.value, created_at=now, updated_at=now,
-            expires_at=new.expires_at, progress_json=new.progress_json, decided_at=new.decided_at,
-            price_json=new.price_json, remind_at=new.remind_at,
-        )
+        held_because: str | None = None
         with self._db.write() as session:
+            if daily_cap is not None or pending_cap is not None or recheck is not None:
+                self._serialize_requester(session, new.requester_id)
             if daily_cap is not None:
-                already = self._servers_asked(session, new.requester_id, now - timedelta(days=1), serialized=True)
+                already = self._servers_asked(session, new.requester_id, now - timedelta(days=1))
                 if already + new.subscription_num > daily_cap:
                     raise OverDailyCap(already)
+            if recheck is not None and state == State.APPROVED:
+                held_because = recheck.rule(self._approved_without_approver(session, new.requester_id,
+                                                                            now - timedelta(days=1)))
+                if held_because is not None:
+                    new, state, auto_approved = recheck.held(held_because), State.PENDING_APPROVAL, None
+            if pending_cap is not None and state == State.PENDING_APPROVAL:
+                waiting = self._waiting(session, new.requester_id)
+                if waiting >= pending_cap:
+                    raise OverPendingCap(waiting)
+            row = AppRequest(
+                id=new_request_id(), requester_id=new.requester_id, team_id=new.team_id, channel_id=new.channel_id,
+                thread_ts=new.thread_ts, reason=new.reason, spec_json=new.spec_json, spec_hash=new.spec_hash,
+                charging_mode=new.charging_mode, subscription_num=new.subscription_num,
+                server_group_id=new.server_group_id, state=state.value, created_at=now, updated_at=now,
+                expires_at=new.expires_at, progress_json=new.progress_json, decided_at=new.decided_at,
+                price_json=new.price_json, remind_at=new.remind_at,
+            )
             session.add(row)
             session.flush()  # the row first: the audit rows point at it
             session.add(AuditEvent(request_id=row.id, actor=actor, action="created", new_state=state.value,
@@ -196,6 +243,10 @@ class RequestStore:
             if auto_approved:
                 session.add(AuditEvent(request_id=row.id, actor="bot", action="auto_approved", old_state=state.value,
                                        new_state=state.value, spec_hash=new.spec_hash, detail=auto_approved, at=now))
+            if held_because:  # within the limits alone, not with what went out before it: why it waits
+                session.add(AuditEvent(request_id=row.id, actor="bot", action="held_for_approver",
+                                       old_state=state.value, new_state=state.value, spec_hash=new.spec_hash,
+                                       detail=held_because, at=now))
         return row
 
     def audit_now(self, request_id: str, actor: str, action: str, *, allowed: bool, detail: str | None = None) -> bool:
@@ -510,16 +561,44 @@ class RequestStore:
         with self._db.read() as session:
             return self._servers_asked(session, requester_id, since)
 
+    def approved_without_approver(self, requester_id: str, since: datetime) -> list[Earlier]:
+        """A person's requests approved without an approver since `since` that did not end with nothing ordered."""
+        with self._db.read() as session:
+            return self._approved_without_approver(session, requester_id, since)
+
+    def waiting_for_a_person(self, requester_id: str) -> int:
+        """A person's requests waiting for an approver's decision or payment."""
+        with self._db.read() as session:
+            return self._waiting(session, requester_id)
+
     @staticmethod
-    def _servers_asked(session: Session, requester_id: str, since: datetime, *, serialized: bool = False) -> int:
-        if serialized and session.get_bind().dialect.name == "postgresql":
-            # One requester's creates take turns (SQLite's writers always do): the count sees the other's row.
-            session.exec(select(func.pg_advisory_xact_lock(func.hashtext("appserver daily cap " + requester_id))))
-        nothing_ordered = [State.REJECTED.value, State.CANCELLED.value, State.EXPIRED.value, State.SUBMIT_FAILED.value]
+    def _serialize_requester(session: Session, requester_id: str) -> None:
+        """One requester's creates take turns (SQLite's writers always do), so each one's checks see the rows
+        the one before stored; other people's creates do not wait."""
+        if session.get_bind().dialect.name == "postgresql":
+            session.exec(select(func.pg_advisory_xact_lock(func.hashtext("appserver requester " + requester_id))))
+
+    @staticmethod
+    def _servers_asked(session: Session, requester_id: str, since: datetime) -> int:
         total = session.exec(select(func.coalesce(func.sum(AppRequest.subscription_num), 0)).where(
             AppRequest.requester_id == requester_id, col(AppRequest.created_at) >= since,
-            col(AppRequest.state).not_in(nothing_ordered))).one()
+            col(AppRequest.state).not_in(NOTHING_ORDERED))).one()
         return int(total)
+
+    @staticmethod
+    def _approved_without_approver(session: Session, requester_id: str, since: datetime) -> list[Earlier]:
+        # Per request through the audit log's index on request_id: a few rows a person a day.
+        auto = exists().where(col(AuditEvent.request_id) == col(AppRequest.id), col(AuditEvent.action) == "auto_approved")
+        rows = session.exec(select(AppRequest.subscription_num, AppRequest.price_json).where(
+            AppRequest.requester_id == requester_id, col(AppRequest.created_at) >= since,
+            col(AppRequest.state).not_in(NOTHING_ORDERED), auto))
+        return [Earlier(servers, price) for servers, price in rows]
+
+    @staticmethod
+    def _waiting(session: Session, requester_id: str) -> int:
+        count: int = session.exec(select(func.count()).select_from(AppRequest).where(
+            AppRequest.requester_id == requester_id, col(AppRequest.state).in_(WAITING_FOR_A_PERSON))).one()
+        return count
 
     def count_by_state(self) -> dict[str, int]:
         with self._db.read() as session:
