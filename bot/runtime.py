@@ -175,6 +175,7 @@ def build_runtime(settings: Settings, *, need_signing_secret: bool = True) -> Ru
         approvers=frozenset(settings.approvers), postpaid_requires_approval=settings.postpaid_requires_approval,
         approval_ttl=timedelta(hours=settings.approval_ttl_hours),
         remind_after=timedelta(minutes=settings.approval_remind_after_minutes),
+        remind_per_channel=not settings.approval_channel,
         submit_lease=timedelta(seconds=settings.submit_lease_seconds),
         first_poll_delay=timedelta(seconds=settings.poll_first_delay_seconds),
         guardrails=Guardrails.from_settings(settings),
@@ -185,7 +186,7 @@ def build_runtime(settings: Settings, *, need_signing_secret: bool = True) -> Ru
     names = NameBook(catalogue, cloud)
     notifier = SlackNotifier(writer, store, settings.approval_channel, settings.notify_channel,
                              sandbox=sandbox_server is not None, approvers=tuple(settings.approvers), names=names,
-                             console_url=settings.region_console_url, max_reminders=policy.max_reminders)
+                             console_url=settings.region_console_url)
     courier = Courier(NewsStore(engine), store, notifier, workflow.worker_id,
                       CourierConfig(lease=timedelta(seconds=settings.slack_news_lease_seconds)))
     tracker = Tracker(store, cloud, workflow, TrackerConfig(

@@ -110,6 +110,8 @@ class Policy:
     approval_ttl: timedelta = timedelta(hours=24)
     remind_after: timedelta = timedelta(minutes=60)  # then again as long after, up to `max_reminders` in all
     max_reminders: int = 3
+    # Without APPROVAL_CHANNEL a round's reminder goes to each channel requests were asked in, listing its own.
+    remind_per_channel: bool = False
     submit_lease: timedelta = timedelta(seconds=90)
     first_poll_delay: timedelta = timedelta(seconds=10)
     # After a payment with no answer, how long the billing service gets before "still unpaid" is believed.
@@ -430,10 +432,12 @@ class Workflow:
         return expired
 
     async def remind_due(self) -> int:
-        """Queue the reminders that are due (approvers on the card; the requester shortly before expiry)."""
+        """Queue the reminders that are due: a round for the approvers (one message listing what waits), the
+        requester shortly before expiry."""
         warn_before = min(timedelta(hours=1), self.policy.approval_ttl / 4)
         return await self._db(self.store.queue_reminders, every=self.policy.remind_after,
-                              most=self.policy.max_reminders, warn_before=warn_before)
+                              most=self.policy.max_reminders, warn_before=warn_before,
+                              per_channel=self.policy.remind_per_channel)
 
     # Sending to the cloud ----------------------------------------------------------------------
 

@@ -14,6 +14,7 @@ from typing import Any
 import pytest
 from slack_sdk.models.blocks import Block
 from slack_sdk.models.views import View
+from sqlalchemy import text as sql
 
 from bot.lifecycle import State
 from bot.notify import Event
@@ -22,6 +23,7 @@ from bot.sandbox.seed import SUBNETS
 from bot.slack.binding import button_value
 from bot.slack.ids import Action
 from bot.slack.ids import Block as BlockId
+from bot.store.models import utcnow
 from bot.store.news import NewsStore
 from bot.store.repository import server_ids
 from tests.fake_slack import FakeSlack
@@ -302,9 +304,9 @@ def test_approvers_are_reminded_three_times_and_the_requester_before_expiry(
                        approval_ttl_hours=0.002) as bot:
         row = pending_with_card(bot)
 
-        def reminders() -> list[dict[str, Any]]:
-            return [a for a in bot.slack.of("chat.postMessage") if a.get("thread_ts") == row.approval_ts
-                    and "Reminder" in a["text"]]
+        def reminders() -> list[dict[str, Any]]:  # one message per round in the approvals channel
+            return [a for a in bot.slack.of("chat.postMessage") if a.get("channel") == APPROVAL_CHANNEL
+                    and ":bell:" in a["text"]]
 
         wait_for(lambda: len(reminders()) >= 3, what="three reminders")
         warned = wait_for(lambda: [a for a in thread_replies(bot, row.thread_ts) if "expires" in a["text"]],
@@ -315,7 +317,10 @@ def test_approvers_are_reminded_three_times_and_the_requester_before_expiry(
         wait_for(lambda: bot.runtime.courier.news.backlog() == 0, what="the news told")
         told = reminders()
         assert len(told) == 3 and all(all(p in t["text"] for p in APPROVER_PINGS) for t in told)
-        assert [t["text"].split("Reminder ")[1][:6] for t in told] == ["1 of 3", "2 of 3", "3 of 3"]
+        assert all("1 request waits for a decision" in t["text"] and row.id in t["text"] for t in told)
+        assert all(t.get("thread_ts") is None for t in told)
+        assert [e.detail for e in bot.runtime.store.audit_log(row.id) if e.action == Event.REMIND.value] == [
+            "reminder 1 of 3", "reminder 2 of 3", "reminder 3 of 3"]
         expired = [a for a in thread_replies(bot, row.thread_ts) if "expired" in a["text"]]
         assert len(expired) == 1 and Action.ORDER_AGAIN.value in buttons(expired[0])
         audit = [e.action for e in bot.runtime.store.audit_log(row.id)]
@@ -324,17 +329,18 @@ def test_approvers_are_reminded_three_times_and_the_requester_before_expiry(
 
 
 @pytest.mark.slow
-def test_without_an_approval_channel_the_approvers_are_reminded_in_the_requests_thread(
+def test_without_an_approval_channel_the_approvers_are_reminded_in_the_requests_channel(
         slack: tuple[FakeSlack, str], sandbox: Sandbox, sandbox_url: str, tmp_path: Path) -> None:
     with reminding_bot(slack, sandbox, sandbox_url, tmp_path, approval_remind_after_minutes=0.01,
                        approval_channel=None) as bot:
         fill(bot, billing="prePaid", period_unit="2", period_num=6, count=1)
         row = final_state(bot, State.PENDING_APPROVAL)
-        thread = wait_for(lambda: only_request(bot).thread_ts, what="the request's thread")
-        reminded = wait_for(lambda: [a for a in thread_replies(bot, thread) if "Reminder 1 of 3" in a["text"]],
-                            what="a reminder in the request's thread")
+        thread_link = f"https://sandbox.slack.com/archives/{REQUEST_CHANNEL}/p"
+        reminded = wait_for(lambda: [a for a in bot.slack.of("chat.postMessage") if a.get("channel") == REQUEST_CHANNEL
+                                     and ":bell:" in a["text"]], what="a reminder in the request's channel")
         assert all(p in reminded[0]["text"] for p in APPROVER_PINGS) and "in the app's Home tab" in reminded[0]["text"]
         assert not only_request(bot).approval_ts and row.id in reminded[0]["text"]
+        assert thread_link in as_text(reminded[0]["blocks"])  # each listed request links to its thread
 
 
 def test_reminders_are_queued_once_however_many_replicas_look(engine: Any) -> None:
@@ -360,3 +366,73 @@ def test_reminders_are_queued_once_however_many_replicas_look(engine: Any) -> No
     stores[0].transition(row.id, State.PENDING_APPROVAL, State.CANCELLED, actor=REQUESTER, action="cancel")
     assert stores[1].queue_reminders(every=every, most=3, warn_before=warn, now=later + every) == 0
 
+
+
+def _rounds_pass(bot: Bot) -> None:
+    """As if APPROVAL_REMIND_AFTER_MINUTES had passed for every waiting request: the next round is due now."""
+    with bot.runtime.engine.begin() as connection:
+        connection.execute(sql("UPDATE requests SET remind_at = :now WHERE remind_at IS NOT NULL"),
+                           {"now": utcnow() - timedelta(seconds=1)})
+
+
+@pytest.mark.slow
+def test_ten_waiting_requests_are_one_reminder_a_round_not_ten(
+        slack: tuple[FakeSlack, str], sandbox: Sandbox, sandbox_url: str, tmp_path: Path) -> None:
+    """Ten requests from one person: ten cards, and each round one message listing all ten (up to 30 pings
+    before, one per request per round)."""
+    with reminding_bot(slack, sandbox, sandbox_url, tmp_path, max_pending_per_user=10) as bot:
+        for n in range(10):
+            fill(bot, billing="prePaid", period_unit="2", period_num=6, count=1, reason=f"Team {n}")
+        rows = wait_for(lambda: (found := bot.runtime.store.for_requester(REQUESTER, 20)) and len(found) == 10
+                        and all(r.approval_ts for r in found) and found, what="ten cards")
+        assert len(card_posts(bot)) == 10
+
+        def reminders() -> list[dict[str, Any]]:
+            return [a for a in bot.slack.of("chat.postMessage") if ":bell:" in a["text"]]
+
+        for round_number in (1, 2, 3):
+            _rounds_pass(bot)
+            wait_for(lambda n=round_number: len(reminders()) == n, what=f"round {round_number}")
+            wait_for(lambda: bot.runtime.courier.news.backlog() == 0, what="the round told")
+        told = reminders()
+        assert len(told) == 3 and all(t["channel"] == APPROVAL_CHANNEL and t.get("thread_ts") is None for t in told)
+        for message in told:
+            valid(message)
+            blocks = as_text(message["blocks"])
+            assert "10 requests wait for a decision" in message["text"] and all(p in message["text"]
+                                                                                 for p in APPROVER_PINGS)
+            assert all(r.id in blocks for r in rows)  # every request, with a link to its card
+            assert blocks.count(f"https://sandbox.slack.com/archives/{APPROVAL_CHANNEL}/p") == 20
+        assert all(r.reminders_sent == 3 and r.remind_at is None for r in bot.runtime.store.for_requester(REQUESTER, 20))
+        assert bot.runtime.store.queue_reminders(every=timedelta(minutes=60), most=3, warn_before=timedelta(0)) == 0
+
+
+def test_a_round_is_queued_once_when_replicas_look_at_the_same_moment(engine: Any) -> None:
+    from concurrent.futures import ThreadPoolExecutor
+
+    from bot.store.repository import NewRequest, RequestStore
+
+    stores = [RequestStore(engine) for _ in range(4)]  # four replicas on one database
+    now = utcnow()
+    ids = [stores[0].create(NewRequest(requester_id=f"U0ASKER{n}", spec_json="{}", spec_hash="h",
+                                       charging_mode="prePaid", subscription_num=1, server_group_id="g",
+                                       channel_id="C0REQUESTS", expires_at=now + timedelta(hours=5),
+                                       remind_at=now - timedelta(seconds=n)), State.PENDING_APPROVAL, "U0ASKER").id
+           for n in range(10)]
+    every = timedelta(minutes=10)
+    with ThreadPoolExecutor(8) as pool:
+        queued = list(pool.map(lambda n: stores[n % 4].queue_reminders(
+            every=every, most=3, warn_before=timedelta(0), now=now), range(16)))
+    assert sum(queued) == 1  # one round, one message
+    reminded = [r for r in (stores[0].get(i) for i in ids) if r is not None]
+    assert all(r.reminders_sent == 1 and r.remind_at == now + every for r in reminded)
+    news = NewsStore(engine)
+    assert sum(1 for i in ids for n in news.pending(i) if n.event == Event.REMIND) == 1
+    # Without an approval channel: one message per channel the requests were asked in.
+    other = stores[0].create(NewRequest(requester_id="U0ELSE", spec_json="{}", spec_hash="h", charging_mode="prePaid",
+                                        subscription_num=1, server_group_id="g", channel_id="C0OTHER",
+                                        expires_at=now + timedelta(hours=5), remind_at=now),
+                             State.PENDING_APPROVAL, "U0ELSE")
+    later = now + every
+    assert stores[1].queue_reminders(every=every, most=3, warn_before=timedelta(0), now=later, per_channel=True) == 2
+    assert [n.event for n in news.pending(other.id)] == [Event.CREATED, Event.REMIND]

@@ -665,19 +665,6 @@ def decision_reply(request: AppRequest, *, sandbox: bool) -> str | None:
            f"{request.id}{at}. It is being ordered; this thread shows how it goes."
 
 
-def reminder_text(request: AppRequest, *, sandbox: bool, approvers: Sequence[str], most: int,
-                  on_card: bool = True) -> str:
-    """A reminder in the card's thread (or, with no card, the request's): who is asked, what waits, since when,
-    and when it expires."""
-    prefix = "[SANDBOX] " if sandbox else ""
-    who = mentions(approvers) or "Approvers"
-    expires = f"; it expires {when(request.expires_at)}" if request.expires_at else ""
-    where = "on the card above" if on_card else "in the app's Home tab"
-    return (f"{prefix}:bell: {who}: {request.id} from {mention(request.requester_id)} ({what_is_ordered(spec_of(request))}) "
-            f"has waited since {when(request.created_at)} for a decision{expires}. Reminder {request.reminders_sent} "
-            f"of {most}: Approve or Reject {where}.")
-
-
 def expiring_message(request: AppRequest, *, sandbox: bool, links: Links = NO_LINKS) -> Message:
     """The requester, shortly before their request expires undecided."""
     prefix = "[SANDBOX] " if sandbox else ""

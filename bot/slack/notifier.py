@@ -15,7 +15,7 @@ from bot.lifecycle import State
 from bot.notify import Event
 from bot.progress import Progress
 from bot.reconcile import Candidates
-from bot.slack import messages
+from bot.slack import messages, reminders
 from bot.slack.names import NameBook, Names
 from bot.slack.writer import SlackWriter
 from bot.store.models import AppRequest
@@ -39,7 +39,6 @@ class SlackNotifier:
     approvers: tuple[str, ...] = field(default=())
     names: NameBook | None = None  # display names for ids; without it, messages show ids
     console_url: str | None = None  # the region's Workspace console, linked from the final reply
-    max_reminders: int = 3
     _permalinks: LRUCache[tuple[str, str], str] = field(default_factory=lambda: LRUCache(maxsize=4096))
 
     async def _names_of(self, request: AppRequest) -> Names:
@@ -75,9 +74,12 @@ class SlackNotifier:
             await self._created(request)
             return
         state = State(request.state)
-        if event in (Event.REMIND, Event.EXPIRING):
-            if state == State.PENDING_APPROVAL:  # decided since it was queued: nobody needs reminding
-                await (self._remind(request) if event is Event.REMIND else self._expiring(request))
+        if event is Event.REMIND:  # a round: it lists what waits now, whether or not this request still does
+            await self._remind_round(request)
+            return
+        if event is Event.EXPIRING:
+            if state == State.PENDING_APPROVAL:  # decided since it was queued: nobody needs telling
+                await self._expiring(request)
             return
         names, links = await self._names_of(request), await self._links(request)
         await self._update_head(request, names, links)
@@ -96,14 +98,25 @@ class SlackNotifier:
         elif event is Event.DECIDED and (text := messages.decision_reply(request, sandbox=self.sandbox)):
             await self._reply_text(request, text)
 
-    async def _remind(self, request: AppRequest) -> None:
-        card = await self._approvers_card(request)
-        if card is not None:
-            await self._reply_on_card(card, messages.reminder_text(card, sandbox=self.sandbox, approvers=self.approvers,
-                                                                   most=self.max_reminders))
-        else:  # no card (no APPROVAL_CHANNEL): the approvers are mentioned where the request lives
-            await self._reply_text(request, messages.reminder_text(
-                request, sandbox=self.sandbox, approvers=self.approvers, most=self.max_reminders, on_card=False))
+    async def _remind_round(self, request: AppRequest) -> None:
+        """One message for the round: in APPROVAL_CHANNEL, every request waiting with a link to its card; without
+        it, in the channel `request` was asked in, that channel's waiting requests with links to their threads
+        (App Home is where those are decided)."""
+        channel = self.approval_channel or request.channel_id
+        if not channel:
+            return
+        waiting, total = await asyncio.to_thread(self.store.waiting_for_approval,
+                                                 None if self.approval_channel else channel, reminders.MOST_LISTED)
+        if not waiting:
+            return  # all decided since the round was queued
+        items = []
+        for row in waiting:
+            url = await self._permalink(row.approval_channel_id or self.approval_channel, row.approval_ts) \
+                if self.approval_channel else await self._permalink(row.channel_id, row.thread_ts)
+            items.append(reminders.Waiting(row, await self._names_of(row), url))
+        message = reminders.round_reminder(items, total=total, sandbox=self.sandbox, approvers=self.approvers,
+                                           on_card=bool(self.approval_channel))
+        await self.writer.post(channel, message.text, message.blocks)
 
     async def _expiring(self, request: AppRequest) -> None:
         message = messages.expiring_message(request, sandbox=self.sandbox, links=await self._links(request))

@@ -521,40 +521,85 @@ class RequestStore:
             return list(session.exec(query))
 
     def queue_reminders(self, *, every: timedelta, most: int, warn_before: timedelta, now: datetime | None = None,
-                        limit: int = 100) -> int:
-        """Queue the reminders that are due: REMIND for the approvers (at most `most`, `every` apart) and
-        EXPIRING for the requester once, `warn_before` the request expires. Each is a compare-and-set on the
-        row's version written with its news, so replicas and restarts neither repeat nor lose one."""
+                        limit: int = 100, per_channel: bool = False) -> int:
+        """Queue what is due: a round of reminders for the approvers, and EXPIRING for each requester once,
+        `warn_before` their request expires. Returns how many pieces of news were queued.
+
+        A round starts when a waiting request is due (`every` after it was created or last reminded, `most`
+        times at most). The round is one REMIND news, on one of its requests, for one message that lists every
+        request still waiting; each request waiting with reminders left counts it and is next due `every`
+        later, so waiting requests share their rounds. `per_channel`: one message per channel the requests were
+        asked in (no APPROVAL_CHANNEL), so a channel sees only its own. Written in one transaction that replicas
+        take in turn, so a round is queued once; the expiry warnings are compare-and-sets on each row."""
         now = now or utcnow()
+        return self._queue_round(every=every, most=most, now=now, limit=limit, per_channel=per_channel) + \
+            self._queue_expiry_warnings(warn_before=warn_before, now=now, limit=limit)
+
+    def _queue_round(self, *, every: timedelta, most: int, now: datetime, limit: int, per_channel: bool) -> int:
         pending = col(AppRequest.state) == State.PENDING_APPROVAL.value
-        remind = (col(AppRequest.remind_at) <= now) & (col(AppRequest.reminders_sent) < most)
+        reminders_left = col(AppRequest.remind_at).is_not(None) & (col(AppRequest.reminders_sent) < most)
+        with self._db.write() as session:
+            if session.get_bind().dialect.name == "postgresql":  # SQLite's writers already take turns
+                session.exec(select(func.pg_advisory_xact_lock(func.hashtext("appserver reminder round"))))
+            due = session.exec(select(AppRequest.id).where(pending, reminders_left,
+                                                           col(AppRequest.remind_at) <= now).limit(1)).first()
+            if due is None:
+                return 0
+            rows = list(session.exec(select(AppRequest).where(pending, reminders_left)
+                                     .order_by(col(AppRequest.created_at)).limit(limit)))
+            reminded: list[AppRequest] = []
+            for row in rows:
+                sent = row.reminders_sent + 1
+                result = session.execute(
+                    update(AppRequest).where(col(AppRequest.id) == row.id, col(AppRequest.version) == row.version,
+                                             pending)
+                    .values(version=row.version + 1, reminders_sent=sent, remind_at=now + every if sent < most else None)
+                    .execution_options(synchronize_session=False))
+                if result.rowcount != 1:  # type: ignore[attr-defined]
+                    continue  # decided or changed this moment: the round goes on without it
+                reminded.append(row)
+                session.add(AuditEvent(request_id=row.id, actor="bot", action=Event.REMIND.value, old_state=row.state,
+                                       new_state=row.state, spec_hash=row.spec_hash, detail=f"reminder {sent} of {most}",
+                                       at=now))
+            places: dict[str | None, str] = {}  # where the round's message goes → the request that carries it
+            for row in reminded:
+                if not per_channel or row.channel_id:
+                    places.setdefault(row.channel_id if per_channel else None, row.id)
+            for request_id in places.values():
+                session.add(SlackNews(**news_row(request_id, Event.REMIND, now=now)))
+        return len(places)
+
+    def _queue_expiry_warnings(self, *, warn_before: timedelta, now: datetime, limit: int) -> int:
+        pending = col(AppRequest.state) == State.PENDING_APPROVAL.value
         warn = ~col(AppRequest.expiry_warned) & (col(AppRequest.expires_at) <= now + warn_before) & \
             (col(AppRequest.expires_at) > now)
         queued = 0
         with self._db.read() as session:
-            due = list(session.exec(select(AppRequest).where(pending, or_(remind, warn)).limit(limit)))
+            due = list(session.exec(select(AppRequest).where(pending, warn).limit(limit)))
         for row in due:
-            values: dict[str, Any] = {"version": row.version + 1}
-            events: list[Event] = []
-            if row.remind_at is not None and row.remind_at <= now and row.reminders_sent < most:
-                sent = row.reminders_sent + 1
-                values.update(reminders_sent=sent, remind_at=now + every if sent < most else None)
-                events.append(Event.REMIND)
-            if not row.expiry_warned and row.expires_at is not None and now < row.expires_at <= now + warn_before:
-                values["expiry_warned"] = True
-                events.append(Event.EXPIRING)
             with self._db.write() as session:
                 result = session.execute(
                     update(AppRequest).where(col(AppRequest.id) == row.id, col(AppRequest.version) == row.version,
-                                             pending).values(**values).execution_options(synchronize_session=False))
+                                             pending).values(version=row.version + 1, expiry_warned=True)
+                    .execution_options(synchronize_session=False))
                 if result.rowcount != 1:  # type: ignore[attr-defined]
                     continue  # another replica queued it, or the request moved on
-                for event in events:
-                    session.add(SlackNews(**news_row(row.id, event, now=now)))
-                    session.add(AuditEvent(request_id=row.id, actor="bot", action=event.value, old_state=row.state,
-                                           new_state=row.state, spec_hash=row.spec_hash, at=now))
-            queued += len(events)
+                session.add(SlackNews(**news_row(row.id, Event.EXPIRING, now=now)))
+                session.add(AuditEvent(request_id=row.id, actor="bot", action=Event.EXPIRING.value, old_state=row.state,
+                                       new_state=row.state, spec_hash=row.spec_hash, at=now))
+            queued += 1
         return queued
+
+    def waiting_for_approval(self, channel_id: str | None = None, limit: int = 15) -> tuple[list[AppRequest], int]:
+        """Requests waiting for an approver's decision, oldest first (asked in `channel_id`, when given): the
+        first `limit` of them, and how many there are."""
+        with self._db.read() as session:
+            where = [col(AppRequest.state) == State.PENDING_APPROVAL.value]
+            if channel_id is not None:
+                where.append(col(AppRequest.channel_id) == channel_id)
+            rows = list(session.exec(select(AppRequest).where(*where).order_by(col(AppRequest.created_at)).limit(limit)))
+            total: int = session.exec(select(func.count()).select_from(AppRequest).where(*where)).one()
+            return rows, total
 
     def servers_asked_since(self, requester_id: str, since: datetime) -> int:
         """Servers a person asked for since `since`, in requests that were not refused or withdrawn."""
