@@ -32,6 +32,7 @@ class FakeSlack:
     channels: dict[str, dict[str, Any]] = field(default_factory=dict)
     users: dict[str, dict[str, Any]] = field(default_factory=dict)  # users.info; any other id is an active user
     gates: dict[str, threading.Event] = field(default_factory=dict)  # method -> its answers wait until set
+    retry_after: str = "1"  # the Retry-After of a queued "ratelimited" (Slack sends seconds; HTTP allows a date)
 
     def __post_init__(self) -> None:
         self.app = Starlette(routes=[Route("/api/{method}", self._call, methods=["POST", "GET"]),
@@ -61,6 +62,15 @@ class FakeSlack:
     def latest_view(self) -> dict[str, Any]:
         return list(self.views.values())[-1]
 
+    def _queued_error(self, method: str) -> JSONResponse | None:
+        queued = self.errors.get(method)
+        if not queued:
+            return None
+        error = queued.pop(0)
+        if error == "ratelimited":
+            return JSONResponse({"ok": False, "error": error}, status_code=429, headers={"Retry-After": self.retry_after})
+        return JSONResponse({"ok": False, "error": error})
+
     async def _call(self, request: Request) -> JSONResponse:
         method = request.path_params["method"]
         raw = (await request.body()).decode()
@@ -77,15 +87,11 @@ class FakeSlack:
         if method == "apps.connections.open":
             if request.headers.get("authorization") != f"Bearer {self.app_token}" or not self.socket_url:
                 return JSONResponse({"ok": False, "error": "invalid_auth"})
-            return JSONResponse({"ok": True, "url": self.socket_url})
+            return self._queued_error(method) or JSONResponse({"ok": True, "url": self.socket_url})
         if request.headers.get("authorization") != f"Bearer {self.token}":
             return JSONResponse({"ok": False, "error": "invalid_auth"})
-        queued = self.errors.get(method)
-        if queued:
-            error = queued.pop(0)
-            if error == "ratelimited":
-                return JSONResponse({"ok": False, "error": error}, status_code=429, headers={"Retry-After": "1"})
-            return JSONResponse({"ok": False, "error": error})
+        if (failure := self._queued_error(method)) is not None:
+            return failure
         if method == "auth.test":  # Slack lists the token's scopes in a header of every answer
             return JSONResponse({"ok": True, "url": "https://sandbox.slack.com/", "team": "Sandbox Co",
                                  "user": "appserver", "team_id": "T0SANDBOX", "user_id": "U0BOT", "bot_id": "B0BOT"},

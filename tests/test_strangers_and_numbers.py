@@ -4,17 +4,28 @@ never a 500 and never a traceback; and only ASCII digits are taken as a number."
 
 from __future__ import annotations
 
+import asyncio
 import logging
 import socket
 import time
+from pathlib import Path
 
 import pytest
 
 from bot.digits import ascii_int, quoted
 from bot.logs import install_redaction
+from bot.runtime import build_runtime
+from bot.sandbox import Sandbox
+from bot.sandbox.server import BackgroundServer
 from bot.slack.ids import Block
+from bot.slack.socket_mode import SocketModeLink
+from bot.slack.writer import new_web_client
+from bot.startup import Backoff
+from tests.conftest import sandbox_settings
+from tests.fake_slack import FakeSlack
 from tests.flows import OFFICE
 from tests.harness import Bot, sign
+from tests.socket_stand_in import SocketStandIn
 
 HELP = b"token=x&command=%2Fappserver&text=help&user_id=U0ASKER&channel_id=C1&trigger_id=1.2.3"
 # "1700000000" in Arabic-Indic digits: `int()` reads it as the number, `isdigit()` says yes.
@@ -115,3 +126,43 @@ def test_a_period_in_other_digits_is_an_inline_error(bot: Bot, log: pytest.LogCa
                                        "The period length must be a whole number in the digits 0-9 (got '٣')."}
     assert bot.runtime.store.count_by_state() == {}
     no_tracebacks(log)
+
+
+# Slack's own numbers: Retry-After -------------------------------------------------------------------------
+
+HTTP_DATE = "Wed, 21 Oct 2026 07:28:00 GMT"  # HTTP allows a date here; slack_sdk's handler does int() on it
+
+
+@pytest.mark.parametrize("stated", [HTTP_DATE, "¹", "9" * 5000])
+async def test_a_429_whose_retry_after_is_not_seconds_is_retried_not_raised(fake_slack: tuple[FakeSlack, str],
+                                                                           stated: str) -> None:
+    fake, url = fake_slack
+    fake.retry_after = stated.encode("utf-8").decode("latin-1")  # as it arrives from the wire
+    fake.fail_next("chat.postMessage", "ratelimited")
+    client = new_web_client(fake.token, url)
+    answer = await client.chat_postMessage(channel="C1", text="hello")
+    assert answer["ok"] and len(fake.of("chat.postMessage")) == 2  # refused once, then taken
+
+
+async def test_socket_mode_rate_limited_with_a_date_keeps_trying_and_connects(
+        sandbox: Sandbox, sandbox_url: str, tmp_path: Path) -> None:
+    with SocketStandIn([]) as stand_in:
+        fake = FakeSlack(socket_url=stand_in.url, retry_after=HTTP_DATE)
+        for _ in range(4):  # more than the client's own retries: the link's loop reads the header too
+            fake.fail_next("apps.connections.open", "ratelimited")
+        with BackgroundServer(fake.app) as slack_server:
+            settings = sandbox_settings(sandbox_url, sandbox, slack_bot_token=fake.token, slack_app_token=fake.app_token,
+                                        slack_api_url=slack_server.url + "/api/", database_url=f"sqlite:///{tmp_path}/b.db")
+            runtime = build_runtime(settings, need_signing_secret=False)
+            await runtime.start(run_tracker=False)
+            link = SocketModeLink(runtime.app, fake.app_token, backoff=Backoff(first=0.05, cap=0.2))
+            link.start()
+            try:
+                deadline = time.monotonic() + 60
+                while not await link.connected():
+                    assert time.monotonic() < deadline, "never connected"
+                    await asyncio.sleep(0.05)
+            finally:
+                await link.close()
+                await runtime.stop()
+    assert len(fake.of("apps.connections.open")) == 5 and stand_in.connections == 1

@@ -21,6 +21,7 @@ from slack_sdk.errors import SlackApiError
 from slack_sdk.socket_mode.aiohttp import SocketModeClient
 from slack_sdk.socket_mode.request import SocketModeRequest
 
+from bot.digits import ascii_int
 from bot.slack.access import error_code, refused
 from bot.startup import DEFAULT_BACKOFF, NETWORK_ERRORS, Backoff, pause
 
@@ -57,7 +58,9 @@ class _SupervisedClient(SocketModeClient):
                     raise _Stopped from None
                 reason, delay = f"Slack answered {error_code(error)} to apps.connections.open", next(delays)
                 if error_code(error) == "ratelimited":
-                    delay = float(error.response.headers.get("Retry-After", delay))
+                    # Seconds in ASCII digits; an HTTP date or anything else keeps the backoff's delay.
+                    waited = ascii_int(str(error.response.headers.get("Retry-After", "")), max_digits=5)
+                    delay = float(waited) if waited is not None else delay
             except NETWORK_ERRORS as error:
                 reason, delay = f"cannot reach Slack ({type(error).__name__})", next(delays)
             log.warning("Socket Mode: %s; trying again in %.0f s", reason, delay)

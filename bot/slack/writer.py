@@ -15,13 +15,11 @@ from dataclasses import dataclass, field
 from typing import Any
 
 from slack_sdk.errors import SlackApiError
-from slack_sdk.http_retry.builtin_async_handlers import (
-    AsyncConnectionErrorRetryHandler,
-    AsyncRateLimitErrorRetryHandler,
-)
+from slack_sdk.http_retry.builtin_async_handlers import AsyncConnectionErrorRetryHandler
 from slack_sdk.web.async_client import AsyncWebClient
 
 from bot.metrics import Metrics
+from bot.slack.rate_limits import RateLimitRetryHandler
 
 log = logging.getLogger(__name__)
 
@@ -30,7 +28,7 @@ def new_web_client(token: str, base_url: str) -> AsyncWebClient:
     return AsyncWebClient(
         token=token, base_url=base_url, timeout=10,
         retry_handlers=[AsyncConnectionErrorRetryHandler(max_retry_count=2),
-                        AsyncRateLimitErrorRetryHandler(max_retry_count=3)],
+                        RateLimitRetryHandler(max_retry_count=3)],
     )
 
 
