@@ -402,7 +402,7 @@ def test_ten_waiting_requests_are_one_reminder_a_round_not_ten(
             assert "10 requests wait for a decision" in message["text"] and all(p in message["text"]
                                                                                  for p in APPROVER_PINGS)
             assert all(r.id in blocks for r in rows)  # every request, with a link to its card
-            assert blocks.count(f"https://sandbox.slack.com/archives/{APPROVAL_CHANNEL}/p") == 20
+            assert blocks.count(f"https://sandbox.slack.com/archives/{APPROVAL_CHANNEL}/p") == 10
         assert all(r.reminders_sent == 3 and r.remind_at is None for r in bot.runtime.store.for_requester(REQUESTER, 20))
         assert bot.runtime.store.queue_reminders(every=timedelta(minutes=60), most=3, warn_before=timedelta(0)) == 0
 

@@ -14,6 +14,7 @@ from sqlalchemy import Engine
 from bot.cloud.client import Cloud, build_cloud
 from bot.lifecycle import FINAL_STATES, State
 from bot.notify import Event
+from bot.policy import Guardrails
 from bot.progress import Progress
 from bot.sandbox import Sandbox
 from bot.sandbox.faults import FaultSettings, ScriptedFault
@@ -51,8 +52,10 @@ class NoGroups:
 
 def make_tracker(store: RequestStore, cloud: Cloud, worker: str = "tracker-1",
                  config: TrackerConfig = FAST) -> tuple[Tracker, NewsLog]:
-    workflow = Workflow(store, CloudAdapter(cloud), NoGroups(),
-                        Policy(approvers=frozenset({APPROVER}), first_poll_delay=config.first_delay), worker_id=worker)
+    # Many requests from one person, all going out at once: the guardrails are another test's subject.
+    rails = Guardrails(auto_approve_max_servers=100, max_pending_per_user=1000)
+    workflow = Workflow(store, CloudAdapter(cloud), NoGroups(), Policy(
+        approvers=frozenset({APPROVER}), first_poll_delay=config.first_delay, guardrails=rails), worker_id=worker)
     return Tracker(store, cloud, workflow, config), NewsLog(store)
 
 
