@@ -41,15 +41,30 @@ def cmd_migrate(args: argparse.Namespace) -> int:
     engine = open_database(settings.database_url)
     try:
         before = schema_status(engine)
-        after = migrate(engine)
+        after = migrate(engine, to=args.to)
     finally:
         engine.dispose()
     where = describe_url(engine)
     if before.current == after.current:
-        print(f"{where}: the schema was already up to date ({after.current}).")
+        already = "up to date" if args.to is None else "at that revision"
+        print(f"{where}: the schema was already {already} ({after.current or 'empty'}).")
     else:
-        print(f"{where}: migrated the schema from {before.current or 'empty'} to {after.current}.")
+        print(f"{where}: migrated the schema from {before.current or 'empty'} to {after.current or 'empty'}.")
     return 0
+
+
+def cmd_admin(args: argparse.Namespace) -> int:
+    from bot.admin.commands import run_admin
+    from bot.store.db import open_database
+    from bot.store.schema import ensure_schema
+
+    settings = _settings(quiet=True)
+    engine = open_database(settings.database_url)
+    try:
+        ensure_schema(engine)
+        return run_admin(args, settings, engine)
+    finally:
+        engine.dispose()
 
 
 def cmd_doctor(args: argparse.Namespace) -> int:
@@ -227,9 +242,21 @@ def build_parser() -> argparse.ArgumentParser:
                       "`serve --no-tracker` or `socket --no-tracker` on a shared PostgreSQL (see the Procfile).")
     worker.set_defaults(handler=cmd_worker)
 
-    migrate = _command(commands, "migrate", "bring the database schema up to date",
-                       "Needed after each upgrade on PostgreSQL (DATABASE_URL); SQLite is migrated on start.")
+    migrate = _command(commands, "migrate", "bring the database schema up to date, or to a revision",
+                       "Needed after each upgrade on PostgreSQL (DATABASE_URL); SQLite is migrated on start.\n"
+                       "Before going back to an older version, run this version's `migrate --to REVISION` with the\n"
+                       "revision the older version needs (it names it when it refuses to start).")
+    migrate.add_argument("--to", metavar="REVISION", default=None,
+                         help="upgrade or downgrade to this schema revision (e.g. 0006; `base` empties it)")
     migrate.set_defaults(handler=cmd_migrate)
+
+    from bot.admin.commands import add_admin_commands
+
+    admin = _command(commands, "admin", "the operator's tools: requests that are stuck or need a person",
+                     "Reads and changes requests in the database of DATABASE_URL; every change is audited as the\n"
+                     "operator and told in the request's thread and card by a running worker.")
+    add_admin_commands(admin, _command)
+    admin.set_defaults(handler=cmd_admin)
 
     doctor = _command(commands, "doctor", "check the settings, the cloud, Slack and the database",
                       "Prints one line per check (ok, warn or FAIL) and exits 1 if any check fails.\n"

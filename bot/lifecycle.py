@@ -36,8 +36,9 @@ TRANSITIONS: dict[State, frozenset[State]] = {
     State.SUBMITTED: frozenset({State.AWAITING_PAYMENT, State.PROVISIONING, State.SUCCEEDED, State.FAILED}),
     State.AWAITING_PAYMENT: frozenset({State.PROVISIONING, State.SUCCEEDED, State.FAILED}),
     State.PROVISIONING: frozenset({State.SUCCEEDED, State.FAILED}),
-    # A late answer to our own create may still be recorded; an approver may retry after a clean lookup.
-    State.NEEDS_ATTENTION: frozenset({State.SUBMITTED, State.APPROVED, State.SUBMIT_FAILED}),
+    # A late answer to our own create may still be recorded; an approver may retry after a clean lookup; an
+    # operator may mark it failed once a look after its window found nothing (`appserver-bot admin fail`).
+    State.NEEDS_ATTENTION: frozenset({State.SUBMITTED, State.APPROVED, State.SUBMIT_FAILED, State.FAILED}),
     State.SUCCEEDED: frozenset(),
     State.FAILED: frozenset(),
     State.REJECTED: frozenset(),

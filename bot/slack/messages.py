@@ -424,7 +424,8 @@ def approval_card(request: AppRequest, *, sandbox: bool, quota: str | None, name
             blocks.append(ContextBlock(elements=[_md(f":credit_card: {_paid(request)}.")]))
         if progress := progress_text(request):
             blocks.append(ContextBlock(elements=[_md(progress)]))
-    elif state in FINAL_STATES and state not in (State.REJECTED, State.EXPIRED, State.CANCELLED):
+    elif state in FINAL_STATES and (state not in (State.REJECTED, State.EXPIRED, State.CANCELLED)
+                                    or (state == State.CANCELLED and request.outcome_sentence)):
         blocks.append(SectionBlock(text=_md(outcome_text(request, sandbox=False, names=names))))
     notes = [f":bar_chart: {quota or 'Quota not checked.'}"]
     if links.thread:
@@ -600,7 +601,8 @@ def outcome_text(request: AppRequest, *, sandbox: bool, names: Names = NO_NAMES)
     if state == State.EXPIRED:
         return f"{prefix}:alarm_clock: {request.id} expired without a decision; nothing was ordered."
     if state == State.CANCELLED:
-        return f"{prefix}:heavy_multiplication_x: {request.id} was cancelled; nothing was ordered."
+        why = f" {escape_mrkdwn(request.outcome_sentence)}" if request.outcome_sentence else ""  # an operator's
+        return f"{prefix}:heavy_multiplication_x: {request.id} was cancelled; nothing was ordered.{why}"
     sentence = escape_mrkdwn(request.outcome_sentence or "The cloud gave no reason.")
     servers = servers_text(request, names)
     extra = f" Servers that were created: {servers}." if servers else ""

@@ -171,7 +171,11 @@ class SlackNotifier:
         names = await self._names_of(request)
         if not request.thread_ts:
             request = await self._post_head(request, names)
-        if State(request.state) != State.PENDING_APPROVAL or request.approval_ts or not self.approval_channel:
+        # A card is posted for a request that waits for approvers, or posted anew for one that had a card
+        # (an operator's `admin repost`).
+        had_card = request.approval_channel_id is not None
+        if (State(request.state) != State.PENDING_APPROVAL and not had_card) or request.approval_ts \
+                or not self.approval_channel:
             return  # the head says where approvers decide (the card, or their App Home)
         card = self._card(request, names, await self._links(request))
         placed = await self.writer.post(self.approval_channel, card.text, card.blocks)
@@ -231,7 +235,7 @@ class SlackNotifier:
 
     async def _final(self, request: AppRequest, names: Names, links: messages.Links) -> None:
         state = State(request.state)
-        if state == State.CANCELLED:
+        if state == State.CANCELLED and not request.outcome_sentence:
             return  # the requester's own click: answered to them; the head and the card show it
         reply = messages.final_reply(request, sandbox=self.sandbox, names=names, links=links)
         if request.channel_id and request.thread_ts:

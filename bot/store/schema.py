@@ -45,8 +45,9 @@ class SchemaStatus:
         if self.up_to_date:
             return f"The database schema is up to date ({self.head})."
         if not self.known:
-            return (f"The database in DATABASE_URL is at schema {self.current}, which this bot does not know "
-                    f"(it needs {self.head}): it was migrated by a newer version; run that version or restore a backup.")
+            return (f"The database in DATABASE_URL is at schema {self.current}, newer than this version of the bot "
+                    f"knows (it needs {self.head}): run the newer version, or go back with its "
+                    f"`appserver-bot migrate --to {self.head}` first.")
         found = f"at {self.current}" if self.current else "empty"
         return (f"The database in DATABASE_URL is {found} but this bot needs schema {self.head}: "
                 "run `appserver-bot migrate`.")
@@ -85,14 +86,30 @@ def schema_status(engine: Engine) -> SchemaStatus:
     return SchemaStatus(current, head_revision())
 
 
-def migrate(engine: Engine) -> SchemaStatus:
+def revisions() -> list[str]:
+    """Every revision this bot knows, oldest first."""
+    return [r.revision for r in reversed(list(ScriptDirectory.from_config(alembic_config()).walk_revisions()))]
+
+
+def migrate(engine: Engine, to: str | None = None) -> SchemaStatus:
+    """Upgrade to the head, or up or down to `to` (a revision, `head`, or `base` for an empty schema)."""
     status = schema_status(engine)
     if not status.known:
         raise SchemaBehind(status.sentence)
+    known = revisions()
+    target = {None: status.head, "head": status.head, "base": None}.get(to, to)
+    if target is not None and target not in known:
+        raise SchemaBehind(f"{to} is not a schema revision this version knows ({', '.join(known)}): "
+                           "name one of them, or `base`.")
+    here = -1 if status.current is None else known.index(status.current)
+    there = -1 if target is None else known.index(target)
     config = alembic_config()
     with _database_errors_as_sentences(engine), engine.begin() as connection:
         config.attributes["connection"] = connection
-        command.upgrade(config, "head")
+        if there > here:
+            command.upgrade(config, known[there])
+        elif there < here:
+            command.downgrade(config, "base" if target is None else target)
     return schema_status(engine)
 
 
