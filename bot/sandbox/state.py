@@ -12,6 +12,7 @@ import random
 import string
 import time
 import uuid
+from collections.abc import Callable
 from dataclasses import dataclass, field
 from datetime import UTC, datetime
 from decimal import Decimal
@@ -153,7 +154,10 @@ class CloudState:
     def __init__(self, config: SandboxConfig, clock: Any = time.time) -> None:
         self.config = config
         self.clock = clock
-        self.rng = random.Random(20261126)
+        # Ids come from the operating system's randomness, never from a fixed seed: a bot whose database outlives
+        # a sandbox restart or reset must never see a job or order id again (it would link it to the old request).
+        self._ids = random.SystemRandom()
+        self._issued: set[str] = set()
         self.groups: dict[str, dict[str, Any]] = {g["id"]: g for g in seed.server_groups(config.extra_server_groups)}
         self.products = {p["product_id"]: p for p in seed.PRODUCTS}
         self.subnets = {s["id"]: s for s in seed.SUBNETS}
@@ -171,6 +175,24 @@ class CloudState:
         self.account_tokens: set[str] = set()  # the tokens scoped to the account (domain), not to a project
         self.discount_rate = Decimal(str(config.discount_rate))
         self.discount_name = config.discount_name
+
+    # Ids ---------------------------------------------------------------------------------------
+
+    def _new_id(self, draw: Callable[[], str]) -> str:
+        """A fresh id, never one this sandbox gave before (and, drawn from the OS, none another run gave)."""
+        while (candidate := draw()) in self._issued:
+            pass
+        self._issued.add(candidate)
+        return candidate
+
+    def _job_id(self) -> str:
+        return self._new_id(lambda: str(self._ids.randrange(10**17, 10**18)))
+
+    def _order_id(self, at: float) -> str:
+        """BSS's shape: CS, the minute it was placed, five letters or digits."""
+        minute = "CS" + datetime.fromtimestamp(at, UTC).strftime("%y%m%d%H%M")
+        return self._new_id(lambda: minute + "".join(self._ids.choice(string.ascii_uppercase + string.digits)
+                                                      for _ in range(5)))
 
     # Quota -------------------------------------------------------------------------------------
 
@@ -191,7 +213,7 @@ class CloudState:
     def _new_server(self, spec: dict[str, Any], index: int, now: float, charging: str) -> Server:
         group = self.groups[spec["server_group_id"]]
         server = Server(
-            id=str(uuid.UUID(int=self.rng.getrandbits(128), version=4)),
+            id=self._new_id(lambda: str(uuid.UUID(int=self._ids.getrandbits(128), version=4))),
             name=f"{group['name'][:40]}-{len(self.servers) + index + 1:04d}",
             group_id=group["id"], product_id=spec["product_id"],
             availability_zone=spec.get("availability_zone") or "cn-north-4a",
@@ -209,7 +231,7 @@ class CloudState:
     def create_job(self, spec: dict[str, Any]) -> Job:
         now = self.clock()
         count = self._check_quota(spec)
-        job_id = str(self.rng.randrange(10**17, 10**18))
+        job_id = self._job_id()
         fails = self.fail_next_jobs > 0
         self.fail_next_jobs = max(self.fail_next_jobs - 1, 0)
         servers = [self._new_server(spec, i, now, "postPaid") for i in range(count)]
@@ -217,7 +239,7 @@ class CloudState:
             server.job_id = job_id
             self.servers[server.id] = server
         job = Job(job_id, now, self.config.job_seconds, [s.id for s in servers], fails,
-                  [str(self.rng.randrange(10**17, 10**18)) for _ in servers])
+                  [self._job_id() for _ in servers])
         self.jobs[job_id] = job
         return job
 
@@ -226,13 +248,12 @@ class CloudState:
         self._check_quota(spec)
         extend = spec.get("create_server_extend_param", {})
         amount = float(prices.order_amount(self.products, spec))  # the servers and their system disks
-        suffix = "".join(self.rng.choice(string.ascii_uppercase + string.digits) for _ in range(5))
-        order_id = "CS" + datetime.fromtimestamp(now, UTC).strftime("%y%m%d%H%M") + suffix
+        order_id = self._order_id(now)
         order = Order(order_id, now, amount, spec, now + self.config.payment_window_seconds)
         self.orders[order_id] = order
         if self.config.order_answers_with_job:
             # The job waits (initializing) until the order is paid; paying starts it.
-            order.job_id = str(self.rng.randrange(10**17, 10**18))
+            order.job_id = self._job_id()
             self.jobs[order.job_id] = Job(order.job_id, order.deadline, self.config.job_seconds, [], False)
         if extend.get("is_auto_pay") and self.balance >= amount:
             self._settle(order, now)
@@ -260,8 +281,7 @@ class CloudState:
 
     def place_foreign_order(self, *, service_type_code: str, spec: dict[str, Any], at: float, amount: float) -> Order:
         """An order someone else placed in the same account (another person, or another service)."""
-        suffix = "".join(self.rng.choice(string.ascii_uppercase + string.digits) for _ in range(5))
-        order_id = "CS" + datetime.fromtimestamp(at, UTC).strftime("%y%m%d%H%M") + suffix
+        order_id = self._order_id(at)
         order = Order(order_id, at, amount, spec, at + self.config.payment_window_seconds,
                       service_type_code=service_type_code)
         self.orders[order_id] = order
@@ -282,7 +302,7 @@ class CloudState:
         if job is not None:
             job.created = now
             job.server_ids = list(order.server_ids)
-            job.sub_job_ids = [str(self.rng.randrange(10**17, 10**18)) for _ in servers]
+            job.sub_job_ids = [self._job_id() for _ in servers]
 
     def pay(self, order: Order) -> str | None:
         """Pay an order; returns a CBC error code when it cannot be paid."""
