@@ -537,12 +537,16 @@ class RequestStore:
 
     def _queue_round(self, *, every: timedelta, most: int, now: datetime, limit: int, per_channel: bool) -> int:
         pending = col(AppRequest.state) == State.PENDING_APPROVAL.value
-        reminders_left = col(AppRequest.remind_at).is_not(None) & (col(AppRequest.reminders_sent) < most)
+        # A request stored before reminders existed (pending at the upgrade) has no remind_at: it takes part in
+        # the rounds like any other, and is due `every` after it was made.
+        before_reminders = col(AppRequest.remind_at).is_(None) & (col(AppRequest.reminders_sent) == 0)
+        reminders_left = (col(AppRequest.remind_at).is_not(None) | before_reminders) & \
+            (col(AppRequest.reminders_sent) < most)
+        is_due = (col(AppRequest.remind_at) <= now) | (before_reminders & (col(AppRequest.created_at) <= now - every))
         with self._db.write() as session:
             if session.get_bind().dialect.name == "postgresql":  # SQLite's writers already take turns
                 session.exec(select(func.pg_advisory_xact_lock(func.hashtext("appserver reminder round"))))
-            due = session.exec(select(AppRequest.id).where(pending, reminders_left,
-                                                           col(AppRequest.remind_at) <= now).limit(1)).first()
+            due = session.exec(select(AppRequest.id).where(pending, reminders_left, is_due).limit(1)).first()
             if due is None:
                 return 0
             rows = list(session.exec(select(AppRequest).where(pending, reminders_left)

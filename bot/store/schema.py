@@ -13,7 +13,7 @@ from alembic.runtime.migration import MigrationContext
 from alembic.script import ScriptDirectory
 from alembic.script.revision import ResolutionError
 from alembic.util import CommandError
-from sqlalchemy import Engine
+from sqlalchemy import Connection, Engine
 from sqlalchemy.exc import DBAPIError
 
 from bot.settings import StartupError
@@ -104,13 +104,35 @@ def migrate(engine: Engine, to: str | None = None) -> SchemaStatus:
     here = -1 if status.current is None else known.index(status.current)
     there = -1 if target is None else known.index(target)
     config = alembic_config()
-    with _database_errors_as_sentences(engine), engine.begin() as connection:
+    with _database_errors_as_sentences(engine), engine.connect() as connection, \
+            _foreign_keys_checked_after(connection), connection.begin():
         config.attributes["connection"] = connection
         if there > here:
             command.upgrade(config, known[there])
         elif there < here:
             command.downgrade(config, "base" if target is None else target)
     return schema_status(engine)
+
+
+@contextmanager
+def _foreign_keys_checked_after(connection: Connection) -> Iterator[None]:
+    """SQLite changes a column by copying its table, and cannot drop a table other rows point at while it
+    enforces foreign keys (the bot's connections do): enforcement is off during the migration (SQLite ignores
+    the pragma inside a transaction, so it is set before), and every reference is checked before it is back on."""
+    if connection.dialect.name != "sqlite":
+        yield
+        return
+    raw = connection.connection.driver_connection
+    assert raw is not None
+    raw.execute("PRAGMA foreign_keys=OFF")
+    try:
+        yield
+        broken = raw.execute("PRAGMA foreign_key_check").fetchall()
+        if broken:
+            raise SchemaBehind(f"The migration left {len(broken)} row(s) pointing at rows that are gone (the first in "
+                               f"table {broken[0][0]}); restore the database from a backup.")
+    finally:
+        raw.execute("PRAGMA foreign_keys=ON")
 
 
 def ensure_schema(engine: Engine) -> SchemaStatus:
