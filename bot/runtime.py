@@ -19,6 +19,7 @@ from bot.cloud.pricing import Pricer
 from bot.courier import Courier, CourierConfig
 from bot.metrics import Metrics
 from bot.policy import Guardrails
+from bot.retention import Retention
 from bot.sandbox import Sandbox, SandboxConfig
 from bot.sandbox.server import BackgroundServer
 from bot.settings import Settings, SettingsError, StartupError
@@ -78,6 +79,7 @@ class Runtime:
     context: BotContext
     app: AsyncApp
     sandbox_server: BackgroundServer | None = None
+    retention: Retention | None = None  # pruned by the processes that run the tracker
     # Set by the commands an operator runs: check Slack in the background at start, and whom to tell
     # when Slack refuses the token (the program then stops with that sentence).
     check_slack_at_start: bool = False
@@ -104,6 +106,8 @@ class Runtime:
             # The worker's jobs: follow the cloud, and deliver the Slack news everybody queued.
             self._tasks = [asyncio.create_task(self.tracker.run(self._stop), name="tracker"),
                            asyncio.create_task(self.courier.run(self._stop), name="courier")]
+            if self.retention is not None:
+                self._tasks.append(asyncio.create_task(self.retention.run(self._stop), name="retention"))
             log.debug("tracker and courier %s started (interval %ss)", self.tracker.worker_id,
                       self.settings.poll_interval_seconds)
         if self.whole_process:
@@ -200,4 +204,5 @@ def build_runtime(settings: Settings, *, need_signing_secret: bool = True) -> Ru
                          names=names)
     secret = settings.slack_signing_secret.get_secret_value() if settings.slack_signing_secret else ""
     app = build_app(context, client, signing_secret=secret)
-    return Runtime(settings, engine, store, cloud, metrics, writer, tracker, courier, context, app, sandbox_server)
+    return Runtime(settings, engine, store, cloud, metrics, writer, tracker, courier, context, app, sandbox_server,
+                   retention=Retention(engine, settings.retention_days))

@@ -103,6 +103,9 @@ class Settings(BaseSettings):
     slack_edit_window_seconds: float = Field(default=3.0, ge=0)
     # How long a courier holds a request's news (renewed per delivery): after a crash, the wait for another.
     slack_news_lease_seconds: float = Field(default=90.0, gt=0)
+    # After this many days an ended request keeps its state, ids, amounts and audit log, not the words typed in
+    # Slack; its undelivered Slack news goes too (the worker prunes hourly).
+    retention_days: float = Field(default=90.0, gt=0)
 
     # HTTP mode
     port: int = Field(default=3000, ge=0, le=65535)

@@ -78,6 +78,7 @@ def audit_actions(store: RequestStore, request_id: str) -> list[tuple[str, str, 
 # Reading ---------------------------------------------------------------------------------------------
 
 
+@pytest.mark.slow
 def test_list_shows_what_is_stuck_with_ages_and_audit_and_leaves_the_rest(engine: Engine, database_url: str,
                                                                           tmp_path: Path) -> None:
     store = RequestStore(engine)
@@ -113,12 +114,14 @@ def test_list_shows_what_is_stuck_with_ages_and_audit_and_leaves_the_rest(engine
     assert text.stdout.startswith("4 request(s) need a person")
 
 
+@pytest.mark.slow
 def test_list_says_so_when_nothing_needs_a_person(engine: Engine, database_url: str, tmp_path: Path) -> None:
     stored(RequestStore(engine))
     result = admin("list", db=database_url, cwd=tmp_path)
     assert result.returncode == 0 and result.stdout.startswith("Nothing needs a person")
 
 
+@pytest.mark.slow
 def test_show_gives_state_ids_amounts_and_the_whole_audit_log(engine: Engine, database_url: str,
                                                               tmp_path: Path) -> None:
     store = RequestStore(engine)
@@ -144,6 +147,7 @@ def test_show_gives_state_ids_amounts_and_the_whole_audit_log(engine: Engine, da
 # Cancel and fail ---------------------------------------------------------------------------------------
 
 
+@pytest.mark.slow
 def test_cancel_is_audited_as_the_operator_and_queues_the_news(engine: Engine, database_url: str,
                                                               tmp_path: Path) -> None:
     store = RequestStore(engine)
@@ -166,6 +170,7 @@ def test_cancel_is_audited_as_the_operator_and_queues_the_news(engine: Engine, d
     assert audit_actions(store, row.id)[-1][1:] == ("admin_cancel", False)  # the refusal is audited too
 
 
+@pytest.mark.slow
 def test_cancel_and_fail_never_touch_a_create_in_flight(engine: Engine, database_url: str, tmp_path: Path) -> None:
     store = RequestStore(engine)
     row = stored(store, State.APPROVED)
@@ -179,6 +184,7 @@ def test_cancel_and_fail_never_touch_a_create_in_flight(engine: Engine, database
     assert after is not None and after.state == State.SUBMITTING and after.lease_owner == "worker-1"
 
 
+@pytest.mark.slow
 def test_fail_stops_following_an_order_that_stays_linked(engine: Engine, database_url: str, tmp_path: Path) -> None:
     store = RequestStore(engine)
     row = stored(store, State.APPROVED, prepaid=False)
@@ -199,6 +205,7 @@ def test_fail_stops_following_an_order_that_stays_linked(engine: Engine, databas
     assert NewsStore(engine).pending(row.id)[-1].event == Event.FINISHED.value
 
 
+@pytest.mark.slow
 def test_fail_of_an_unanswered_create_waits_for_its_window_and_a_look_that_finds_nothing(
     engine: Engine, database_url: str, sandbox: Sandbox, sandbox_url: str, tmp_path: Path
 ) -> None:
@@ -221,6 +228,7 @@ def test_fail_of_an_unanswered_create_waits_for_its_window_and_a_look_that_finds
     assert actions[-2:] == ["lookup", "admin_fail"]
 
 
+@pytest.mark.slow
 def test_fail_of_an_unanswered_create_links_what_the_look_finds_instead(
     engine: Engine, database_url: str, sandbox: Sandbox, sandbox_url: str, tmp_path: Path
 ) -> None:
@@ -237,6 +245,7 @@ def test_fail_of_an_unanswered_create_links_what_the_look_finds_instead(
     assert after is not None and after.state == State.SUBMITTED and after.order_id
 
 
+@pytest.mark.slow
 def test_fail_of_an_unanswered_create_with_candidates_waits_for_an_approver(engine: Engine, database_url: str,
                                                                           tmp_path: Path) -> None:
     store = RequestStore(engine)
@@ -264,6 +273,7 @@ def test_a_change_made_meanwhile_wins_over_the_operator(engine: Engine) -> None:
 # Slack: told by the courier -----------------------------------------------------------------------------
 
 
+@pytest.mark.slow
 def test_an_operators_cancel_is_told_in_the_thread_and_on_the_card_by_the_courier(bot: Bot, tmp_path: Path) -> None:
     fill(bot, billing="prePaid", period_num=3, count=1)
     row = wait_for(lambda: (r := only_request(bot)).approval_ts and r.thread_ts and r, what="the card and thread")
@@ -284,6 +294,7 @@ def test_an_operators_cancel_is_told_in_the_thread_and_on_the_card_by_the_courie
     assert "approve_request" not in json.dumps(card["blocks"])  # no buttons left to decide with
 
 
+@pytest.mark.slow
 def test_repost_posts_the_thread_and_card_anew_and_requeue_sends_waiting_news_now(bot: Bot, tmp_path: Path) -> None:
     fill(bot, billing="prePaid", period_num=3, count=1)
     row = wait_for(lambda: (r := only_request(bot)).approval_ts and r.thread_ts and r, what="the card and thread")
@@ -316,6 +327,7 @@ def test_repost_posts_the_thread_and_card_anew_and_requeue_sends_waiting_news_no
     assert nothing.returncode == 1 and f"admin repost {row.id}" in nothing.stderr
 
 
+@pytest.mark.slow
 def test_every_subcommand_has_help(tmp_path: Path) -> None:
     for sub in ("list", "show", "cancel", "fail", "repost", "requeue"):
         result = run_bot("admin", sub, "--help", env={}, cwd=tmp_path)

@@ -63,6 +63,7 @@ def test_every_migration_goes_down_and_up_again_keeping_the_requests(engine: Eng
     assert migrate(engine, to="head").up_to_date and no_drift(engine) == []
 
 
+@pytest.mark.slow
 def test_migrate_to_goes_back_and_forth_from_the_command_line(database_url: str, tmp_path: Path) -> None:
     env = {"DATABASE_URL": database_url}
     head, previous = revisions()[-1], revisions()[-2]
