@@ -157,7 +157,7 @@ class OperatorActions:
         if state == State.AWAITING_PAYMENT and row.payment_by:
             raise self._refuse(row, "admin_fail", f"{row.payment_by} paid, or is paying, the order {row.order_id} of "
                                                   f"{row.id}: wait until the bot sees whether the payment went through.")
-        sentence = f"Marked failed by an operator: {why}"
+        sentence = f"An operator closed it: {why}"
         now = utcnow()
         done = self._write(row, action="admin_fail", detail=f"{why} ({_linked(row)})", new=State.FAILED,
                            news=Event.FINISHED,
