@@ -200,6 +200,7 @@ def test_fail_stops_following_an_order_that_stays_linked(engine: Engine, databas
     assert "no longer follows job 900000000000000001, which stays linked" in result.stdout
     after = store.get(row.id)
     assert after is not None and after.state == State.FAILED and after.job_id == "900000000000000001"
+    assert after.outcome_sentence == "An operator closed it: The job hung for two days; support ticket 123"
     assert after.next_poll_at is None and after.finished_at is not None
     assert store.claim_due_for_tracking("tracker", timedelta(seconds=30)) == []  # nobody polls it any more
     assert NewsStore(engine).pending(row.id)[-1].event == Event.FINISHED.value
