@@ -324,6 +324,8 @@ def test_repost_posts_the_thread_and_card_anew_and_requeue_sends_waiting_news_no
     wait_for(lambda: not NewsStore(bot.runtime.engine).pending(row.id), what="the news delivered")
     assert any(a.get("ts") == fresh.thread_ts and "Rewritten" in json.dumps(a.get("blocks"))
                for a in bot.slack.of("chat.update"))
+    wrong = admin("repost", row.id, "--channel", "#general", db=db, cwd=tmp_path)
+    assert wrong.returncode == 1 and "'#general' is not a Slack channel id" in wrong.stderr
     nothing = admin("requeue", row.id, db=db, cwd=tmp_path)
     assert nothing.returncode == 1 and f"admin repost {row.id}" in nothing.stderr
 

@@ -9,6 +9,7 @@ order is never closed while that order could still turn up unlinked.
 
 from __future__ import annotations
 
+import re
 from collections.abc import Awaitable, Callable
 from dataclasses import dataclass
 from datetime import datetime, timedelta
@@ -25,6 +26,7 @@ from bot.store.models import AppRequest, AuditEvent, SlackNews, utcnow
 from bot.store.news import news_row
 
 MAX_REASON = 2000
+_CHANNEL_ID = re.compile(r"[CGD][A-Z0-9]{2,31}")
 # Looks at the cloud for what an unanswered create made, and records what it found (the workflow's own look).
 Looker = Callable[[AppRequest], Awaitable[Lookup]]
 
@@ -217,6 +219,8 @@ class OperatorActions:
     def repost(self, request_id: str, channel: str | None = None) -> Done:
         """Post the request's thread head (and its approval card, if it has or had one) anew, e.g. after they were
         deleted or their channel archived; later news goes to the new messages."""
+        if channel is not None and not _CHANNEL_ID.fullmatch(channel):
+            raise AdminRefused(f"{channel!r} is not a Slack channel id (C…, G… or D…, from the channel's details).")
         row = self._get(request_id)
         changes: dict[str, Any] = {"thread_ts": None, "approval_ts": None}
         if channel:
