@@ -4,17 +4,27 @@ News waits in the database (`bot.store.news`), written in the same transaction a
 announces. So the process that acks Slack never waits on Slack's pacing, a backlog costs rows rather
 than memory, and a crash or a restart delays news but does not lose it. Several couriers (replicas)
 share the work; each request's news is leased to one of them at a time, which keeps its thread in order.
+
+News leaves the database only on Slack's answer: accepted, or refused for a reason handled on purpose (the
+notifier's). While Slack is away (rate limited, a 5xx, no answer) the news waits and is tried again with
+backoff, however long that takes; what it already posted is remembered (`bot.slack.delivery`), so a retry
+posts only what is missing. Only a fault in the bot itself gives news up, after `max_attempts`.
 """
 
 from __future__ import annotations
 
 import asyncio
 import logging
+import random
 from collections.abc import Sequence
 from dataclasses import dataclass, field
 from datetime import timedelta
 
+from bot.metrics import Metrics
 from bot.notify import Event, Notifier
+from bot.slack import delivery
+from bot.slack.delivery import Delivery
+from bot.slack.writer import SlackUnavailable
 from bot.store.models import SlackNews
 from bot.store.news import Claimed, NewsStore
 from bot.store.repository import RequestStore
@@ -30,14 +40,25 @@ class CourierConfig:
     lease: timedelta = timedelta(seconds=90)
     tick_seconds: float = 1.0  # how often to look for news written by other processes
     retry_in: timedelta = timedelta(seconds=15)  # after a failed delivery, doubled on each attempt
-    max_attempts: int = 8
+    max_retry_in: timedelta = timedelta(seconds=60)  # however long Slack is away, a look at least this often
+    max_attempts: int = 8  # for a fault in the bot; Slack being away never gives news up
     shutdown_grace_seconds: float = 5.0
 
 
+REDRAW_ONLY = frozenset({Event.PROGRESS, Event.SUBMITTED, Event.REDRAW})
+NOT_REDRAWING = frozenset({Event.CREATED, Event.REMIND, Event.EXPIRING})  # these leave the head as it is
+
+
 def superseded(news: Sequence[SlackNews]) -> set[int]:
-    """Progress news followed by any other news of the same request: the later one redraws the thread
-    head anyway, so the earlier progress need not be sent."""
-    return {item.id for item in news[:-1] if item.event == Event.PROGRESS and item.id is not None}
+    """News that only redraws the thread's head and the card, followed by news of the same request that redraws
+    them too: the message waiting for an edit gets only its latest state."""
+    folded: set[int] = set()
+    for index, item in enumerate(news):
+        later = news[index + 1:]
+        if Event(item.event) in REDRAW_ONLY and item.id is not None and any(
+                Event(other.event) not in NOT_REDRAWING for other in later):
+            folded.add(item.id)
+    return folded
 
 
 @dataclass
@@ -47,6 +68,9 @@ class Courier:
     notifier: Notifier
     owner: str
     config: CourierConfig = field(default_factory=CourierConfig)
+    metrics: Metrics | None = None
+    # Edits that follow a post go out as news of their own, after every post waiting (see `Delivery`).
+    redraw_later: bool = True
     _wake: asyncio.Event = field(default_factory=asyncio.Event)
     _busy: dict[str, asyncio.Task[None]] = field(default_factory=dict)  # request id → its delivery
 
@@ -126,14 +150,44 @@ class Courier:
         assert item.id is not None
         request = await asyncio.to_thread(self.store.get, item.request_id)
         if request is not None:
+            journal = Delivery.of(item.id, item.request_id, item.sent_json, self._save, redraw_later=self.redraw_later)
+            token = delivery.current.set(journal)
             try:
                 await self.notifier.request_changed(request, Event(item.event))
+            except SlackUnavailable as away:
+                await self._wait_for_slack(item, journal, away)
+                return False
             except Exception:
                 if item.attempts + 1 < self.config.max_attempts:
                     log.exception("could not tell Slack about %s (%s); trying again later", item.request_id, item.event)
-                    await asyncio.to_thread(self.news.failed, item, self.config.retry_in * 2 ** item.attempts)
+                    await asyncio.to_thread(self.news.failed, item, self.config.retry_in * 2 ** item.attempts,
+                                            reason="error", sent_json=journal.dump())
                     return False
                 log.exception("gave up telling Slack about %s (%s) after %d attempts; the request itself is "
                               "unaffected (see /appserver status)", item.request_id, item.event, item.attempts + 1)
+                if self.metrics:
+                    self.metrics.news_given_up.labels("error").inc()
+            finally:
+                delivery.current.reset(token)
+            if journal.wants_redraw:
+                await asyncio.to_thread(self.news.delivered, [item.id], redraw=item.request_id)
+                return True
         await asyncio.to_thread(self.news.delivered, [item.id])
         return True
+
+    async def _save(self, journal: Delivery) -> None:
+        await asyncio.to_thread(self.news.save_sent, journal.news_id, journal.dump())
+
+    async def _wait_for_slack(self, item: SlackNews, journal: Delivery, away: SlackUnavailable) -> None:
+        """Slack is away: this news (and its request's later news) waits, then goes again. Backoff doubles up
+        to `max_retry_in`, with jitter so the couriers do not come back all at once; never sooner than Slack's
+        Retry-After."""
+        backoff = min(self.config.retry_in * 2 ** min(item.attempts, 16), self.config.max_retry_in)
+        wait = backoff * random.uniform(0.5, 1.0)
+        if away.retry_after is not None:
+            wait = max(wait, timedelta(seconds=away.retry_after))
+        log.warning("Slack did not take the news of %s (%s, %s: %s); trying again in %.0f s", item.request_id,
+                    item.event, away.method, away.reason, wait.total_seconds())
+        if self.metrics:
+            self.metrics.news_retried.labels(away.reason).inc()
+        await asyncio.to_thread(self.news.failed, item, wait, reason=away.reason, sent_json=journal.dump())

@@ -53,6 +53,11 @@ class Metrics:
         self.slack_calls = Counter("appserver_slack_calls", "Slack Web API calls", ["method"], registry=self.registry)
         self.slack_errors = Counter("appserver_slack_errors", "Slack Web API errors", ["method", "error"],
                                     registry=self.registry)
+        # Slack news put back to wait (Slack away: by its reason) and given up (a fault in the bot).
+        self.news_retried = Counter("appserver_slack_news_retried", "Slack news put back to wait, by reason",
+                                    ["reason"], registry=self.registry)
+        self.news_given_up = Counter("appserver_slack_news_given_up", "Slack news given up, by reason", ["reason"],
+                                     registry=self.registry)
         # Requests refused at the door, by reason (their content is never logged).
         self.refused = Counter("appserver_slack_refused", "Requests to /slack/events refused before Bolt", ["reason"],
                                registry=self.registry)

@@ -20,6 +20,7 @@ class Event(StrEnum):
     REMIND = "remind"  # a request still waits for an approver: they are reminded on its card
     EXPIRING = "expiring"  # a request is about to expire without a decision: its requester is told
     TROUBLE = "trouble"  # the bot cannot follow the request until a person fixes something (credentials, …)
+    REDRAW = "redraw"  # the thread's head and the card show the request as it is now (edits only)
 
 
 class Notifier(Protocol):

@@ -30,10 +30,11 @@ from bot.slack.context import BotContext
 from bot.slack.forms import ApprovalRules
 from bot.slack.names import NameBook
 from bot.slack.notifier import SlackNotifier
-from bot.slack.writer import SlackWriter, new_web_client
+from bot.slack.writer import DatabasePace, SlackWriter, new_web_client
 from bot.startup import SlackRefused, check_slack
 from bot.store.db import describe_url, open_database
 from bot.store.news import NewsStore
+from bot.store.pace import SharedPace
 from bot.store.repository import RequestStore
 from bot.store.schema import ensure_schema
 from bot.tracker import Tracker, TrackerConfig
@@ -173,7 +174,8 @@ def build_runtime(settings: Settings, *, need_signing_secret: bool = True) -> Ru
     writer = SlackWriter(client, metrics, post_interval=settings.slack_post_interval_seconds,
                          update_interval=settings.slack_update_interval_seconds,
                          edit_window=settings.slack_edit_window_seconds,
-                         label="[SANDBOX]" if sandbox_server is not None else None)
+                         label="[SANDBOX]" if sandbox_server is not None else None,
+                         pace=DatabasePace(SharedPace(engine)))  # one budget for every process on the database
     interval = timedelta(seconds=settings.poll_interval_seconds)
     policy = Policy(
         approvers=frozenset(settings.approvers), postpaid_requires_approval=settings.postpaid_requires_approval,
@@ -192,7 +194,7 @@ def build_runtime(settings: Settings, *, need_signing_secret: bool = True) -> Ru
                              sandbox=sandbox_server is not None, approvers=tuple(settings.approvers), names=names,
                              console_url=settings.region_console_url)
     courier = Courier(NewsStore(engine), store, notifier, workflow.worker_id,
-                      CourierConfig(lease=timedelta(seconds=settings.slack_news_lease_seconds)))
+                      CourierConfig(lease=timedelta(seconds=settings.slack_news_lease_seconds)), metrics=metrics)
     tracker = Tracker(store, cloud, workflow, TrackerConfig(
         interval=interval, first_delay=timedelta(seconds=settings.poll_first_delay_seconds),
         budget_per_second=settings.poll_budget_per_second,

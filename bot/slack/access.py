@@ -20,6 +20,11 @@ BOT_SCOPES: Mapping[str, str] = {
     "users:read": "checking that each approver in APPROVERS exists",
     "channels:read": "checking that the bot can post in a public APPROVAL_CHANNEL and NOTIFY_CHANNEL",
     "groups:read": "checking that the bot was invited to a private APPROVAL_CHANNEL or NOTIFY_CHANNEL",
+    # A post whose answer never came (a timeout, a cut connection) is looked for before it is sent again.
+    "channels:history": "finding a post whose answer from Slack was lost, in a public channel, before posting it again",
+    "groups:history": "the same in a private channel",
+    "im:history": "the same in a requester's direct messages",
+    "im:write": "opening the requester's direct messages to look in them",
 }
 
 # Answers that mean "try again later"; any other error from Slack means the token itself is refused.

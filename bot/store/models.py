@@ -104,6 +104,20 @@ class SlackNews(SQLModel, table=True):
     created_at: datetime = Field(default_factory=utcnow)
     available_at: datetime = Field(default_factory=utcnow)  # later for news that waits for a lookup
     attempts: int = Field(default=0)
+    # What this piece already posted ({key: {"channel", "ts"}}, or {"since"} for a post sent whose answer never
+    # came), so a retry posts only what is missing; and why it waits (a Slack error code) while it does.
+    sent_json: str | None = Field(default=None, sa_column=Column(Text))
+    last_error: str | None = Field(default=None, max_length=64)
+
+
+class SlackPace(SQLModel, table=True):
+    """When the next Slack call of a kind may go (a method, or a method in one channel), shared by every
+    process on the database: Slack's limits are per app and workspace, not per process."""
+
+    __tablename__ = "slack_pace"
+
+    key: str = Field(primary_key=True, max_length=200)
+    next_at: float  # Unix seconds
 
 
 class SeenSignature(SQLModel, table=True):

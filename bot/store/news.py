@@ -12,12 +12,16 @@ from dataclasses import dataclass
 from datetime import datetime, timedelta
 from typing import Any
 
-from sqlalchemy import Engine, delete, func, or_, update
+from sqlalchemy import Engine, case, delete, func, insert, or_, update
 from sqlmodel import col, select
 
 from bot.notify import Event
 from bot.store.db import Sessions
 from bot.store.models import AppRequest, SlackNews, utcnow
+
+# News that only redraws messages (an edit, at chat.update's Tier 3) goes after news that tells people
+# something (a post: an outcome, an approval card, a question), whoever queued it first.
+REDRAWS_ONLY = (Event.PROGRESS.value, Event.SUBMITTED.value, Event.REDRAW.value)
 
 
 def news_row(request_id: str, event: Event, *, now: datetime | None = None,
@@ -54,8 +58,9 @@ class NewsStore:
         with self._db.write() as session:
             # A request is due when its oldest news is: later news never overtakes earlier news that waits.
             oldest = select(func.min(SlackNews.id)).group_by(col(SlackNews.request_id))
+            redraw_only = case((col(SlackNews.event).in_(REDRAWS_ONLY), 1), else_=0)
             due = (select(SlackNews.request_id).where(col(SlackNews.id).in_(oldest), col(SlackNews.available_at) <= now)
-                   .order_by(col(SlackNews.id)).limit(limit * 4))
+                   .order_by(redraw_only, col(SlackNews.id)).limit(limit * 4))
             if exclude:
                 due = due.where(col(SlackNews.request_id).not_in(list(exclude)))
             candidates = list(session.exec(due))
@@ -85,20 +90,31 @@ class NewsStore:
             self.release(owner, idle)
         return [Claimed(i, tuple(items)) for i, items in by_request.items() if items]
 
-    def delivered(self, news_ids: Sequence[int]) -> None:
+    def delivered(self, news_ids: Sequence[int], *, redraw: str | None = None) -> None:
+        """Delivered news leaves; with `redraw`, that request's messages are to be redrawn next (news of its own,
+        queued in the same transaction, so the edit is never lost)."""
         with self._db.write_connection() as connection:
             connection.execute(delete(SlackNews).where(col(SlackNews.id).in_(list(news_ids))))
+            if redraw is not None:
+                connection.execute(insert(SlackNews).values(**news_row(redraw, Event.REDRAW)))
 
-    def failed(self, item: SlackNews, retry_in: timedelta) -> None:
-        """Delivery failed (Slack down, a bug): try again later, not in a tight loop. The request's later
-        news waits too, so its thread stays in order."""
+    def failed(self, item: SlackNews, retry_in: timedelta, *, reason: str | None = None,
+               sent_json: str | None = None) -> None:
+        """Delivery failed (Slack away, a bug): try again later, not in a tight loop, remembering what it already
+        posted. The request's later news waits too, so its thread stays in order."""
         later = utcnow() + retry_in
         with self._db.write_connection() as connection:
             connection.execute(update(SlackNews).where(col(SlackNews.id) == item.id)
-                               .values(attempts=SlackNews.attempts + 1, available_at=later))
+                               .values(attempts=SlackNews.attempts + 1, available_at=later,
+                                       last_error=(reason or "error")[:64], sent_json=sent_json))
             connection.execute(update(SlackNews).where(col(SlackNews.request_id) == item.request_id,
                                                        col(SlackNews.id) > item.id, col(SlackNews.available_at) < later)
                                .values(available_at=later))
+
+    def save_sent(self, news_id: int, sent_json: str | None) -> None:
+        """What this news posted so far, and the post about to leave (see `bot.slack.delivery`)."""
+        with self._db.write_connection() as connection:
+            connection.execute(update(SlackNews).where(col(SlackNews.id) == news_id).values(sent_json=sent_json))
 
     def renew(self, owner: str, request_id: str, lease: timedelta) -> bool:
         """Extend our lease before the next delivery; False when it ran out and another courier took it."""
