@@ -96,8 +96,14 @@ def bench_routes(slack: FakeSlack, sandbox: Sandbox) -> None:
         return JSONResponse(counts)
 
     async def calls(request: Request) -> JSONResponse:
+        def keys(args: dict[str, Any]) -> list[str]:  # the news markers a post carries (several in a digest)
+            metadata = args.get("metadata")
+            payload = metadata.get("event_payload") or {} if isinstance(metadata, dict) else {}
+            return list(payload.get("keys") or ([payload["key"]] if "key" in payload else []))
+
         return JSONResponse([{"method": c["method"], "at": c["at"], "channel": c["args"].get("channel"),
-                              "ts": c["args"].get("ts"), "thread_ts": c["args"].get("thread_ts")} for c in slack.calls])
+                              "ts": c["args"].get("ts"), "thread_ts": c["args"].get("thread_ts"),
+                              "keys": keys(c["args"])} for c in slack.calls])
 
     sandbox.app.router.routes.insert(0, Route("/_bench/work", work, methods=["POST"]))
     sandbox.app.router.routes.insert(0, Route("/_bench/polls", polls, methods=["GET"]))

@@ -213,6 +213,8 @@ class FakeSlack:
                                    "bot_id": "B0BOT", "metadata": metadata}
         if args.get("thread_ts"):
             message["thread_ts"] = str(args["thread_ts"])
+        if args.get("blocks"):
+            message["blocks"] = json.loads(args["blocks"]) if isinstance(args["blocks"], str) else args["blocks"]
         self.messages.append(message)
         return {"ok": True, "channel": channel, "ts": ts, "message": {"text": args.get("text", "")}}
 

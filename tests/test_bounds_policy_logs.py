@@ -41,7 +41,10 @@ BOUNDED = {
     "bot/workflow.py:_cache": "CachedDirectory max_groups (256 user groups), oldest dropped",
     "bot/slack/writer.py:_edits": "messages with an edit pending or an edit window open; the rest forgotten",
     "bot/slack/writer.py:_next": "channels written to within post_interval; idle ones pruned past 1,000",
-    "bot/slack/writer.py:_locks": "as _next",
+    "bot/slack/writer.py:_locks": "as _next (and DatabasePace's: keys with nobody waiting pruned past 1,000)",
+    "bot/slack/writer.py:_folding": "posts waiting for a channel's slot, at most the courier's concurrency; "
+                                    "a channel leaves once its queue is empty",
+    "bot/slack/writer.py:_leaders": "one task per channel with posts waiting, removed when the queue is empty",
     "bot/courier.py:_busy": "at most CourierConfig.concurrency deliveries, each removed when done",
     "bot/store/db.py:_write_locks": "one lock per SQLite database file the process opens",
     "bot/slack/early_ack.py:_running": "listeners' work after answering, each removed when done; past MAX_RUNNING "

@@ -103,7 +103,8 @@ def test_doctor_names_missing_scopes_channels_it_cannot_post_in_and_unknown_appr
     sandbox: Sandbox, sandbox_url: str, slack: tuple[FakeSlack, str], tmp_path: Path
 ) -> None:
     fake, url = slack
-    fake.scopes = ["commands", "chat:write", "channels:read", "groups:read"]
+    fake.scopes = ["commands", "chat:write", "channels:read", "groups:read", "channels:history", "groups:history",
+                   "im:history", "im:write"]
     fake.channels["C0PRIVATE"] = {"is_private": True, "is_member": False}
     fake.channels["C0PUBLIC"] = {"is_member": False}
     fake.users["U0GONE"] = {"deleted": True}

@@ -5,6 +5,7 @@ whose answer was lost, a channel that is gone, a message deleted in Slack; two c
 from __future__ import annotations
 
 import asyncio
+import json
 import logging
 import time
 from collections import defaultdict
@@ -98,7 +99,23 @@ def through_its_life(store: RequestStore, row: AppRequest) -> None:
 
 
 def markers(fake: FakeSlack) -> list[str]:
-    return [m["metadata"]["event_payload"]["key"] for m in fake.messages if m.get("metadata")]
+    """The news posts Slack has, by their marker (a digest carries one for each outcome in it)."""
+    found: list[str] = []
+    for message in fake.messages:
+        payload = (message.get("metadata") or {}).get("event_payload") or {}
+        found += payload.get("keys") or ([payload["key"]] if "key" in payload else [])
+    return found
+
+
+def outcomes(fake: FakeSlack, channel: str, row: AppRequest) -> list[dict[str, Any]]:
+    """The messages in `channel` telling the outcome of `row`: a reply in its thread, or a line of a digest."""
+    found = []
+    for message in fake.posted(channel):
+        payload = (message.get("metadata") or {}).get("event_payload") or {}
+        keys = payload.get("keys") or [payload.get("key")]
+        if row.id in message["text"] and any(str(k).endswith((":final", ":outcome")) for k in keys):
+            found.append(message)
+    return found
 
 
 def busiest_window(times: list[float], seconds: float) -> int:
@@ -137,12 +154,16 @@ async def test_news_waits_while_slack_is_away_and_is_delivered_once_in_order_whe
     for row in rows:
         fresh = store.get(row.id)
         assert fresh is not None and fresh.thread_ts
-        heads = [m for m in fake.posted(REQUESTS_CHANNEL) if "thread_ts" not in m and row.id in m["text"]]
+        heads = [m for m in fake.posted(REQUESTS_CHANNEL) if "thread_ts" not in m and row.id in m["text"]
+                 and str((m.get("metadata") or {}).get("event_payload", {}).get("key")).endswith(":head")]
         assert [h["ts"] for h in heads] == [fresh.thread_ts]
-        # In the thread, in the order it happened: the approval, then the outcome.
+        # In the order it happened: the approval in the thread, then the outcome (in the thread, or in a digest
+        # of outcomes when several waited for the channel at once), once.
         replies = fake.posted(REQUESTS_CHANNEL, thread_ts=fresh.thread_ts)
-        assert [m["metadata"]["event_payload"]["key"].split(":")[1] for m in replies] == ["decided", "final"]
-        assert len([m for m in fake.posted(NOTIFY) if row.id in m["text"]]) == 1
+        assert [m["metadata"]["event_payload"]["key"].split(":")[1] for m in replies][:1] == ["decided"]
+        [outcome] = outcomes(fake, REQUESTS_CHANNEL, fresh)
+        assert float(outcome["ts"]) > float(replies[0]["ts"])
+        assert len(outcomes(fake, NOTIFY, fresh)) == 1
         # The head and the card end showing the request as it is: done.
         last_head_edit = [c for c in fake.of("chat.update") if c["ts"] == fresh.thread_ts][-1]
         assert last_head_edit["text"].endswith("Done")
@@ -282,3 +303,30 @@ async def test_a_head_deleted_in_slack_is_posted_anew_on_the_next_edit(
     assert [h["ts"] for h in heads] == [before.thread_ts, after.thread_ts]
     assert NewsStore(engine).pending(row.id) == []
     worker.engine.dispose()
+
+
+async def test_outcomes_ending_together_share_digests_and_each_requester_is_told_once(
+    engine: Engine, slack: tuple[FakeSlack, str], workers: list[Worker]
+) -> None:
+    fake, _ = slack
+    store, news = RequestStore(engine), NewsStore(engine)
+    rows = [a_request(store, n, State.SUBMITTED) for n in range(30)]
+    for w in workers:
+        w.courier.wake()
+    await until(lambda: news.backlog() == 0, what="the threads posted")
+    for row in rows:
+        store.transition(row.id, State.SUBMITTED, State.SUCCEEDED, actor="w", action="succeeded", news=Event.FINISHED)
+    for w in workers:
+        w.courier.wake()
+    await until(lambda: news.backlog() == 0, timeout=120, what="every outcome told and every head redrawn")
+    digests = [m for m in fake.posted(REQUESTS_CHANNEL) if "keys" in (m.get("metadata") or {}).get("event_payload", {})]
+    assert digests  # 30 outcomes waited for one channel: they shared posts
+    for row in rows:
+        fresh = store.get(row.id)
+        assert fresh is not None
+        [told] = outcomes(fake, REQUESTS_CHANNEL, fresh)
+        assert f"<@{row.requester_id}>" in json.dumps(told)  # the requester is notified
+        assert len(outcomes(fake, NOTIFY, fresh)) == 1
+        assert [c for c in fake.of("chat.update") if c["ts"] == fresh.thread_ts][-1]["text"].endswith("Done")
+    posts_to_notify = len(fake.posted(NOTIFY))
+    assert posts_to_notify < len(rows)

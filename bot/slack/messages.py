@@ -656,6 +656,32 @@ def outcome_message(request: AppRequest, *, sandbox: bool, names: Names = NO_NAM
     return Message(text, [b.to_dict() for b in blocks])
 
 
+def outcome_line(request: AppRequest, *, sandbox: bool, names: Names = NO_NAMES, links: Links = NO_LINKS) -> str:
+    """A request's outcome as one line of a digest: the final word, whom it is for, where its thread is."""
+    where = f" · {link(links.thread, 'thread')}" if links.thread else ""
+    return f"{outcome_text(request, sandbox=sandbox, names=names)} {mention(request.requester_id)}{where}"
+
+
+DIGEST_MOST = 20  # lines in one digest: a few thousand characters, well within a message's limits
+
+
+def digest_message(lines: Sequence[str], *, sandbox: bool) -> Message:
+    """Several outcomes for one channel in one message. Slack takes about one post a second per channel, so when
+    many requests end together their outcomes share posts instead of queueing for minutes; each line mentions
+    its requester, so each is still notified, and the thread's head shows the outcome too."""
+    header = f"{'[SANDBOX] ' if sandbox else ''}{len(lines)} requests finished:"
+    blocks: list[SlackBlock] = [SectionBlock(text=_md(f"*{header}*"))]
+    chunk: list[str] = []
+    for line in lines:
+        if chunk and sum(len(c) + 1 for c in chunk) + len(line) > 2900:  # a section holds 3,000 characters
+            blocks.append(SectionBlock(text=_md("\n".join(chunk))))
+            chunk = []
+        chunk.append(line)
+    if chunk:
+        blocks.append(SectionBlock(text=_md("\n".join(chunk))))
+    return Message("\n".join([header, *lines])[:4000], [b.to_dict() for b in blocks])
+
+
 def decision_reply(request: AppRequest, *, sandbox: bool) -> str | None:
     """The one reply an approval gets in the requester's thread (a rejection's is its `final_reply`)."""
     if not request.decided_by or State(request.state) in (State.PENDING_APPROVAL, State.REJECTED, State.EXPIRED,

@@ -273,30 +273,34 @@ class SlackNotifier:
             else:
                 self._operator_warning(request, self.approval_channel or channel, placed, "approval card")
 
-    async def _reply(self, request: AppRequest, message: messages.Message, *, key: str) -> None:
-        await self._reply_text(request, message.text, message.blocks, key=key)
+    async def _reply(self, request: AppRequest, message: messages.Message, *, key: str, fold: str | None = None) -> None:
+        await self._reply_text(request, message.text, message.blocks, key=key, fold=fold)
 
     async def _reply_text(self, request: AppRequest, text: str, blocks: list[dict[str, Any]] | None = None, *,
-                          key: str) -> None:
+                          key: str, fold: str | None = None) -> None:
         """A reply in the request's thread; where Slack no longer lets the bot post there, the requester's DM."""
         if not (request.channel_id and request.thread_ts):
             return
-        posted = await self.writer.post(request.channel_id, text, blocks, thread_ts=request.thread_ts, key=key)
+        posted = await self.writer.post(request.channel_id, text, blocks, thread_ts=request.thread_ts, key=key,
+                                        fold=fold)
         if not posted.ok and posted.error in CHANNEL_UNUSABLE and request.channel_id != request.requester_id:
             self._operator_warning(request, request.channel_id, posted, "thread reply")
-            await self.writer.post(request.requester_id, text, blocks, key=f"{key}-dm")
+            await self.writer.post(request.requester_id, text, blocks, key=f"{key}-dm", fold=fold)
 
     async def _final(self, request: AppRequest, names: Names, links: messages.Links) -> None:
         state = State(request.state)
         if state == State.CANCELLED and not request.outcome_sentence:
             return  # the requester's own click: answered to them; the head and the card show it
         reply = messages.final_reply(request, sandbox=self.sandbox, names=names, links=links)
+        # When many requests end together, outcomes waiting for the same channel share a digest (see the writer).
+        line = messages.outcome_line(request, sandbox=self.sandbox, names=names, links=links)
         if request.channel_id and request.thread_ts:
-            await self._reply(request, reply, key="final")
+            await self._reply(request, reply, key="final", fold=line)
         else:  # no thread to tell it in: the requester's DM
-            await self.writer.post(request.requester_id, reply.text, reply.blocks, key="final")
+            await self.writer.post(request.requester_id, reply.text, reply.blocks, key="final", fold=line)
         if self.notify_channel and state in (State.SUCCEEDED, State.FAILED, State.SUBMIT_FAILED):
             outcome = messages.outcome_message(request, sandbox=self.sandbox, names=names, links=links)
-            posted = await self.writer.post(self.notify_channel, outcome.text, outcome.blocks, key="outcome")
+            posted = await self.writer.post(self.notify_channel, outcome.text, outcome.blocks, key="outcome",
+                                            fold=line)
             if not posted.ok:
                 self._operator_warning(request, self.notify_channel, posted, "outcome")

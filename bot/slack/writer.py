@@ -26,6 +26,7 @@ from bot.digits import ascii_int
 from bot.metrics import Metrics
 from bot.slack import delivery
 from bot.slack.delivery import MARKER_EVENT, Delivery
+from bot.slack.messages import DIGEST_MOST, digest_message
 from bot.slack.rate_limits import LONGEST_WAIT_SECONDS, RateLimitRetryHandler
 from bot.store.pace import SharedPace
 
@@ -161,6 +162,18 @@ class DatabasePace:
 
 
 @dataclass
+class _Foldable:
+    """A post waiting for its channel's slot that may share a digest with others waiting for the same slot."""
+
+    text: str
+    blocks: list[dict[str, Any]] | None
+    thread_ts: str | None
+    marker: str | None
+    line: str
+    answer: asyncio.Future[Posted]
+
+
+@dataclass
 class _Edit:
     content: tuple[str, list[dict[str, Any]]] | None = None
     task: asyncio.Task[None] | None = None
@@ -192,6 +205,9 @@ class SlackWriter:
     timeout: float | None = None  # of one call; default: the client's
     _edits: dict[tuple[str, str], _Edit] = field(default_factory=dict, init=False)
     _bare: AsyncWebClient | None = field(default=None, init=False)
+    # Foldable posts waiting, by channel, and the task posting each channel's (a channel leaves both once empty).
+    _folding: dict[str, list[_Foldable]] = field(default_factory=dict, init=False)
+    _leaders: dict[str, asyncio.Task[None]] = field(default_factory=dict, init=False)
 
     def _labelled(self, text: str) -> str:
         if self.label and not text.startswith(self.label):
@@ -244,30 +260,32 @@ class SlackWriter:
         log.warning("Slack %s failed: %s", method, code)
 
     async def post(self, channel: str, text: str, blocks: list[dict[str, Any]] | None = None,
-                   thread_ts: str | None = None, *, key: str | None = None) -> Posted:
+                   thread_ts: str | None = None, *, key: str | None = None, fold: str | None = None) -> Posted:
         """Post a message. Slack's refusal comes back as `Posted(ok=False, error=…)`.
 
         Outside a courier's delivery a failure that may pass comes back the same way (an interactive answer has
         nowhere to wait). Inside one it raises `SlackUnavailable`, so the news waits; and with a `key`, a post
-        this news already made is not made again (one sent without an answer is looked for first)."""
+        this news already made is not made again (one sent without an answer is looked for first).
+        `fold`: this post's one-line form. While other foldable posts wait for the same channel's slot, they
+        go out together as one digest, in the channel (see `messages.digest_message`)."""
         current = delivery.current.get()
         if current is None:
             try:
-                return await self._post(channel, text, blocks, thread_ts, None)
+                return await self._post(channel, text, blocks, thread_ts, None, fold)
             except SlackUnavailable as away:
                 return Posted(False, error=away.reason)
         if key is None:
-            return await self._post(channel, text, blocks, thread_ts, None)
-        return await self._post_once(current, key, channel, text, blocks, thread_ts)
+            return await self._post(channel, text, blocks, thread_ts, None, fold)
+        return await self._post_once(current, key, channel, text, blocks, thread_ts, fold)
 
     async def _post_once(self, current: Delivery, key: str, channel: str, text: str,
-                         blocks: list[dict[str, Any]] | None, thread_ts: str | None) -> Posted:
+                         blocks: list[dict[str, Any]] | None, thread_ts: str | None, fold: str | None) -> Posted:
         done = current.posted(key)
         if done is not None:
             return Posted(True, *done)
         since = current.unanswered_since(key)
         if since is not None:
-            found = await self.find(channel, thread_ts, current.marker(key), since)
+            found = await self.find(channel, thread_ts, current.marker(key), since, in_digests=fold is not None)
             if found is not None:
                 log.info("the %s post of %s was in Slack already (its answer was lost); not posting it again",
                          key, current.request_id)
@@ -275,7 +293,7 @@ class SlackWriter:
                 return Posted(True, *found)
         await current.sending(key)
         try:
-            posted = await self._post(channel, text, blocks, thread_ts, current.marker(key))
+            posted = await self._post(channel, text, blocks, thread_ts, current.marker(key), fold)
         except SlackUnavailable as away:
             if not away.maybe_sent:
                 current.refused(key)
@@ -287,51 +305,111 @@ class SlackWriter:
         return posted
 
     async def _post(self, channel: str, text: str, blocks: list[dict[str, Any]] | None, thread_ts: str | None,
-                    marker: str | None) -> Posted:
+                    marker: str | None, fold: str | None = None) -> Posted:
+        if fold is not None:
+            return await self._post_folded(channel, _Foldable(text, blocks, thread_ts, marker, fold,
+                                                              asyncio.get_running_loop().create_future()))
+        await self._slot(channel)
+        return await self._send(channel, text, blocks, thread_ts, [marker] if marker else [])
+
+    async def _slot(self, channel: str) -> None:
         await self.pace.wait(f"chat.postMessage {channel}", self.post_interval)
         await self.pace.wait("chat.postMessage", self.workspace_post_interval)
+
+    async def _post_folded(self, channel: str, waiting: _Foldable) -> Posted:
+        self._folding.setdefault(channel, []).append(waiting)
+        if channel not in self._leaders:
+            self._leaders[channel] = asyncio.create_task(self._lead(channel), name=f"fold:{channel}")
+        return await asyncio.shield(waiting.answer)
+
+    async def _lead(self, channel: str) -> None:
+        """Post what waits for `channel`, one slot at a time: alone as itself, several as one digest."""
+        try:
+            while self._folding.get(channel):
+                await self._slot(channel)
+                queue = self._folding[channel]
+                batch, queue[:] = queue[:DIGEST_MOST], queue[DIGEST_MOST:]
+                try:
+                    if len(batch) == 1:
+                        one = batch[0]
+                        posted = await self._send(channel, one.text, one.blocks, one.thread_ts,
+                                                  [one.marker] if one.marker else [])
+                    else:
+                        digest = digest_message([b.line for b in batch], sandbox=bool(self.label))
+                        posted = await self._send(channel, digest.text, digest.blocks, None,
+                                                  [b.marker for b in batch if b.marker])
+                except Exception as error:  # every post in the batch learns it, and its news waits
+                    for waiting in batch:
+                        if not waiting.answer.done():
+                            waiting.answer.set_exception(error)
+                    continue
+                for waiting in batch:
+                    if not waiting.answer.done():
+                        waiting.answer.set_result(posted)
+        finally:
+            self._leaders.pop(channel, None)
+            if not self._folding.get(channel):
+                self._folding.pop(channel, None)
+
+    async def _send(self, channel: str, text: str, blocks: list[dict[str, Any]] | None, thread_ts: str | None,
+                    markers: list[str]) -> Posted:
         args: dict[str, Any] = {"channel": channel, "text": text, "unfurl_links": False}
         if blocks is not None:
             args["blocks"] = blocks
         if thread_ts:
             args["thread_ts"] = thread_ts
-        if marker is not None:
-            args["metadata"] = {"event_type": MARKER_EVENT, "event_payload": {"key": marker}}
+        if markers:
+            payload: dict[str, Any] = {"key": markers[0]} if len(markers) == 1 else {"keys": markers}
+            args["metadata"] = {"event_type": MARKER_EVENT, "event_payload": payload}
         try:
             data = await self._call("chat.postMessage", **args)
         except SlackApiError as error:
             return Posted(False, error=str(error.response.get("error", "unknown")))
         return Posted(True, str(data.get("channel") or channel), str(data.get("ts")))
 
-    async def find(self, channel: str, thread_ts: str | None, marker: str, since: float) -> tuple[str, str] | None:
-        """The message carrying `marker` posted since `since` in the channel (or in the thread), if Slack has it.
-        A look Slack refuses (a scope missing, the channel gone) finds nothing: posting again may repeat a
-        message, which beats losing one."""
+    async def find(self, channel: str, thread_ts: str | None, marker: str, since: float, *,
+                   in_digests: bool = False) -> tuple[str, str] | None:
+        """The message carrying `marker` posted since `since` in the thread (or the channel), if Slack has it;
+        `in_digests`: also among the channel's digests. A look Slack refuses (a scope missing, the channel
+        gone) finds nothing: posting again may repeat a message, which beats losing one."""
         try:
             if channel[:1] in ("U", "W"):  # a DM is posted to the user's id; its history is the DM channel's
                 await self.pace.wait("conversations.open", self.lookup_interval)
                 opened = await self._call("conversations.open", users=channel)
                 channel = str((opened.get("channel") or {}).get("id") or channel)
-            method = "conversations.replies" if thread_ts else "conversations.history"
-            args: dict[str, Any] = {"channel": channel, "oldest": f"{since - 5:.6f}", "limit": LOOKUP_PAGE,
-                                    "include_all_metadata": True, "inclusive": True}
-            if thread_ts:
-                args["ts"] = thread_ts
-            for _ in range(LOOKUP_PAGES):
-                await self.pace.wait(method, self.lookup_interval)
-                page = await self._call(method, **args)
-                for message in page.get("messages") or []:
-                    metadata = message.get("metadata") or {}
-                    payload = metadata.get("event_payload") or {}
-                    if metadata.get("event_type") == MARKER_EVENT and payload.get("key") == marker:
-                        return channel, str(message.get("ts"))
-                cursor = (page.get("response_metadata") or {}).get("next_cursor")
-                if not page.get("has_more") or not cursor:
-                    return None
-                args["cursor"] = cursor
+            places: list[str | None] = [thread_ts] if thread_ts else []
+            if in_digests or not thread_ts:
+                places.append(None)
+            for place in places:
+                found = await self._look(channel, place, marker, since)
+                if found is not None:
+                    return channel, found
         except SlackApiError as error:
             log.warning("could not look in %s for a post whose answer was lost (%s); posting it again", channel,
                         error.response.get("error", "unknown"))
+        return None
+
+    async def _look(self, channel: str, thread_ts: str | None, marker: str, since: float) -> str | None:
+        """The ts of the message carrying `marker` in the thread (conversations.replies) or among the channel's
+        messages (conversations.history), a page of `LOOKUP_PAGE` at a time."""
+        method = "conversations.replies" if thread_ts else "conversations.history"
+        args: dict[str, Any] = {"channel": channel, "oldest": f"{since - 5:.6f}", "limit": LOOKUP_PAGE,
+                                "include_all_metadata": True, "inclusive": True}
+        if thread_ts:
+            args["ts"] = thread_ts
+        for _ in range(LOOKUP_PAGES):
+            await self.pace.wait(method, self.lookup_interval)
+            page = await self._call(method, **args)
+            for message in page.get("messages") or []:
+                metadata = message.get("metadata") or {}
+                payload = metadata.get("event_payload") or {}
+                if metadata.get("event_type") == MARKER_EVENT and (
+                        payload.get("key") == marker or marker in (payload.get("keys") or [])):
+                    return str(message.get("ts"))
+            cursor = (page.get("response_metadata") or {}).get("next_cursor")
+            if not page.get("has_more") or not cursor:
+                return None
+            args["cursor"] = cursor
         return None
 
     async def ephemeral(self, channel: str, user: str, text: str, thread_ts: str | None = None) -> bool:
@@ -408,7 +486,8 @@ class SlackWriter:
             return
 
     async def drain(self) -> None:
-        """Wait for pending edits (at shutdown, and in tests)."""
+        """Wait for pending edits and posts (at shutdown, and in tests)."""
         tasks = [e.task for e in self._edits.values() if e.task is not None and not e.task.done()]
+        tasks += [task for task in self._leaders.values() if not task.done()]
         if tasks:
             await asyncio.gather(*tasks, return_exceptions=True)
