@@ -16,9 +16,12 @@ from __future__ import annotations
 import asyncio
 import logging
 import random
+import time
 from collections.abc import Sequence
 from dataclasses import dataclass, field
 from datetime import timedelta
+
+from sqlalchemy.exc import DBAPIError
 
 from bot.metrics import Metrics
 from bot.notify import Event, Notifier
@@ -79,9 +82,15 @@ class Courier:
         self._wake.set()
 
     async def run(self, stop: asyncio.Event) -> None:
+        renewed = time.monotonic()
         while not stop.is_set():
             try:
                 await self.fill()
+                if time.monotonic() - renewed > self.config.lease.total_seconds() / 3 and self._busy:
+                    # A delivery can wait minutes for Slack's pace (edits at Tier 3 behind a backlog): its lease
+                    # must not run out meanwhile, or another courier would tell the same news again.
+                    await asyncio.to_thread(self.news.renew_all, self.owner, list(self._busy), self.config.lease)
+                    renewed = time.monotonic()
             except Exception:  # the database: keep going, say so
                 log.exception("could not claim Slack news; trying again shortly")
             self._wake.clear()
@@ -157,8 +166,16 @@ class Courier:
             except SlackUnavailable as away:
                 await self._wait_for_slack(item, journal, away)
                 return False
+            except DBAPIError:  # the database, mid-delivery: the news stays, and goes again once it answers
+                log.warning("the database failed while telling Slack about %s (%s); trying again later",
+                            item.request_id, item.event)
+                await asyncio.to_thread(self.news.failed, item, self.config.retry_in, reason="database",
+                                        sent_json=journal.dump())
+                return False
             except Exception:
-                if item.attempts + 1 < self.config.max_attempts:
+                # A fault in the bot: given up after `max_attempts` tries, once the try before failed the same
+                # way (so a fault just after a long Slack outage is tried again first).
+                if item.last_error != "error" or item.attempts + 1 < self.config.max_attempts:
                     log.exception("could not tell Slack about %s (%s); trying again later", item.request_id, item.event)
                     await asyncio.to_thread(self.news.failed, item, self.config.retry_in * 2 ** item.attempts,
                                             reason="error", sent_json=journal.dump())

@@ -5,6 +5,7 @@ writes in a constant number of statements."""
 from __future__ import annotations
 
 import asyncio
+import dataclasses
 import json
 import logging
 from datetime import timedelta
@@ -268,3 +269,30 @@ async def test_news_waiting_for_a_lookup_is_not_overtaken_by_later_news(store: R
     store.update_fields(row.id, actor="bot", action="lookup", release_news=True, lookup_found=False)  # looked
     await courier(store, notifier).deliver_due()
     assert notifier.of(row.id) == [Event.CREATED, Event.ATTENTION, Event.SUBMITTED]
+
+
+async def test_a_delivery_waiting_on_slack_keeps_its_lease_while_its_courier_runs(store: RequestStore) -> None:
+    row = new_request(store)
+    log: list[tuple[str, str, Event]] = []
+    slack_holds, slack_answers = asyncio.Event(), asyncio.Event()
+
+    class SlowSlack(RecordingNotifier):  # a post waiting its turn behind Slack's pace for longer than a lease
+        async def request_changed(self, request: AppRequest, event: Event) -> None:
+            slack_holds.set()
+            await slack_answers.wait()
+            await super().request_changed(request, event)
+
+    config = dataclasses.replace(FAST, lease=timedelta(seconds=3))
+    stop = asyncio.Event()
+    running = asyncio.create_task(courier(store, SlowSlack("a", log), "a", config).run(stop))
+    await asyncio.wait_for(slack_holds.wait(), timeout=10)
+    await asyncio.sleep(4.5)  # longer than the lease it claimed with
+    await courier(store, RecordingNotifier("b", log), "b", config).deliver_due()
+    slack_answers.set()
+    for _ in range(500):
+        if log:
+            break
+        await asyncio.sleep(0.02)
+    stop.set()
+    await asyncio.wait_for(running, timeout=10)
+    assert log == [("a", row.id, Event.CREATED)]  # told once, by the courier that held it

@@ -124,6 +124,13 @@ class NewsStore:
                                         .values(news_until=utcnow() + lease))
             return bool(result.rowcount == 1)
 
+    def renew_all(self, owner: str, request_ids: Sequence[str], lease: timedelta) -> None:
+        """Extend our leases of the requests still being delivered."""
+        with self._db.write_connection() as connection:
+            connection.execute(update(AppRequest)
+                               .where(col(AppRequest.id).in_(list(request_ids)), col(AppRequest.news_owner) == owner)
+                               .values(news_until=utcnow() + lease))
+
     def release(self, owner: str, request_ids: Sequence[str]) -> None:
         with self._db.write_connection() as connection:
             connection.execute(update(AppRequest)
