@@ -659,7 +659,7 @@ def outcome_message(request: AppRequest, *, sandbox: bool, names: Names = NO_NAM
 def outcome_line(request: AppRequest, *, sandbox: bool, names: Names = NO_NAMES, links: Links = NO_LINKS) -> str:
     """A request's outcome as one line of a digest: the final word, whom it is for, where its thread is."""
     where = f" · {link(links.thread, 'thread')}" if links.thread else ""
-    return f"{outcome_text(request, sandbox=sandbox, names=names)} {mention(request.requester_id)}{where}"
+    return f"{mention(request.requester_id)} {outcome_text(request, sandbox=sandbox, names=names)}{where}"
 
 
 DIGEST_MOST = 20  # lines in one digest: a few thousand characters, well within a message's limits
