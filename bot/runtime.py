@@ -175,7 +175,10 @@ def build_runtime(settings: Settings, *, need_signing_secret: bool = True) -> Ru
                          update_interval=settings.slack_update_interval_seconds,
                          edit_window=settings.slack_edit_window_seconds,
                          label="[SANDBOX]" if sandbox_server is not None else None,
-                         pace=DatabasePace(SharedPace(engine)))  # one budget for every process on the database
+                         pace=DatabasePace(SharedPace(engine)),  # one budget for every process on the database
+                         # Posts paced at all (SLACK_POST_INTERVAL_SECONDS above 0): 240 a minute in all, too.
+                         workspace_post_interval=min(SlackWriter.workspace_post_interval,
+                                                     settings.slack_post_interval_seconds))
     interval = timedelta(seconds=settings.poll_interval_seconds)
     policy = Policy(
         approvers=frozenset(settings.approvers), postpaid_requires_approval=settings.postpaid_requires_approval,
