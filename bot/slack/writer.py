@@ -239,7 +239,7 @@ class SlackWriter:
             status = int(getattr(error.response, "status_code", 200) or 200)
             code = str(error.response.get("error", "unknown")) if isinstance(error.response.data, dict) \
                 else f"http_{status}"
-            self._count_error(method, code)
+            self._count_error(method, code, kwargs.get("channel") or kwargs.get("user_id"))
             if status == 429 or code in TRANSIENT_ERRORS or status >= 500:
                 wait = _retry_after(error) if status == 429 else None
                 if wait:  # the method's budget waits it out, in every process
@@ -249,15 +249,17 @@ class SlackWriter:
             raise
         except (TimeoutError, aiohttp.ClientError, OSError) as error:
             reason = "timeout" if isinstance(error, TimeoutError | aiohttp.ServerTimeoutError) else "connection"
-            self._count_error(method, reason)
+            self._count_error(method, reason, kwargs.get("channel") or kwargs.get("user_id"))
             raise SlackUnavailable(method, reason, maybe_sent=True) from error
         data: dict[str, Any] = response.data if isinstance(response.data, dict) else {}
         return data
 
-    def _count_error(self, method: str, code: str) -> None:
+    def _count_error(self, method: str, code: str, channel: object = None) -> None:
         if self.metrics:
             self.metrics.slack_errors.labels(method, code).inc()
-        log.warning("Slack %s failed: %s", method, code)
+        current = delivery.current.get()
+        about = f" for {current.request_id}" if current is not None else ""
+        log.warning("Slack %s failed%s in %s: %s", method, about, channel or "-", code)
 
     async def post(self, channel: str, text: str, blocks: list[dict[str, Any]] | None = None,
                    thread_ts: str | None = None, *, key: str | None = None, fold: str | None = None) -> Posted:
