@@ -16,6 +16,7 @@ from sqlalchemy import Engine, event
 
 from bot.courier import Courier, CourierConfig
 from bot.lifecycle import State
+from bot.metrics import Metrics
 from bot.notify import Event
 from bot.slack.notifier import SlackNotifier
 from bot.slack.writer import SlackWriter, new_web_client
@@ -119,11 +120,13 @@ async def test_news_that_keeps_failing_is_given_up_loudly_after_its_attempts(
     row = new_request(store)
     notifier = RecordingNotifier()
     notifier.failing[row.id] = FAST.max_attempts
+    metrics = Metrics()
     for _ in range(FAST.max_attempts):
-        await courier(store, notifier).deliver_due()
+        await Courier(NewsStore(store.engine), store, notifier, "c1", FAST, metrics=metrics).deliver_due()
         await asyncio.sleep(0.45)
     assert NewsStore(store.engine).pending(row.id) == []
     assert any("gave up telling Slack" in r.getMessage() and r.levelno == logging.ERROR for r in caplog.records)
+    assert metrics.news_given_up.labels("error")._value.get() == 1  # on /metrics, by reason
 
 
 async def test_news_of_a_courier_that_died_is_delivered_by_another_after_its_lease(store: RequestStore) -> None:
