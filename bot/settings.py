@@ -109,10 +109,12 @@ class Settings(BaseSettings):
 
     # HTTP mode
     port: int = Field(default=3000, ge=0, le=65535)
+    # When set, /metrics answers only `Authorization: Bearer <token>` (401 otherwise).
+    metrics_token: SecretStr | None = None
     log_level: Literal["DEBUG", "INFO", "WARNING", "ERROR"] = "INFO"
     log_format: Literal["text", "json"] = "text"
 
-    @field_validator("slack_bot_token", "slack_signing_secret", "slack_app_token", mode="before")
+    @field_validator("slack_bot_token", "slack_signing_secret", "slack_app_token", "metrics_token", mode="before")
     @classmethod
     def _blank_is_unset(cls, value: object) -> object:
         # An empty or whitespace value (a `KEY=` line in .env) is no secret at all: treat it as missing.
@@ -190,7 +192,7 @@ class Settings(BaseSettings):
         secrets = (
             self.slack_bot_token, self.slack_signing_secret, self.slack_app_token,
             self.huaweicloud_sdk_ak, self.huaweicloud_sdk_sk, self.huaweicloud_sdk_security_token,
-            self.huaweicloud_iam_password,
+            self.huaweicloud_iam_password, self.metrics_token,
         )
         values = [s.get_secret_value() for s in secrets if s is not None and s.get_secret_value()]
         password = parse_database_url(self.database_url).password
