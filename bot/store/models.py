@@ -75,6 +75,8 @@ class AppRequest(SQLModel, table=True):
     remind_at: datetime | None = None
     reminders_sent: int = Field(default=0)
     expiry_warned: bool = Field(default=False)
+    # When the request entered its state (for "the oldest request waiting in each state" on /metrics).
+    state_since: datetime | None = None
 
 
 class AuditEvent(SQLModel, table=True):
@@ -128,3 +130,16 @@ class SeenSignature(SQLModel, table=True):
 
     signature: str = Field(primary_key=True, max_length=64)  # the hex HMAC of `X-Slack-Signature`
     expires_at: int = Field(sa_column=Column(BigInteger, nullable=False, index=True))  # Unix seconds, like Slack's
+
+
+class Heartbeat(SQLModel, table=True):
+    """Each running process says it is alive here every few seconds: a web process tells from it whether a
+    worker (tracker and courier) is running anywhere."""
+
+    __tablename__ = "heartbeats"
+    __table_args__ = (Index("ix_heartbeats_role_seen", "role", "seen_at"),)
+
+    process_id: str = Field(primary_key=True, max_length=64)  # host:pid, as leases name their owner
+    role: str = Field(max_length=16)  # "web", "worker", or "web+worker" (serve or socket with the tracker)
+    started_at: datetime = Field(default_factory=utcnow)
+    seen_at: datetime = Field(default_factory=utcnow)

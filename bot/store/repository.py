@@ -15,7 +15,7 @@ from typing import Any
 from sqlalchemy import Engine, Table, and_, bindparam, exists, func, insert, or_, text, update
 from sqlmodel import Session, col, select
 
-from bot.lifecycle import IN_FLIGHT_STATES, State, TransitionRefused, can_move
+from bot.lifecycle import FINAL_STATES, IN_FLIGHT_STATES, State, TransitionRefused, can_move
 from bot.notify import Event
 from bot.store.db import Sessions
 from bot.store.inline import InlineSQLite
@@ -232,8 +232,8 @@ class RequestStore:
                 thread_ts=new.thread_ts, reason=new.reason, spec_json=new.spec_json, spec_hash=new.spec_hash,
                 charging_mode=new.charging_mode, subscription_num=new.subscription_num,
                 server_group_id=new.server_group_id, state=state.value, created_at=now, updated_at=now,
-                expires_at=new.expires_at, progress_json=new.progress_json, decided_at=new.decided_at,
-                price_json=new.price_json, remind_at=new.remind_at,
+                state_since=now, expires_at=new.expires_at, progress_json=new.progress_json,
+                decided_at=new.decided_at, price_json=new.price_json, remind_at=new.remind_at,
             )
             session.add(row)
             session.flush()  # the row first: the audit rows point at it
@@ -311,7 +311,8 @@ class RequestStore:
         """Within the caller's transaction: update the row if its version is unchanged, and audit it."""
         now = utcnow()
         old_state, old_version, spec_hash = row.state, row.version, row.spec_hash
-        values: dict[str, Any] = {"state": new.value, "version": old_version + 1, "updated_at": now}
+        values: dict[str, Any] = {"state": new.value, "version": old_version + 1, "updated_at": now,
+                                  "state_since": now}
         values.update(changes or {})
         result = session.execute(
             update(AppRequest)
@@ -434,6 +435,7 @@ class RequestStore:
             for columns, group in by_columns.items():
                 statement = (update(table).where(table.c.id == bindparam("b_id"), table.c.lease_owner == owner)
                              .values(state=bindparam("b_state"), version=table.c.version + 1, updated_at=now,
+                                     state_since=now,
                                      **{c: bindparam(f"b_{c}") for c in columns}))
                 session.execute(statement, [{"b_id": m.request_id, "b_state": m.new.value,
                                              **{f"b_{c}": m.changes[c] for c in columns}} for m in group])
@@ -648,6 +650,14 @@ class RequestStore:
         count: int = session.exec(select(func.count()).select_from(AppRequest).where(
             AppRequest.requester_id == requester_id, col(AppRequest.state).in_(WAITING_FOR_A_PERSON))).one()
         return count
+
+    def oldest_by_state(self) -> dict[str, datetime]:
+        """For each state a request can still leave, when its oldest request entered it."""
+        waiting = [s.value for s in State if s not in FINAL_STATES]
+        with self._db.read() as session:
+            rows = session.exec(select(AppRequest.state, func.min(AppRequest.state_since))
+                                .where(col(AppRequest.state).in_(waiting)).group_by(AppRequest.state))
+            return {state: since for state, since in rows if since is not None}
 
     def count_by_state(self) -> dict[str, int]:
         with self._db.read() as session:
