@@ -15,10 +15,17 @@ import socket
 import sys
 import traceback
 from collections.abc import Sequence
+from typing import TYPE_CHECKING
 
 from bot import __version__
 from bot.logs import configure_logging, redact
 from bot.settings import Settings, SettingsError, StartupError, load_settings
+
+if TYPE_CHECKING:
+    import uvicorn
+    from starlette.applications import Starlette
+
+    from bot.runtime import Runtime
 
 log = logging.getLogger("bot")
 
@@ -113,9 +120,21 @@ def _listen(host: str, port: int) -> socket.socket:
     return listener
 
 
-def _serve(args: argparse.Namespace, *, socket_mode: bool) -> int:
+# Uvicorn's share of a stop: open connections get this long; the runtime's own stop follows (bot.runtime).
+HTTP_SHUTDOWN_SECONDS = 3
+
+
+def _run_http(app: Starlette, host: str, port: int, listener: socket.socket, debug: bool,
+              servers: list[uvicorn.Server]) -> None:
     import uvicorn
 
+    servers.append(uvicorn.Server(uvicorn.Config(
+        app, host=host, port=port, access_log=debug, log_config=None, log_level="debug" if debug else "warning",
+        timeout_graceful_shutdown=HTTP_SHUTDOWN_SECONDS)))
+    servers[0].run(sockets=[listener])
+
+
+def _serve(args: argparse.Namespace, *, socket_mode: bool) -> int:
     from bot.runtime import build_runtime, require_bot_token
     from bot.server import create_asgi_app
     from bot.slack.socket_mode import SocketModeLink
@@ -143,15 +162,12 @@ def _serve(args: argparse.Namespace, *, socket_mode: bool) -> int:
     if socket_mode and settings.slack_app_token is not None:
         socket = SocketModeLink(runtime.app, settings.slack_app_token.get_secret_value(), on_refused=stop_with)
     app = create_asgi_app(runtime, run_tracker=not args.no_tracker, socket=socket)
-    debug = settings.log_level == "DEBUG"
-    servers.append(uvicorn.Server(uvicorn.Config(app, host=args.host, port=port, access_log=debug, log_config=None,
-                                                 log_level="debug" if debug else "warning")))
     _warn_about_settings(settings)
     mode = "Socket Mode" if socket_mode else "HTTP mode"
     work = "answering Slack only (a worker tracks)" if args.no_tracker else "answering Slack, tracking, posting news"
     log.info("appserver-bot %s: %s on http://%s:%s (/healthz, /metrics), %s; %s", __version__, mode, args.host,
              port, work, runtime.summary())
-    servers[0].run(sockets=[listener])
+    _run_http(app, args.host, port, listener, settings.log_level == "DEBUG", servers)
     if stopped_because:
         raise StartupError(stopped_because[0])
     return 0
@@ -166,14 +182,41 @@ def cmd_socket(args: argparse.Namespace) -> int:
 
 
 def cmd_worker(args: argparse.Namespace) -> int:
-    import signal
-
     from bot.runtime import build_runtime
+    from bot.server import create_asgi_app
 
     settings = _settings()
+    port = args.port if args.port is not None else settings.port
+    try:
+        listener: socket.socket | None = _listen(args.host, port)
+    except StartupError as busy:
+        # The worker's own work matters more than its health endpoint: it goes on, and says what to set.
+        log.warning("%s The worker runs without /healthz and /metrics.", busy)
+        listener = None
     runtime = build_runtime(settings, need_signing_secret=False)
     runtime.check_slack_at_start = True
     runtime.whole_process = True
+    servers: list[uvicorn.Server] = []
+
+    def stop_now(_sentence: str) -> None:
+        for server in servers:
+            server.should_exit = True
+
+    if listener is not None:
+        runtime.on_fatal = stop_now
+        log.info("appserver-bot %s: worker, tracking and posting news, on http://%s:%s (/healthz, /metrics); %s",
+                 __version__, args.host, port, runtime.summary())
+        _run_http(create_asgi_app(runtime, run_tracker=True, answer_slack=False), args.host, port, listener,
+                  settings.log_level == "DEBUG", servers)
+    else:
+        _work_without_http(runtime)
+    if runtime.fatal:
+        raise StartupError(runtime.fatal)
+    return 0
+
+
+def _work_without_http(runtime: Runtime) -> None:
+    import signal
 
     async def work() -> None:
         stop = asyncio.Event()
@@ -181,15 +224,12 @@ def cmd_worker(args: argparse.Namespace) -> int:
         for sig in (signal.SIGTERM, signal.SIGINT):
             loop.add_signal_handler(sig, stop.set)
         runtime.on_fatal = lambda _sentence: stop.set()
-        await runtime.start(run_tracker=True)
+        await runtime.start(run_tracker=True, answer_slack=False)
         log.info("appserver-bot %s: worker, tracking and posting news; %s", __version__, runtime.summary())
         await stop.wait()
         await runtime.stop()
 
     asyncio.run(work())
-    if runtime.fatal:
-        raise StartupError(runtime.fatal)
-    return 0
 
 
 class _HelpFormatter(argparse.RawDescriptionHelpFormatter):
@@ -239,7 +279,10 @@ def build_parser() -> argparse.ArgumentParser:
 
     worker = _command(commands, "worker", "run only the tracker and the courier (no Slack requests)",
                       "Follows ordered requests in the cloud and posts the news to Slack; run it beside\n"
-                      "`serve --no-tracker` or `socket --no-tracker` on a shared PostgreSQL (see the Procfile).")
+                      "`serve --no-tracker` or `socket --no-tracker` on a shared PostgreSQL (see the Procfile).\n"
+                      "Serves /healthz and /metrics on --port; on a port in use it warns and works without them.")
+    worker.add_argument("--host", default="0.0.0.0", help="address to listen on for /healthz and /metrics")
+    worker.add_argument("--port", type=int, default=None, help="port to listen on (default: $PORT, or 3000)")
     worker.set_defaults(handler=cmd_worker)
 
     migrate = _command(commands, "migrate", "bring the database schema up to date, or to a revision",

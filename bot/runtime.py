@@ -3,11 +3,13 @@
 from __future__ import annotations
 
 import asyncio
+import contextlib
 import gc
 import logging
+import time
 from collections.abc import Callable
 from dataclasses import dataclass, field
-from datetime import timedelta
+from datetime import UTC, datetime, timedelta
 
 import aiohttp
 from pydantic import SecretStr
@@ -18,6 +20,7 @@ from bot.cloud.client import Cloud, build_cloud
 from bot.cloud.pricing import Pricer
 from bot.courier import Courier, CourierConfig
 from bot.metrics import Metrics
+from bot.outage import OUTAGES, is_database_outage
 from bot.policy import Guardrails
 from bot.retention import Retention
 from bot.sandbox import Sandbox, SandboxConfig
@@ -33,6 +36,7 @@ from bot.slack.notifier import SlackNotifier
 from bot.slack.writer import DatabasePace, SlackWriter, new_web_client
 from bot.startup import SlackRefused, check_slack
 from bot.store.db import describe_url, open_database
+from bot.store.heartbeats import Heartbeats, role_of
 from bot.store.news import NewsStore
 from bot.store.pace import SharedPace
 from bot.store.repository import RequestStore
@@ -43,7 +47,23 @@ from bot.workflow import CachedDirectory, CloudAdapter, Policy, Workflow
 log = logging.getLogger(__name__)
 # The price estimate is made while the form waits (beside the quota check), so it gets about a second.
 PRICE_SECONDS = 1.0
-SHUTDOWN_GRACE_SECONDS = 10.0
+# A stop (SIGTERM) ends the process within 25 s whatever is in flight, inside the 30 s platforms give
+# before SIGKILL: the web server's connections get a few seconds (see bot.cli), the rest of it this long.
+STOP_SECONDS = 20.0
+# Within it: a create in flight may still get its answer for this long before it is cancelled.
+CREATE_ANSWER_GRACE_SECONDS = 5.0
+# Each process writes its heartbeat this often; a worker not heard from for WORKER_SILENCE is reported.
+HEARTBEAT_SECONDS = 5.0
+WORKER_SILENCE = timedelta(seconds=60)
+
+
+@dataclass(frozen=True)
+class WorkerHealth:
+    """Whether a worker (tracker and courier) has been heard from lately, as a web process's /healthz says."""
+
+    last_seen: float | None  # Unix time of the latest worker heartbeat this process read
+    seconds_ago: float | None
+    problem: str | None  # a sentence when no worker has been heard from for WORKER_SILENCE
 
 
 class SlackDirectory:
@@ -90,6 +110,9 @@ class Runtime:
     _stop: asyncio.Event = field(default_factory=asyncio.Event)
     _tasks: list[asyncio.Task[None]] = field(default_factory=list)
     _checks: asyncio.Task[None] | None = None
+    _heartbeat: asyncio.Task[None] | None = None
+    _started_at: float = field(default_factory=time.time)
+    _worker_seen: float | None = None
 
     def summary(self) -> str:
         """What runs, in a few words: the database, the cloud, the approvers."""
@@ -99,8 +122,9 @@ class Runtime:
         return (f"database {describe_url(self.engine)}, {cloud}, "
                 f"{approvers} approver{'' if approvers == 1 else 's'}")
 
-    async def start(self, *, run_tracker: bool) -> None:
+    async def start(self, *, run_tracker: bool, answer_slack: bool = True) -> None:
         self._stop = asyncio.Event()
+        self._started_at = time.time()
         # One connection pool for every Slack call (slack_sdk opens a session per call otherwise).
         self.writer.client.session = aiohttp.ClientSession(timeout=aiohttp.ClientTimeout(total=30))
         if run_tracker:
@@ -111,6 +135,8 @@ class Runtime:
                 self._tasks.append(asyncio.create_task(self.retention.run(self._stop), name="retention"))
             log.debug("tracker and courier %s started (interval %ss)", self.tracker.worker_id,
                       self.settings.poll_interval_seconds)
+        role = role_of(serves=answer_slack, tracks=run_tracker)
+        self._heartbeat = asyncio.create_task(self._beat(role), name="heartbeat")
         if self.whole_process:
             # What start-up built lives as long as the process: out of the collector's sight, a full
             # collection walks only what requests create (it paused answers for 40-90 ms, now for half that).
@@ -119,6 +145,37 @@ class Runtime:
         if self.check_slack_at_start:
             # The channels matter where the courier posts.
             self._checks = asyncio.create_task(self._check_slack(channels=run_tracker), name="slack checks")
+
+    async def _beat(self, role: str) -> None:
+        """Say this process is alive, and read when a worker (this one or another) last said so."""
+        heartbeats = Heartbeats(self.engine)
+        started = datetime.fromtimestamp(self._started_at, UTC)
+        while not self._stop.is_set():
+            try:
+                await asyncio.to_thread(heartbeats.beat, self.tracker.worker_id, role, started)
+                seen = await asyncio.to_thread(heartbeats.seen, WORKER_SILENCE)
+                if seen.last_worker is not None:
+                    self._worker_seen = seen.last_worker.timestamp()
+            except Exception as error:
+                if not is_database_outage(error):
+                    log.exception("could not write the heartbeat")
+                else:
+                    OUTAGES.report("writing the heartbeat", error)
+            with contextlib.suppress(TimeoutError):
+                await asyncio.wait_for(self._stop.wait(), HEARTBEAT_SECONDS)
+
+    def worker_health(self) -> WorkerHealth:
+        now = time.time()
+        seen = self._worker_seen
+        ago = None if seen is None else round(max(now - seen, 0.0), 1)
+        silence = WORKER_SILENCE.total_seconds()
+        if ago is not None and ago <= silence:
+            return WorkerHealth(seen, ago, None)
+        if seen is None and now - self._started_at <= silence:
+            return WorkerHealth(None, None, None)  # just started: a worker starting beside it gets its minute
+        since = f"for {ago:.0f} s" if ago is not None else f"since this process started {now - self._started_at:.0f} s ago"
+        return WorkerHealth(seen, ago, f"no worker has been heard from {since}: nothing follows the orders or tells "
+                                       "Slack; start `appserver-bot worker` (or serve without --no-tracker)")
 
     async def _check_slack(self, *, channels: bool) -> None:
         try:
@@ -129,13 +186,29 @@ class Runtime:
                 self.on_fatal(self.fatal)
 
     async def stop(self) -> None:
+        """Within STOP_SECONDS whatever is in flight: what does not end in time is cancelled (a create then
+        waits out its lease, as after a crash; news not delivered stays queued)."""
+        loop = asyncio.get_running_loop()
+        deadline = loop.time() + STOP_SECONDS
+
+        def left(most: float = STOP_SECONDS) -> float:
+            return max(0.0, min(most, deadline - loop.time()))
+
         self._stop.set()
         if self._checks is not None:
             self._checks.cancel()
             await asyncio.gather(self._checks, return_exceptions=True)
-        await asyncio.gather(*self._tasks)
-        await early_ack.drain(SHUTDOWN_GRACE_SECONDS)  # clicks answered just before the stop finish their work
-        await self.writer.drain()
+        # The tracker's cycle and the courier end at their next step; a cloud or Slack call in the middle of
+        # one is cancelled after a while (a poll is repeated by the next tracker, news stays queued).
+        await _finish(self._tasks, left(8.0))
+        await self.tracker.stop_creates(left(CREATE_ANSWER_GRACE_SECONDS))
+        await _finish([t for t in [self._heartbeat] if t is not None], left(2.0))
+        # Clicks answered just before the stop finish their work, and pending edits go out, while time remains.
+        await early_ack.drain(left(8.0))
+        try:
+            await asyncio.wait_for(self.writer.drain(), left())
+        except TimeoutError:
+            log.warning("stopping before every pending Slack edit went out")
         if self.writer.client.session is not None:
             await self.writer.client.session.close()
         await self.cloud.aclose()
@@ -144,6 +217,19 @@ class Runtime:
         self.store.close()
         self.engine.dispose()
         log.info("stopped")
+
+
+async def _finish(tasks: list[asyncio.Task[None]], seconds: float) -> None:
+    """Wait up to `seconds` for `tasks` to end, then cancel what is left."""
+    if not tasks:
+        return
+    _, late = await asyncio.wait(tasks, timeout=seconds) if seconds > 0 else (set(), set(tasks))
+    for task in late:
+        task.cancel()
+    results = await asyncio.gather(*tasks, return_exceptions=True)
+    for task, result in zip(tasks, results, strict=True):
+        if isinstance(result, Exception):
+            log.error("%s ended with %s while stopping", task.get_name(), type(result).__name__)
 
 
 def require_bot_token(settings: Settings) -> str:

@@ -18,8 +18,9 @@ import time
 from collections.abc import AsyncIterator
 from contextlib import asynccontextmanager
 from datetime import UTC, datetime
+from typing import Any
 
-from prometheus_client import CONTENT_TYPE_LATEST, generate_latest
+from prometheus_client import CONTENT_TYPE_LATEST
 from slack_bolt.adapter.starlette.async_handler import to_async_bolt_request, to_starlette_response
 from sqlalchemy import text
 from sqlalchemy.exc import SQLAlchemyError
@@ -110,7 +111,9 @@ class FrontDoor:
             raise Refused(401, "the signed request was seen before")
 
 
-def create_asgi_app(runtime: Runtime, *, run_tracker: bool = True, socket: SocketModeLink | None = None) -> Starlette:
+def create_asgi_app(runtime: Runtime, *, run_tracker: bool = True, socket: SocketModeLink | None = None,
+                    answer_slack: bool = True) -> Starlette:
+    """The bot's HTTP side. `answer_slack=False` is the worker's: only /healthz and /metrics."""
     secret = runtime.settings.slack_signing_secret
     replays = ReplayMemory(runtime.engine)
     door = FrontDoor(secret.get_secret_value() if secret else None, replays)
@@ -150,33 +153,50 @@ def create_asgi_app(runtime: Runtime, *, run_tracker: bool = True, socket: Socke
             with runtime.engine.connect() as connection:
                 connection.execute(text("SELECT 1"))
 
+        reasons = []
         try:
             await asyncio.to_thread(ping)
             database = "ok"
         except Exception as error:  # any driver error means unhealthy
             database = f"error: {type(error).__name__}"
+            reasons.append("the database cannot be reached")
         # In Socket Mode the bot is useless until Slack is connected: unhealthy meanwhile.
         slack_ok = socket is None or await socket.connected()
-        healthy = database == "ok" and slack_ok
-        body = {
-            "status": "ok" if healthy else "unhealthy",
+        if not slack_ok:
+            reasons.append("Socket Mode is not connected to Slack yet")
+        worker = runtime.worker_health()
+        if worker.problem is not None:
+            reasons.append(worker.problem)
+        body: dict[str, Any] = {
+            "status": "unhealthy" if reasons else "ok",
             "database": database,
             "last_cloud_success": _iso(runtime.metrics.last_cloud_success),
             "tracker": {"running": run_tracker, "last_cycle": _iso(runtime.tracker.last_cycle_at)},
+            "worker": {"last_seen": _iso(worker.last_seen), "seconds_ago": worker.seconds_ago},
             "sandbox": runtime.context.sandbox,
             "time": _iso(time.time()),
         }
+        if reasons:
+            body["reason"] = "; ".join(reasons)
         if socket is not None:
             body["socket_mode"] = "connected" if slack_ok else "connecting"
-        return JSONResponse(body, status_code=200 if healthy else 503)
+        return JSONResponse(body, status_code=503 if reasons else 200)
+
+    token = runtime.settings.metrics_token
+    expected_authorization = f"Bearer {token.get_secret_value()}".encode() if token else None
 
     async def metrics(request: Request) -> Response:
-        payload = await asyncio.to_thread(generate_latest, runtime.metrics.registry)
-        return Response(payload, media_type=CONTENT_TYPE_LATEST)
+        if expected_authorization is not None:
+            given = request.headers.get("authorization", "").encode()
+            # Constant time: how much of a guess matched must not show in how long the refusal takes.
+            if not hmac.compare_digest(given, expected_authorization):
+                return JSONResponse({"error": "METRICS_TOKEN is set: send Authorization: Bearer <token>"},
+                                    status_code=401, headers={"WWW-Authenticate": 'Bearer realm="metrics"'})
+        return Response(await runtime.metrics.snapshot(), media_type=CONTENT_TYPE_LATEST)
 
     @asynccontextmanager
     async def lifespan(app: Starlette) -> AsyncIterator[None]:
-        await runtime.start(run_tracker=run_tracker)
+        await runtime.start(run_tracker=run_tracker, answer_slack=answer_slack)
         if socket is not None:
             socket.start()  # connects in the background: /healthz answers meanwhile
         try:
@@ -187,8 +207,7 @@ def create_asgi_app(runtime: Runtime, *, run_tracker: bool = True, socket: Socke
             await runtime.stop()
             replays.close()
 
-    return Starlette(routes=[
-        Route("/slack/events", slack_events, methods=["POST"]),
-        Route("/healthz", healthz, methods=["GET"]),
-        Route("/metrics", metrics, methods=["GET"]),
-    ], lifespan=lifespan)
+    routes = [Route("/healthz", healthz, methods=["GET"]), Route("/metrics", metrics, methods=["GET"])]
+    if answer_slack:
+        routes.insert(0, Route("/slack/events", slack_events, methods=["POST"]))
+    return Starlette(routes=routes, lifespan=lifespan)

@@ -31,6 +31,7 @@ from bot.cloud.models import (
 )
 from bot.lifecycle import IN_FLIGHT_STATES, State
 from bot.notify import Event
+from bot.outage import OUTAGES, is_database_outage
 from bot.poll_schedule import Allowance, Load, Pace
 from bot.progress import Progress
 from bot.store.models import AppRequest, utcnow
@@ -58,6 +59,7 @@ class TrackerConfig:
     max_concurrent_calls: int = 8
     batch: int = 200
     poll_lease: timedelta = timedelta(seconds=60)  # a poll in progress is not taken by another tracker
+    max_creates: int = 10  # CreateAppServers calls in flight at once, each beside the cycle
 
     @property
     def pace(self) -> Pace:
@@ -102,6 +104,10 @@ class Tracker:
     _news: list[tuple[str, Event]] = field(default_factory=list)
     last_cycle_at: float | None = None
 
+    # Creates run beside the cycle, never inside it: a create that hangs (the gateway waits long before it
+    # answers) must not hold up the polls of every other request.
+    _creates: set[asyncio.Task[None]] = field(default_factory=set)
+
     @property
     def worker_id(self) -> str:
         return self.workflow.worker_id
@@ -116,8 +122,11 @@ class Tracker:
             try:
                 if await self.cycle() >= self.config.batch:
                     continue  # a full batch: more are due now, so no pause before the next
-            except Exception:  # the database or a bug: keep the loop alive, say so loudly
-                log.exception("tracker cycle failed; trying again shortly")
+            except Exception as error:  # the database or a bug: keep the loop alive, say so
+                if is_database_outage(error):
+                    OUTAGES.report("running the tracker's cycle", error)
+                else:
+                    log.exception("tracker cycle failed; trying again shortly")
             self._wake.clear()
             waiters = [asyncio.ensure_future(stop.wait()), asyncio.ensure_future(self._wake.wait())]
             await asyncio.wait(waiters, timeout=tick, return_when=asyncio.FIRST_COMPLETED)
@@ -129,7 +138,7 @@ class Tracker:
         changed = bool(await self.workflow.expire_due())
         changed |= bool(await self.workflow.remind_due())
         changed |= bool(await self.workflow.recover_stale())
-        changed |= bool(await self.workflow.submit_due())
+        await self._start_creates()
         lease = max(self.config.interval * 2, self.config.poll_lease)
         self._load = Load(*await asyncio.to_thread(self.store.in_flight_load))
         gate = asyncio.Semaphore(self.config.max_concurrent_calls)
@@ -156,6 +165,56 @@ class Tracker:
             self.on_news()
         self.last_cycle_at = time.time()
         return taken
+
+    # Creating -----------------------------------------------------------------------------------
+
+    async def _start_creates(self) -> None:
+        """Claim approved requests (up to `max_creates` in flight) and send each in a task of its own."""
+        room = self.config.max_creates - len(self._creates)
+        if room <= 0:
+            return
+        for row in await self.workflow.claim_approved(room):
+            task = asyncio.create_task(self._create(row), name=f"create {row.id}")
+            self._creates.add(task)
+            task.add_done_callback(self._creates.discard)
+
+    async def _create(self, row: AppRequest) -> None:
+        try:
+            await self.workflow.send(row)
+        except asyncio.CancelledError:
+            raise
+        except Exception as error:
+            if is_database_outage(error):
+                OUTAGES.report("recording the answer to a create", error)
+            else:
+                log.exception("sending %s to the cloud failed", row.id)
+        if self.on_news is not None:
+            self.on_news()
+        self.wake()  # its first poll, or the next approved request
+
+    @property
+    def creates_in_flight(self) -> int:
+        return len(self._creates)
+
+    async def creates_answered(self) -> None:
+        """Until every create in flight has its answer recorded (for callers that drive cycles one by one)."""
+        while self._creates:
+            await asyncio.gather(*list(self._creates), return_exceptions=True)
+
+    async def stop_creates(self, grace: float) -> None:
+        """At a stop: give the creates in flight `grace` seconds to be answered, then cancel them. A cancelled
+        create's request stays leased in `submitting`; once the lease runs out it is looked for in the cloud,
+        as after a crash (the create may have reached it: it is never sent again blindly)."""
+        if not self._creates:
+            return
+        pending = set(self._creates)
+        _, still = await asyncio.wait(pending, timeout=grace)
+        for task in still:
+            log.warning("stopping while %s waits for the cloud's answer; the request waits out its lease, then the "
+                        "bot looks for what the create made", task.get_name().removeprefix("create "))
+            task.cancel()
+        if still:
+            await asyncio.gather(*still, return_exceptions=True)
 
     # Polling ------------------------------------------------------------------------------------
 

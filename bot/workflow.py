@@ -443,10 +443,16 @@ class Workflow:
 
     async def submit_due(self, limit: int = 10) -> list[SubmitResult]:
         """The outbox worker: claim approved requests and call CreateAppServers once for each."""
-        claimed = await self._db(self.store.claim_for_submit, self.worker_id, self.policy.submit_lease, limit)
-        return list(await asyncio.gather(*(self._send(row) for row in claimed)))
+        claimed = await self.claim_approved(limit)
+        return list(await asyncio.gather(*(self.send(row) for row in claimed)))
 
-    async def _send(self, row: AppRequest) -> SubmitResult:
+    async def claim_approved(self, limit: int) -> list[AppRequest]:
+        """Approved requests, moved to `submitting` and leased to this worker: each is sent once, by `send`."""
+        return await self._db(self.store.claim_for_submit, self.worker_id, self.policy.submit_lease, limit)
+
+    async def send(self, row: AppRequest) -> SubmitResult:
+        """Call CreateAppServers for a request this worker claimed. Cancelled midway (a stop), the request
+        stays leased in `submitting` and is recovered as after a crash once the lease runs out."""
         actor = f"worker:{self.worker_id}"
         try:
             spec = parse_spec(json.loads(row.spec_json))
