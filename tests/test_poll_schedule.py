@@ -204,6 +204,7 @@ async def test_the_first_poll_after_a_submit_is_soon(store: RequestStore, cloud:
     tracker = _tracker(store, cloud)
     row = await tracker.workflow.submit(parse_spec(office_body(count=1)), "U0ASKER")
     await tracker.cycle()  # sends it to the cloud
+    await tracker.creates_answered()
     sent = store.get(row.id)
     assert sent is not None and sent.state == State.SUBMITTED and sent.next_poll_at and sent.submitted_at
     assert sent.next_poll_at - sent.submitted_at == timedelta(seconds=DEFAULTS.poll_first_delay_seconds)
@@ -271,6 +272,7 @@ async def test_under_load_a_new_requests_first_look_waits_for_its_share_without_
     tracker = _tracker(store, cloud)
     row = await tracker.workflow.submit(parse_spec(office_body(count=1)), "U0ASKER")
     await tracker.cycle()  # sends it; its first look is due 2 s later
+    await tracker.creates_answered()
     sent = store.get(row.id)
     assert sent is not None and sent.next_poll_at and sent.submitted_at
     # Two seconds pass: the first look is due.

@@ -4,7 +4,10 @@ line saying what runs, and a warning for each setting that leaves part of the bo
 from __future__ import annotations
 
 import signal
+import time
+from collections.abc import Callable
 from pathlib import Path
+from typing import Any
 
 import httpx
 import pytest
@@ -62,23 +65,46 @@ def test_serve_without_tokens_says_what_is_missing(tmp_path: Path) -> None:
     assert result.returncode == 2 and result.stderr.startswith("appserver-bot: SLACK_BOT_TOKEN is not set")
 
 
-def test_worker_starts_and_stops_cleanly(fake_slack: tuple[FakeSlack, str], tmp_path: Path) -> None:
+def test_worker_starts_serves_its_health_and_metrics_and_stops_cleanly(fake_slack: tuple[FakeSlack, str],
+                                                                      tmp_path: Path) -> None:
     fake, url = fake_slack
-    bot = BotProcess("worker", env={"SLACK_BOT_TOKEN": fake.token, "SLACK_API_URL": url, "APPROVERS": "U0BOSS"},
-                     cwd=tmp_path)
+    port = free_port()
+    bot = BotProcess("worker", "--host", "127.0.0.1", env={"SLACK_BOT_TOKEN": fake.token, "SLACK_API_URL": url,
+                                                           "APPROVERS": "U0BOSS", "PORT": str(port)}, cwd=tmp_path)
     try:
         bot.wait_for("worker, tracking and posting news")
+        health = bot.health(port)
+        assert health.status_code == 200, health.text
+        assert health.json()["tracker"]["running"] is True
+        # Its own heartbeat: the worker is seen, by itself and by any web process on the same database.
+        wait_until(lambda: health_of(port)["worker"]["seconds_ago"] is not None)
+        metrics = httpx.get(f"http://127.0.0.1:{port}/metrics", timeout=10).text
+        assert 'appserver_processes{role="worker"} 1.0' in metrics and "appserver_database_up 1.0" in metrics
+        assert httpx.post(f"http://127.0.0.1:{port}/slack/events", content=b"{}").status_code == 404  # no Slack here
     finally:
         code = bot.stop(signal.SIGTERM)
-    assert code == 0, bot.output
+    # Uvicorn shuts down gracefully, then re-raises the signal so the exit status says why it stopped.
+    assert code in (0, -signal.SIGTERM), bot.output
     assert "1 approver" in bot.output and "APPROVERS" not in bot.output and "Traceback" not in bot.output
     assert_bot_lines_only(bot.output)
+
+
+def health_of(port: int) -> dict[str, Any]:
+    body: dict[str, Any] = httpx.get(f"http://127.0.0.1:{port}/healthz", timeout=10).json()
+    return body
+
+
+def wait_until(check: Callable[[], object], timeout: float = 30) -> None:
+    deadline = time.monotonic() + timeout
+    while not check():
+        assert time.monotonic() < deadline, "timed out"
+        time.sleep(0.1)
 
 
 def test_every_command_says_what_it_does_in_its_help(tmp_path: Path) -> None:
     for command, words in (("serve", ["HTTP mode", "public URL", "(default: 0.0.0.0)", "$PORT, or 3000"]),
                            ("socket", ["Socket Mode", "503 until Slack is connected", "(default: 0.0.0.0)"]),
-                           ("worker", ["tracker", "Procfile"]), ("migrate", ["schema", "PostgreSQL"]),
+                           ("worker", ["tracker", "Procfile", "/healthz and /metrics"]), ("migrate", ["schema", "PostgreSQL"]),
                            ("doctor", ["one line per check", "Changes nothing"]),
                            ("sandbox", ["(default: 8700)", "(default: 20.0)", "signatures"])):
         result = run_bot(command, "--help", env={}, cwd=tmp_path, timeout=60)

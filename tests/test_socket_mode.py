@@ -187,7 +187,7 @@ def test_worker_stops_with_one_sentence_when_slack_refuses_the_bot_token(fake_sl
     for command in ("worker", "serve"):
         result = run_bot(command, "--host", "127.0.0.1", "--port", str(free_port()),
                          env={**env, "SLACK_SIGNING_SECRET": "s3cr3t"}, cwd=tmp_path) if command == "serve" \
-            else run_bot(command, env=env, cwd=tmp_path)
+            else run_bot(command, env={**env, "PORT": str(free_port())}, cwd=tmp_path)
         assert result.returncode == 3, result.stderr
         assert "Traceback" not in result.stderr and "xoxb-revoked" not in result.stderr
         assert result.stderr.strip().splitlines()[-1].startswith(
@@ -197,13 +197,13 @@ def test_worker_stops_with_one_sentence_when_slack_refuses_the_bot_token(fake_sl
 @pytest.mark.slow
 def test_worker_that_cannot_reach_slack_retries_and_stops_on_sigterm(tmp_path: Path) -> None:
     env = {"SLACK_BOT_TOKEN": "xoxb-x", "SLACK_API_URL": f"http://127.0.0.1:{free_port()}/api/",
-           "DATABASE_URL": f"sqlite:///{tmp_path}/b.db"}
+           "DATABASE_URL": f"sqlite:///{tmp_path}/b.db", "PORT": str(free_port())}
     bot = BotProcess("worker", env=env, cwd=tmp_path)
     try:
         bot.wait_for("cannot reach Slack", count=2)
     finally:
         code = bot.stop(signal.SIGTERM)
-    assert code == 0, bot.output
+    assert code in (0, -signal.SIGTERM), bot.output
     assert "Traceback" not in bot.output
     assert bot.lines[-1].endswith("bot.runtime: stopped")
     assert_bot_lines_only(bot.output)

@@ -88,6 +88,7 @@ async def test_jobs_of_varied_lengths_each_reach_their_end(store: RequestStore, 
         sandbox.config.job_seconds = seconds
         ids.append((await tracker.workflow.submit(parse_spec(office_body(count=count)), "U0ASKER")).id)
         await tracker.cycle()  # submits it now, with this job length
+        await tracker.creates_answered()
     rows = await run_until(tracker, store, ids)
     sandbox.config.job_seconds = 0.6
     assert [r.state for r in rows] == ["succeeded"] * 3

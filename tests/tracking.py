@@ -15,6 +15,7 @@ async def cycle_until(tracker: Tracker, store: RequestStore, request_id: str, do
     """Run tracker cycles until `done(request)`; `make_due` makes a backed-off request due again each time."""
     for _ in range(cycles):
         await tracker.cycle()
+        await tracker.creates_answered()
         current = store.get(request_id)
         if current is not None and done(current):
             return current
