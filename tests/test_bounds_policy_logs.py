@@ -50,6 +50,9 @@ BOUNDED = {
     "bot/slack/early_ack.py:_running": "listeners' work after answering, each removed when done; past MAX_RUNNING "
                                        "an answer waits for its own work",
     "bot/logs.py:_secrets": "the configured secrets, and one IAM token per renewal (a day's token lives 24 h)",
+    "bot/outage.py:_last": "one entry per place in the code that reports a database outage (a fixed set of words)",
+    "bot/outage.py:_unsaid": "as _last",
+    "bot/tracker.py:_creates": "at most TrackerConfig.max_creates creates in flight, each removed when answered",
 }
 _COLLECTION = re.compile(r"^\s*(?:self\.)?(_\w+): *(?:dict|OrderedDict|set|deque)\[", re.MULTILINE)
 
