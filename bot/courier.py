@@ -25,6 +25,7 @@ from sqlalchemy.exc import DBAPIError
 
 from bot.metrics import Metrics
 from bot.notify import Event, Notifier
+from bot.outage import OUTAGES, is_database_outage
 from bot.slack import delivery
 from bot.slack.delivery import Delivery
 from bot.slack.writer import SlackUnavailable
@@ -91,8 +92,11 @@ class Courier:
                     # must not run out meanwhile, or another courier would tell the same news again.
                     await asyncio.to_thread(self.news.renew_all, self.owner, list(self._busy), self.config.lease)
                     renewed = time.monotonic()
-            except Exception:  # the database: keep going, say so
-                log.exception("could not claim Slack news; trying again shortly")
+            except Exception as error:  # the database: keep going, say so (once a minute while it is away)
+                if is_database_outage(error):
+                    OUTAGES.report("claiming Slack news", error)
+                else:
+                    log.exception("could not claim Slack news; trying again shortly")
             self._wake.clear()
             waiters = [asyncio.ensure_future(stop.wait()), asyncio.ensure_future(self._wake.wait())]
             await asyncio.wait([*waiters, *self._busy.values()], timeout=self.config.tick_seconds,
@@ -147,8 +151,11 @@ class Courier:
                     return
                 if not await self._deliver_one(item):
                     return  # the rest of this request's news waits behind it
-        except Exception:  # the database: the news stays, and goes out once the lease is free again
-            log.exception("delivering the news of %s stopped", batch.request_id)
+        except Exception as error:  # the database: the news stays, and goes out once the lease is free again
+            if is_database_outage(error):
+                OUTAGES.report("delivering Slack news", error)
+            else:
+                log.exception("delivering the news of %s stopped", batch.request_id)
         finally:
             try:
                 await asyncio.to_thread(self.news.release, self.owner, [batch.request_id])

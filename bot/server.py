@@ -30,7 +30,9 @@ from starlette.responses import JSONResponse, Response
 from starlette.routing import Route
 
 from bot.digits import ascii_int
+from bot.outage import OUTAGES
 from bot.runtime import Runtime
+from bot.slack import outage_answers
 from bot.slack.payloads import Unparseable, parse, shape_problem
 from bot.slack.socket_mode import SocketModeLink
 from bot.store.replays import ReplayMemory
@@ -51,6 +53,14 @@ class Refused(Exception):
         super().__init__(reason)
         self.status = status
         self.reason = reason
+
+
+class DatabaseAway(Exception):
+    """The replay memory could not be written: the request is not taken, and its person is told why."""
+
+    def __init__(self, error: SQLAlchemyError) -> None:
+        super().__init__(str(error))
+        self.error = error
 
 
 class FrontDoor:
@@ -104,9 +114,8 @@ class FrontDoor:
         # Remembered until Slack's window no longer accepts the timestamp, a future one included.
         try:
             first = await self._replays.remember(signature, stamp + TIMESTAMP_WINDOW_SECONDS + 1)
-        except SQLAlchemyError as error:  # without the memory a replay cannot be told: refuse, Slack retries
-            log.warning("the replay memory could not be written (%s); answering 503", type(error).__name__)
-            raise Refused(503, "the database is unavailable") from None
+        except SQLAlchemyError as error:  # without the memory a replay cannot be told: nothing is done
+            raise DatabaseAway(error) from None
         if not first:
             raise Refused(401, "the signed request was seen before")
 
@@ -125,6 +134,24 @@ def create_asgi_app(runtime: Runtime, *, run_tracker: bool = True, socket: Socke
         headers = {"Connection": "close"} if status == 413 else None
         return JSONResponse({"error": reason}, status_code=status, headers=headers)
 
+    def database_away(error: SQLAlchemyError, body: bytes, content_type: str | None) -> Response:
+        """Signed, but the database cannot remember it: nothing is done, and the person reads why (an HTTP
+        error would show in Slack as the app's own failure). Events get 503: Slack delivers them again."""
+        try:
+            payload = parse(body, content_type)
+        except Unparseable as unparseable:
+            return refuse(str(unparseable), 400, len(body))
+        if shape_problem(payload) is not None:
+            return Response(status_code=200)
+        OUTAGES.report(f"taking {outage_answers.describe_kind(payload)} (its signature could not be remembered)",
+                       error)
+        answer = outage_answers.answer_for(payload)
+        if answer.tell_after:
+            outage_answers.tell_soon(payload, runtime.writer.client)
+        if answer.body is None:
+            return Response(status_code=answer.status)
+        return JSONResponse(answer.body, status_code=answer.status)
+
     async def slack_events(request: Request) -> Response:
         body: bytes | None = None
         try:
@@ -137,6 +164,8 @@ def create_asgi_app(runtime: Runtime, *, run_tracker: bool = True, socket: Socke
             return refuse(refused.reason, refused.status, None if body is None else len(body))
         except Unparseable as unparseable:
             return refuse(str(unparseable), 400, len(body or b""))
+        except DatabaseAway as away:
+            return database_away(away.error, body or b"", request.headers.get("content-type"))
         problem = shape_problem(payload)
         if problem is not None:
             # Signed, so it came with our secret, yet not Slack's shape: acknowledged, dropped, said once.

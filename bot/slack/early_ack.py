@@ -20,6 +20,9 @@ from typing import Any, TypeVar
 
 from slack_bolt.context.ack.async_ack import AsyncAck
 
+from bot.outage import is_database_outage
+from bot.slack import outage_answers
+
 log = logging.getLogger(__name__)
 
 ACK_TIMEOUT_SECONDS = 3.0  # Slack's: after this the answer is worthless, as Bolt's runner also gives up
@@ -62,6 +65,8 @@ class _Work:
         _running.discard(task)
         error = None if task.cancelled() else task.exception()
         if error is not None and self.answered:
+            if is_database_outage(error) and outage_answers.told_after_answer(error):
+                return  # the person is told in a sentence; the log says it once a minute
             log.error("%s failed after answering Slack: %s", task.get_name(), error, exc_info=error)
 
 
