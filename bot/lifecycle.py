@@ -77,3 +77,12 @@ LABELS: dict[State, str] = {
     State.SUBMIT_FAILED: "Refused by the cloud",
     State.NEEDS_ATTENTION: "Needs attention",
 }
+
+
+def change_line(request_id: str, old: str | None, new: str, actor: str, action: str, *, job_id: str | None,
+                order_id: str | None, amount: str | None) -> str:
+    """The log line of one state change: the request, the move, who acted, what it follows in the cloud and the
+    money involved (the order's amount once billing states it, else the estimate the approver saw)."""
+    cloud = ", ".join(part for part in (f"job {job_id}" if job_id else None,
+                                        f"order {order_id}" if order_id else None) if part) or "nothing ordered yet"
+    return f"{request_id}: {old or 'new'} → {new} by {actor} ({action}); {cloud}; {amount or 'no amount known'}"

@@ -13,6 +13,7 @@ from datetime import datetime, timedelta
 from typing import Any
 
 from sqlalchemy import Engine, Table, and_, bindparam, exists, func, insert, or_, text, update
+from sqlalchemy import select as sa_select
 from sqlmodel import Session, col, select
 
 from bot.lifecycle import FINAL_STATES, IN_FLIGHT_STATES, State, TransitionRefused, can_move
@@ -21,6 +22,7 @@ from bot.store.db import Sessions
 from bot.store.inline import InlineSQLite
 from bot.store.models import AppRequest, AuditEvent, SlackNews, utcnow
 from bot.store.news import news_row
+from bot.store.state_log import state_changed
 
 # Crockford's alphabet: no I, L, O or U, so an id read aloud or typed is not mistaken.
 _ID_ALPHABET = "0123456789ABCDEFGHJKMNPQRSTVWXYZ"
@@ -247,6 +249,7 @@ class RequestStore:
                 session.add(AuditEvent(request_id=row.id, actor="bot", action="held_for_approver",
                                        old_state=state.value, new_state=state.value, spec_hash=new.spec_hash,
                                        detail=held_because, at=now))
+        state_changed(row.id, None, state.value, actor, "created", price_json=new.price_json)
         return row
 
     def audit_now(self, request_id: str, actor: str, action: str, *, allowed: bool, detail: str | None = None) -> bool:
@@ -293,6 +296,7 @@ class RequestStore:
                     return None
                 if State(row.state) not in allowed or (lease_owner is not None and row.lease_owner != lease_owner):
                     return Transition(False, row)
+                old_state = row.state
                 if not self._compare_and_set(session, row, new, actor=actor, action=action, changes=changes,
                                              detail=detail):
                     continue  # someone else changed the row since we read it: read again
@@ -300,6 +304,8 @@ class RequestStore:
                     session.add(SlackNews(**news_row(request_id, news, delay=news_delay)))
             fresh = self.get(request_id)
             assert fresh is not None
+            state_changed(request_id, old_state, new.value, actor, action, job_id=fresh.job_id, order_id=fresh.order_id,
+                          progress_json=fresh.progress_json, price_json=fresh.price_json)
             return Transition(True, fresh)
         fresh = self.get(request_id)
         assert fresh is not None
@@ -369,7 +375,11 @@ class RequestStore:
                 if self._compare_and_set(session, row, State.SUBMITTING, actor=f"worker:{owner}",
                                          action="claim_submit", changes=changes, detail=None):
                     claimed_ids.append(row.id)
-        return [r for r in (self.get(i) for i in claimed_ids) if r is not None]
+        claimed = [r for r in (self.get(i) for i in claimed_ids) if r is not None]
+        for row in claimed:
+            state_changed(row.id, State.APPROVED.value, row.state, f"worker:{owner}", "claim_submit",
+                          price_json=row.price_json)
+        return claimed
 
     def claim_due_for_tracking(self, owner: str, lease: timedelta, limit: int = 100,
                                now: datetime | None = None) -> list[AppRequest]:
@@ -422,12 +432,15 @@ class RequestStore:
         with self._db.write() as session:
             wanted = [m.request_id for m in moves] + [r["id"] for r in saves]
             held: dict[str, tuple[str, str]] = {}
+            known: dict[str, tuple[str | None, str | None, str | None]] = {}  # job, order, price: for the log
             for start in range(0, len(wanted), _IN_CHUNK):
                 # FOR UPDATE: on PostgreSQL nobody changes these rows until we commit (SQLite: BEGIN IMMEDIATE).
-                query = (select(AppRequest.id, AppRequest.state, AppRequest.spec_hash)
-                         .where(col(AppRequest.id).in_(wanted[start:start + _IN_CHUNK]), AppRequest.lease_owner == owner)
-                         .with_for_update())
-                held.update({i: (state, spec_hash) for i, state, spec_hash in session.exec(query)})
+                c = table.c
+                query = (sa_select(c.id, c.state, c.spec_hash, c.job_id, c.order_id, c.price_json)
+                         .where(c.id.in_(wanted[start:start + _IN_CHUNK]), c.lease_owner == owner).with_for_update())
+                for i, state, spec_hash, job, order, price in session.execute(query):
+                    held[i] = (state, spec_hash)
+                    known[i] = (job, order, price)
             winners = [m for m in moves if m.request_id in held and State(held[m.request_id][0]) in m.expected]
             by_columns: dict[tuple[str, ...], list[Move]] = {}
             for move in winners:
@@ -458,6 +471,11 @@ class RequestStore:
             announced += [news_row(i, event, now=now) for i, event in news if i in saved]
             if announced:
                 session.execute(insert(SlackNews), announced)
+        for move in winners:
+            job, order, price = known.get(move.request_id, (None, None, None))
+            state_changed(move.request_id, held[move.request_id][0], move.new.value, f"worker:{owner}", move.action,
+                          job_id=move.changes.get("job_id", job), order_id=move.changes.get("order_id", order),
+                          progress_json=move.changes.get("progress_json"), price_json=price)
         return moved
 
     def mark_payment(self, request_id: str, user_id: str) -> str | None:
