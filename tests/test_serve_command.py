@@ -104,7 +104,8 @@ def wait_until(check: Callable[[], object], timeout: float = 30) -> None:
 def test_every_command_says_what_it_does_in_its_help(tmp_path: Path) -> None:
     for command, words in (("serve", ["HTTP mode", "public URL", "(default: 0.0.0.0)", "$PORT, or 3000"]),
                            ("socket", ["Socket Mode", "503 until Slack is connected", "(default: 0.0.0.0)"]),
-                           ("worker", ["tracker", "Procfile", "/healthz and /metrics"]), ("migrate", ["schema", "PostgreSQL"]),
+                           ("worker", ["tracker", "Procfile", "/healthz and /metrics"]),
+                           ("migrate", ["schema", "PostgreSQL"]),
                            ("doctor", ["one line per check", "Changes nothing"]),
                            ("sandbox", ["(default: 8700)", "(default: 20.0)", "signatures"])):
         result = run_bot(command, "--help", env={}, cwd=tmp_path, timeout=60)
