@@ -24,6 +24,7 @@ from hypothesis import strategies as st
 from sqlalchemy import text
 
 from bot.logs import install_redaction
+from bot.outage import OUTAGES, SENTENCE
 from bot.sandbox.server import free_port
 from bot.server import MAX_BODY_BYTES
 from bot.store.db import make_engine
@@ -311,9 +312,15 @@ def test_two_serve_processes_on_one_sqlite_file_refuse_each_others_replays(
     _replicas_refuse_each_others_replays(f"sqlite:///{tmp_path}/bot.db", fake_slack[1], tmp_path)
 
 
-def test_without_the_replay_memory_a_signed_request_is_refused_not_taken(bot: Bot, log: pytest.LogCaptureFixture) -> None:
+def test_without_the_replay_memory_a_signed_request_is_not_taken_and_its_person_is_told(
+    bot: Bot, log: pytest.LogCaptureFixture
+) -> None:
+    OUTAGES.reset()
     with bot.runtime.engine.begin() as connection:
         connection.execute(text("DROP TABLE seen_signatures"))
-    assert post(bot, HELP, sign(HELP)).status_code == 503
-    assert [r.getMessage() for r in log.records if r.levelno >= logging.WARNING] == [
-        "the replay memory could not be written (OperationalError); answering 503"]
+    answers = [post(bot, HELP, sign(HELP)) for _ in range(3)]
+    # Not taken (no usage text), and said in a sentence instead of an error Slack would show as the app's failure.
+    assert [(a.status_code, a.json()) for a in answers] == [(200, {"response_type": "ephemeral", "text": SENTENCE})] * 3
+    warnings = [r for r in log.records if r.levelno >= logging.WARNING and r.name.startswith("bot")]
+    assert len(warnings) == 1 and warnings[0].exc_info is None
+    assert warnings[0].getMessage().startswith("the database cannot be reached (OperationalError: no such table")
