@@ -4,6 +4,7 @@ line saying what runs, and a warning for each setting that leaves part of the bo
 from __future__ import annotations
 
 import signal
+import socket
 import time
 from collections.abc import Callable
 from pathlib import Path
@@ -87,6 +88,24 @@ def test_worker_starts_serves_its_health_and_metrics_and_stops_cleanly(fake_slac
     assert code in (0, -signal.SIGTERM), bot.output
     assert "1 approver" in bot.output and "APPROVERS" not in bot.output and "Traceback" not in bot.output
     assert_bot_lines_only(bot.output)
+
+
+def test_a_worker_whose_port_is_taken_warns_and_works_on(fake_slack: tuple[FakeSlack, str], tmp_path: Path) -> None:
+    fake, url = fake_slack
+    with socket.socket() as taken:
+        taken.bind(("127.0.0.1", 0))
+        taken.listen()
+        port = taken.getsockname()[1]
+        bot = BotProcess("worker", "--host", "127.0.0.1", env={"SLACK_BOT_TOKEN": fake.token, "SLACK_API_URL": url,
+                                                               "PORT": str(port)}, cwd=tmp_path)
+        try:
+            bot.wait_for("worker, tracking and posting news")
+        finally:
+            code = bot.stop(signal.SIGTERM)
+    assert code == 0, bot.output
+    assert any(f"WARNING bot: Cannot listen on 127.0.0.1:{port}" in line and "without /healthz and /metrics" in line
+               for line in bot.lines), bot.output
+    assert "Traceback" not in bot.output
 
 
 def health_of(port: int) -> dict[str, Any]:
