@@ -20,7 +20,7 @@ from typing import Any, TypeVar
 
 from slack_bolt.context.ack.async_ack import AsyncAck
 
-from bot.outage import is_database_outage
+from bot.outage import OUTAGES, is_database_outage
 from bot.slack import outage_answers
 
 log = logging.getLogger(__name__)
@@ -65,8 +65,10 @@ class _Work:
         _running.discard(task)
         error = None if task.cancelled() else task.exception()
         if error is not None and self.answered:
-            if is_database_outage(error) and outage_answers.told_after_answer(error):
-                return  # the person is told in a sentence; the log says it once a minute
+            if is_database_outage(error):  # the person is told in a sentence; the log says it once a minute
+                if not outage_answers.told_after_answer(error):
+                    OUTAGES.report("finishing a Slack request after its answer", error)
+                return
             log.error("%s failed after answering Slack: %s", task.get_name(), error, exc_info=error)
 
 
