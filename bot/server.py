@@ -41,6 +41,7 @@ log = logging.getLogger(__name__)
 
 MAX_BODY_BYTES = 1024 * 1024  # Slack's payloads are a few kilobytes; a full modal's state is well under this
 TIMESTAMP_WINDOW_SECONDS = 300  # Slack's (and Bolt's) window, in both directions
+SOCKET_CLOSE_SECONDS = 2.0
 _SIGNATURE = re.compile(r"v0=([0-9a-f]{64})")
 
 
@@ -232,7 +233,11 @@ def create_asgi_app(runtime: Runtime, *, run_tracker: bool = True, socket: Socke
             yield
         finally:
             if socket is not None:
-                await socket.close()
+                try:  # a Slack that does not answer the close must not hold the stop past its 25 s
+                    await asyncio.wait_for(socket.close(), SOCKET_CLOSE_SECONDS)
+                except TimeoutError:
+                    log.warning("Slack did not answer the Socket Mode close within %.0f s; stopping anyway",
+                                SOCKET_CLOSE_SECONDS)
             await runtime.stop()
             replays.close()
 
