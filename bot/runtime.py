@@ -48,8 +48,9 @@ log = logging.getLogger(__name__)
 # The price estimate is made while the form waits (beside the quota check), so it gets about a second.
 PRICE_SECONDS = 1.0
 # A stop (SIGTERM) ends the process within 25 s whatever is in flight, inside the 30 s platforms give
-# before SIGKILL: the web server's connections get a few seconds (see bot.cli), the rest of it this long.
-STOP_SECONDS = 20.0
+# before SIGKILL: the web server's connections get 3 s (bot.cli), Socket Mode's close 2 s (bot.server), the rest
+# of the process this long, with a little left for the interpreter to exit.
+STOP_SECONDS = 18.0
 # Within it: a create in flight may still get its answer for this long before it is cancelled.
 CREATE_ANSWER_GRACE_SECONDS = 5.0
 # Each process writes its heartbeat this often; a worker not heard from for WORKER_SILENCE is reported.
