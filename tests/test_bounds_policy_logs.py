@@ -52,6 +52,7 @@ BOUNDED = {
     "bot/logs.py:_secrets": "the configured secrets, and one IAM token per renewal (a day's token lives 24 h)",
     "bot/outage.py:_last": "one entry per place in the code that reports a database outage (a fixed set of words)",
     "bot/outage.py:_unsaid": "as _last",
+    "bot/slack/outage_answers.py:_telling": "one task per person being told the database is away, removed when sent",
     "bot/tracker.py:_creates": "at most TrackerConfig.max_creates creates in flight, each removed when answered",
 }
 _COLLECTION = re.compile(r"^\s*(?:self\.)?(_\w+): *(?:dict|OrderedDict|set|deque)\[", re.MULTILINE)
