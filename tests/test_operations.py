@@ -90,14 +90,12 @@ def test_twenty_scrapers_at_once_cost_one_snapshot_of_database_queries(
     settings = web_settings(sandbox, sandbox_url, fake_slack[1], f"sqlite:///{tmp_path}/bot.db")
     with web_process(settings) as (url, runtime):
         snapshots = statements_reading(runtime, "state_since")  # the oldest request in each state: once a snapshot
-        requests_counted = statements_reading(runtime, "count(*)")
         with concurrent.futures.ThreadPoolExecutor(20) as pool:
             answers = list(pool.map(lambda _: scrape(url), range(20)))
         assert {a.status_code for a in answers} == {200}
         assert all("appserver_requests" in a.text for a in answers)
         # One snapshot served all 20 (two at most, should the machine be slow enough to let one grow old).
         assert 1 <= len(snapshots) <= 2, len(snapshots)
-        assert len(requests_counted) <= 4 * len(snapshots)
     assert SNAPSHOT_SECONDS <= 10  # "a few seconds": what an operator's dashboards may lag by
 
 
