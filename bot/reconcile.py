@@ -188,7 +188,8 @@ class Reconciler:
         if not read:
             return Lookup(False)
         fitting = [(o, d) for o, d in read if order_fits(d, spec)]
-        if len(fitting) == 1 and not await self._others_in_doubt(row, begin, end):
+        if len(fitting) == 1 and not await self._others_in_doubt(row, begin, end) \
+                and not await self._db(self.store.linked_elsewhere, row.id, order_ids=[fitting[0][0].order_id]):
             order, _ = fitting[0]
             servers = await self.cloud.list_servers(server_group_id=row.server_group_id)
             return Lookup(True, order_id=order.order_id,
@@ -218,7 +219,8 @@ class Reconciler:
             ids = await self._job_servers(job_id, members, spec.subscription_num)
             if ids is not None:
                 fits.append((job_id, ids))
-        if len(fits) == 1 and not await self._others_in_doubt(row, begin, end, group=True):
+        if len(fits) == 1 and not await self._others_in_doubt(row, begin, end, group=True) \
+                and not await self._db(self.store.linked_elsewhere, row.id, job_ids=[fits[0][0]]):
             job_id, ids = fits[0]
             return Lookup(True, job_id=job_id, server_ids=ids)
         fitting_ids = {job_id for job_id, _ in fits}
@@ -232,7 +234,9 @@ class Reconciler:
 
     async def _others_in_doubt(self, row: AppRequest, begin: datetime, end: datetime, *, group: bool = False) -> bool:
         """Another of our creates, unanswered too, could have made the one fit: ask a person. Any create whose own
-        window (its start, less skew, to its lease's end) meets ours counts."""
+        window (its start, less skew, to its lease's end) meets ours counts. Its answer may be recorded while we
+        look, so the one fit is checked again after this (is it linked now?): a create answered before this
+        check shows there, one still unanswered shows here."""
         return bool(await self._db(self.store.creates_in_doubt, row.id, begin - self.submit_lease - LOOKUP_SKEW,
                                    end + LOOKUP_SKEW, charging_mode=row.charging_mode,
                                    server_group_id=row.server_group_id if group else None))
