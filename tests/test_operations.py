@@ -156,8 +156,9 @@ def test_a_web_process_says_when_no_worker_has_been_heard_from_for_a_minute(
     # The only worker there was stopped two minutes ago (its last heartbeat).
     heartbeats.beat("host-1:4242", WORKER, utcnow() - timedelta(hours=1), now=utcnow() - timedelta(minutes=2))
     with BackgroundServer(create_asgi_app(runtime, run_tracker=False), lifespan=True) as server:
-        health = httpx.get(server.url + "/healthz")
-        assert health.status_code == 503, health.text
+        # Said as soon as the web process has read the heartbeats (at its start).
+        health = wait_for(lambda: (h := httpx.get(server.url + "/healthz")).status_code == 503 and h,
+                          what="/healthz to say no worker is heard from")
         body = health.json()
         assert body["status"] == "unhealthy" and body["database"] == "ok"
         assert body["reason"].startswith("no worker has been heard from for 1") and "appserver-bot worker" in \
