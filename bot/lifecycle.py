@@ -30,7 +30,8 @@ class State(StrEnum):
 TRANSITIONS: dict[State, frozenset[State]] = {
     State.PENDING_APPROVAL: frozenset({State.APPROVED, State.REJECTED, State.EXPIRED, State.CANCELLED}),
     # Submitted straight from approved: a late answer to an earlier create arrived before the resend went out.
-    State.APPROVED: frozenset({State.SUBMITTING, State.CANCELLED, State.SUBMITTED}),
+    # Back to needs_attention when that answer names an order another request holds: the resend is stopped.
+    State.APPROVED: frozenset({State.SUBMITTING, State.CANCELLED, State.SUBMITTED, State.NEEDS_ATTENTION}),
     # Back to approved only when the cloud provably did not act (throttled, never connected).
     State.SUBMITTING: frozenset({State.SUBMITTED, State.SUBMIT_FAILED, State.NEEDS_ATTENTION, State.APPROVED}),
     State.SUBMITTED: frozenset({State.AWAITING_PAYMENT, State.PROVISIONING, State.SUCCEEDED, State.FAILED}),

@@ -12,6 +12,7 @@ an approver.
 from __future__ import annotations
 
 import asyncio
+import hashlib
 import json
 import logging
 from collections.abc import Callable
@@ -64,11 +65,21 @@ class Candidate(BaseModel):
     currency: str | None = None
 
 
+KEY_CHARS = 12  # as many hex characters of a candidate set's hash as a button carries
+
+
 class Candidates(BaseModel):
     """The candidates found last, and the ids an approver ruled out (never offered or linked again)."""
 
     items: list[Candidate] = Field(default_factory=list)
     ruled_out: list[str] = Field(default_factory=list)
+    # The end of the window in which the unanswered create could have been acted on: Send again is refused
+    # before it, since an order may still show up late.
+    resend_from: datetime | None = None
+    # The cloud answered this create (with something another request holds): it must never be sent again.
+    create_answered: bool = False
+    # A link the bot or an approver tried and the store refused (one order or job, one request), in words.
+    link_refused: str | None = None
 
     @classmethod
     def of(cls, request: AppRequest) -> Candidates:
@@ -76,6 +87,12 @@ class Candidates(BaseModel):
 
     def find(self, candidate_id: str) -> Candidate | None:
         return next((c for c in self.items if c.id == candidate_id), None)
+
+    def key(self) -> str:
+        """What a choice is bound to: the set of candidates shown, order aside. A click whose key is not the
+        request's now was made on something else than what it holds."""
+        listed = "\n".join(sorted(f"{c.kind}:{c.id}" for c in self.items))
+        return hashlib.sha256(listed.encode()).hexdigest()[:KEY_CHARS]
 
 
 @dataclass(frozen=True)

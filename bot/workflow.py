@@ -34,6 +34,7 @@ from bot.spec import CreateAppServersRequest, CreateAppServersResponse, SpecErro
 from bot.store.inline import WouldWait
 from bot.store.models import AppRequest, utcnow
 from bot.store.repository import (
+    AlreadyLinked,
     Earlier,
     NewRequest,
     OverDailyCap,
@@ -135,6 +136,8 @@ class Outcome(StrEnum):
     NOT_A_CANDIDATE = "not_a_candidate"
     CHECK_FAILED = "check_failed"
     NOT_AS_SHOWN = "not_as_shown"
+    TOO_EARLY = "too_early"
+    LINK_REFUSED = "link_refused"
 
 
 @dataclass(frozen=True)
@@ -178,6 +181,23 @@ def default_worker_id() -> str:
 
 def _when(moment: datetime | None) -> str:
     return moment.strftime("%Y-%m-%d %H:%M UTC") if moment else "an unknown time"
+
+
+def _to_second(moment: datetime) -> str:
+    return moment.strftime("%Y-%m-%d %H:%M:%S UTC")
+
+
+def _candidates_changed(request_id: str, shown: str | None) -> str:
+    if shown is None:
+        return (f"This button does not say which candidates it was for (it is from an older card), so nothing was "
+                f"done. Choose on {request_id} from its card or the app's Home tab as they stand now.")
+    return (f"What the cloud shows for {request_id} changed since this card listed it, so nothing was done. "
+            "Look at its card or the app's Home tab as they stand now, and choose again.")
+
+
+def _link_refused_sentence(request_id: str, owners: dict[str, str]) -> str:
+    held = "; ".join(f"{linked} is already linked to {owner}" for linked, owner in owners.items())
+    return f"{held}. An order or a job belongs to one request at most, so it was not linked to {request_id}."
 
 
 @dataclass
@@ -399,6 +419,13 @@ class Workflow:
         outcome, lost = self._lost_sentence(result.request)
         return await self._refuse(request_id, user_id, action, outcome, lost, result.request)
 
+    async def refuse_if_decided(self, row: AppRequest, user_id: str, action: str) -> Decision | None:
+        """Who decided, audited, when the request no longer waits for a decision (before any form opens)."""
+        if row.state == State.PENDING_APPROVAL:
+            return None
+        outcome, sentence = self._lost_sentence(row)
+        return await self._refuse(row.id, user_id, action, outcome, sentence, row)
+
     async def cancel(self, request_id: str, user_id: str) -> Decision:
         row = await self._db(self.store.get, request_id)
         if row is None:
@@ -475,12 +502,15 @@ class Workflow:
         now = utcnow()
         changes = {"job_id": response.job_id, "order_id": response.order_id, "submitted_at": now,
                    "lease_owner": None, "lease_until": None, "next_poll_at": now + self.policy.first_poll_delay}
-        result = await self._db(
-            self.store.transition, row.id, frozenset({State.SUBMITTING, State.NEEDS_ATTENTION}), State.SUBMITTED,
-            actor=actor, action="submitted", changes=changes, lease_owner=self.worker_id,
-            detail=f"job {response.job_id}" if response.job_id else f"order {response.order_id}",
-            news=Event.SUBMITTED,
-        )
+        try:
+            result = await self._db(
+                self.store.transition, row.id, frozenset({State.SUBMITTING, State.NEEDS_ATTENTION}), State.SUBMITTED,
+                actor=actor, action="submitted", changes=changes, lease_owner=self.worker_id,
+                detail=f"job {response.job_id}" if response.job_id else f"order {response.order_id}",
+                news=Event.SUBMITTED,
+            )
+        except AlreadyLinked as held:
+            return SubmitResult(await self._answer_held_elsewhere(row, held, actor), True)
         if result is None or not result.won:
             return SubmitResult(await self._link_late_answer(row, response, actor), True)
         return SubmitResult(result.request, True)
@@ -494,11 +524,14 @@ class Workflow:
         changes = {"job_id": response.job_id, "order_id": response.order_id, "submitted_at": now,
                    "lease_owner": None, "lease_until": None, "next_poll_at": now, "lookup_found": True,
                    "outcome_sentence": None, "candidates_json": None}
-        result = await self._db(
-            self.store.transition, request_id, frozenset({State.NEEDS_ATTENTION, State.APPROVED}), State.SUBMITTED,
-            actor=actor, action="late_create_answer_linked", changes=changes,
-            detail=f"the create answered after its lease ran out: {ids}", news=Event.SUBMITTED,
-        )
+        try:
+            result = await self._db(
+                self.store.transition, request_id, frozenset({State.NEEDS_ATTENTION, State.APPROVED}), State.SUBMITTED,
+                actor=actor, action="late_create_answer_linked", changes=changes,
+                detail=f"the create answered after its lease ran out: {ids}", news=Event.SUBMITTED,
+            )
+        except AlreadyLinked as held:
+            return await self._answer_held_elsewhere(row, held, actor)
         if result is not None and result.won:
             return result.request
         current = result.request if result else await self._db(self.store.get, request_id)
@@ -510,6 +543,14 @@ class Workflow:
             await self._db(self.store.audit, request_id, actor, "late_create_answer", allowed=True,
                            detail=f"not linked (the request is {current.state}): {ids}")
         return current or row
+
+    async def _answer_held_elsewhere(self, row: AppRequest, held: AlreadyLinked, actor: str) -> AppRequest:
+        """The cloud answered this create with an order or a job another request holds (an approver linked it
+        there meanwhile): refused, never sent again, and flagged on the card for an approver to settle."""
+        sentence = (_link_refused_sentence(row.id, held.owners) + " The cloud answered this request's create with "
+                    "it, so the request is never sent again: an approver must settle which request it belongs to.")
+        await self._flag_link_refused(row.id, actor, "late_create_answer", sentence, answered=True)
+        return await self._db(self.store.get, row.id) or row
 
     async def _finish(self, row: AppRequest, state: State, actor: str, action: str, sentence: str) -> AppRequest:
         result = await self._db(
@@ -579,33 +620,83 @@ class Workflow:
                            detail="the cloud's answer could not be read")
             return lookup
         since, until = self.reconciler.window(row)
-        candidates = Candidates.of(row)
-        candidates.items = list(lookup.candidates)
-        changes: dict[str, Any] = {"lookup_at": utcnow(), "lookup_found": lookup.found,
-                                   "candidates_json": candidates.model_dump_json()}
+        now = utcnow()
         if lookup.found:
-            changes.update(job_id=lookup.job_id, order_id=lookup.order_id,
-                           server_ids_json=json.dumps(list(lookup.server_ids)))
             detail = (f"found job {lookup.job_id}" if lookup.job_id else f"found order {lookup.order_id}") + \
                 f" with {len(lookup.server_ids)} server(s): {', '.join(lookup.server_ids)}"
         elif lookup.candidates:
             detail = f"not certain; {len(lookup.candidates)} candidate(s) for an approver: " + \
                 "; ".join(c.detail for c in lookup.candidates)
-        else:
+        elif now >= until:
             detail = f"nothing created between {_when(since)} and {_when(until)}"
-        await self._db(self.store.update_fields, row.id, actor="bot", action="lookup", detail=detail,
-                       release_news=True, **changes)
-        if lookup.found:
+        else:  # never state a window that has not passed yet
+            detail = (f"nothing created between {_to_second(since)} and {_to_second(now)} so far; what the create "
+                      f"made may still show up until {_to_second(until)}")
+        linked = lookup.job_id or lookup.order_id
+
+        def record(fresh: AppRequest) -> dict[str, Any] | None:
+            """The look's findings on the row as it stands: only while it needs attention, and keeping what an
+            approver ruled out meanwhile."""
+            if fresh.state != State.NEEDS_ATTENTION:
+                return None
+            candidates = Candidates.of(fresh)
+            ruled = set(candidates.ruled_out)
+            candidates.items = [c for c in lookup.candidates if c.id not in ruled]
+            candidates.resend_from = until
+            found = lookup.found and linked not in ruled
+            changes: dict[str, Any] = {"lookup_at": now, "lookup_found": found,
+                                       "candidates_json": candidates.model_dump_json()}
+            if found:
+                changes.update(job_id=lookup.job_id, order_id=lookup.order_id,
+                               server_ids_json=json.dumps(list(lookup.server_ids)))
+            return changes
+
+        try:
+            written = await self._db(self.store.update_where, row.id, record, actor="bot", action="lookup",
+                                     detail=detail, release_news=True)
+        except AlreadyLinked as held:
+            await self._flag_link_refused(row.id, "bot", "lookup", _link_refused_sentence(row.id, held.owners))
+            return Lookup(False, checked=False)
+        if written is None or not written.won:
+            return Lookup(False, checked=False)  # the request moved on meanwhile (a late answer linked it)
+        if written.request.lookup_found:
             # Certainly ours: follow it like any answered create (to payment, to its servers).
-            now = utcnow()
             await self._db(self.store.transition, row.id, State.NEEDS_ATTENTION, State.SUBMITTED, actor="bot",
                            action="lookup_linked", detail=detail, news=Event.SUBMITTED,
                            changes={"submitted_at": row.submitted_at or now, "next_poll_at": now,
                                     "lease_owner": None, "lease_until": None})
+            return lookup
+        if lookup.found:  # ruled out by an approver while the bot looked
+            return Lookup(False, candidates=lookup.candidates)
         return lookup
 
-    async def choose_candidate(self, request_id: str, user_id: str, candidate_id: str | None) -> Decision:
-        """An approver says which candidate is ours (`candidate_id`), or that none is (None). Recorded."""
+    async def _flag_link_refused(self, request_id: str, actor: str, action: str, sentence: str, *,
+                                 answered: bool = False) -> None:
+        """A link the store refused, shown on the card for an approver to settle. `answered`: the cloud did
+        answer this request's create, so it is never sent again; a resend already queued is stopped."""
+        def flag(fresh: AppRequest) -> dict[str, Any] | None:
+            candidates = Candidates.of(fresh)
+            candidates.link_refused = sentence
+            candidates.create_answered = candidates.create_answered or answered
+            return {"candidates_json": candidates.model_dump_json()}
+
+        changes: dict[str, Any] = {"outcome_sentence": sentence, "last_error": sentence, "lease_owner": None,
+                                   "lease_until": None}
+        current = await self._db(self.store.get, request_id)
+        if current is not None and answered and current.state in (State.SUBMITTING, State.APPROVED):
+            changes.update(flag(current) or {})
+            await self._db(self.store.transition, request_id, frozenset({State.SUBMITTING, State.APPROVED}),
+                           State.NEEDS_ATTENTION, actor=actor, action="link_refused", detail=sentence,
+                           changes=changes, news=Event.ATTENTION)
+        else:
+            await self._db(self.store.update_where, request_id, flag, actor=actor, action="link_refused",
+                           detail=sentence, news=Event.ATTENTION)
+        log.warning("request %s: %s", request_id, sentence)
+
+    async def choose_candidate(self, request_id: str, user_id: str, candidate_id: str | None,
+                               shown: str | None) -> Decision:
+        """An approver says which candidate is ours (`candidate_id`), or that none is (None), about the candidates
+        their card showed (`shown`, the key of that set): a choice about another set is refused. Recorded."""
         action = "choose_candidate" if candidate_id else "rule_out_candidates"
         checked = await self.check_decider(request_id, user_id, action)
         if isinstance(checked, Decision):
@@ -615,33 +706,59 @@ class Workflow:
             return await self._refuse(request_id, user_id, action, Outcome.WRONG_STATE,
                                       f"Request {request_id} has nothing waiting for a choice (it is {checked.state}).",
                                       checked)
+        if shown is None or shown != candidates.key():
+            return await self._refuse(request_id, user_id, action, Outcome.NOT_AS_SHOWN,
+                                      _candidates_changed(request_id, shown), checked)
+
+        def as_shown(row: AppRequest) -> bool:  # checked again in the write: a look may have replaced them
+            return row.state == State.NEEDS_ATTENTION and not row.lookup_found and Candidates.of(row).key() == shown
+
         if candidate_id is None:
             ruled = [c.id for c in candidates.items]
-            candidates.ruled_out = sorted({*candidates.ruled_out, *ruled})
-            candidates.items = []
-            await self._db(self.store.update_fields, request_id, actor=user_id, action=action,
-                           detail=f"none of these is ours: {', '.join(ruled)}", news=Event.ATTENTION,
-                           candidates_json=candidates.model_dump_json(), lookup_found=False)
+
+            def rule_out(row: AppRequest) -> dict[str, Any] | None:
+                if not as_shown(row):
+                    return None
+                fresh = Candidates.of(row)
+                fresh.ruled_out = sorted({*fresh.ruled_out, *ruled})
+                fresh.items = []
+                return {"candidates_json": fresh.model_dump_json(), "lookup_found": False}
+
+            result = await self._db(self.store.update_where, request_id, rule_out, actor=user_id, action=action,
+                                    detail=f"none of these is ours: {', '.join(ruled)}", news=Event.ATTENTION)
+            if result is None:
+                return Decision(Outcome.NOT_FOUND, f"There is no request {request_id}.")
+            if not result.won:
+                return await self._refuse(request_id, user_id, action, Outcome.NOT_AS_SHOWN,
+                                          _candidates_changed(request_id, shown), result.request)
             return Decision(Outcome.DONE, f"<@{user_id}> ruled out {', '.join(ruled)} for {request_id}.",
-                            await self._db(self.store.get, request_id))
+                            result.request)
         chosen = candidates.find(candidate_id)
         if chosen is None:
             return await self._refuse(request_id, user_id, action, Outcome.NOT_A_CANDIDATE,
                                       f"{candidate_id} is not one of the candidates for {request_id}.", checked)
         ids = {"order_ids": [chosen.id]} if chosen.kind == "order" else {"job_ids": [chosen.id]}
-        if await self._db(self.store.linked_elsewhere, request_id, **ids):
-            return await self._refuse(request_id, user_id, action, Outcome.NOT_A_CANDIDATE,
-                                      f"{chosen.id} already belongs to another request.", checked)
         now = utcnow()
         candidates.items = [chosen]
-        result = await self._db(
-            self.store.transition, request_id, State.NEEDS_ATTENTION, State.SUBMITTED, actor=user_id, action=action,
-            changes={"job_id": chosen.id if chosen.kind == "job" else None,
-                     "order_id": chosen.id if chosen.kind == "order" else None,
-                     "submitted_at": checked.submitted_at or now, "next_poll_at": now, "lookup_found": True,
-                     "outcome_sentence": None, "candidates_json": candidates.model_dump_json()},
-            detail=f"{chosen.kind} {chosen.id} is ours: {chosen.detail}", news=Event.SUBMITTED,
-        )
+        try:
+            if owners := await self._db(self.store.owners_of, request_id, **ids):
+                raise AlreadyLinked(owners)
+            result = await self._db(
+                self.store.transition, request_id, State.NEEDS_ATTENTION, State.SUBMITTED, actor=user_id,
+                action=action, require=as_shown,
+                changes={"job_id": chosen.id if chosen.kind == "job" else None,
+                         "order_id": chosen.id if chosen.kind == "order" else None,
+                         "submitted_at": checked.submitted_at or now, "next_poll_at": now, "lookup_found": True,
+                         "outcome_sentence": None, "candidates_json": candidates.model_dump_json()},
+                detail=f"{chosen.kind} {chosen.id} is ours: {chosen.detail}", news=Event.SUBMITTED,
+            )
+        except AlreadyLinked as held:
+            sentence = _link_refused_sentence(request_id, held.owners)
+            await self._flag_link_refused(request_id, user_id, action, sentence)
+            return await self._refuse(request_id, user_id, action, Outcome.LINK_REFUSED, sentence, checked)
+        if result is not None and not result.won and result.request.state == State.NEEDS_ATTENTION:
+            return await self._refuse(request_id, user_id, action, Outcome.NOT_AS_SHOWN,
+                                      _candidates_changed(request_id, shown), result.request)
         return await self._decision_from(result, request_id, user_id, action,
                                           f"<@{user_id}> linked {request_id} to {chosen.kind} {chosen.id}.")
 
@@ -653,6 +770,22 @@ class Workflow:
         if checked.state != State.NEEDS_ATTENTION:
             return await self._refuse(request_id, user_id, "retry", Outcome.WRONG_STATE,
                                       f"Request {request_id} does not need attention (it is {checked.state}).", checked)
+        if Candidates.of(checked).items and not checked.lookup_found:
+            return await self._refuse(request_id, user_id, "retry", Outcome.SERVERS_FOUND,
+                                      "The cloud shows servers or an order that may be from this request, so it must "
+                                      "not be sent again; choose on the card whether it is ours.", checked)
+        if Candidates.of(checked).create_answered:
+            return await self._refuse(request_id, user_id, "retry", Outcome.SERVERS_FOUND,
+                                      f"The cloud answered the create of {request_id}, so it must never be sent "
+                                      "again; settle on the card which request its order belongs to.", checked)
+        # What the create made may show up in the cloud until its window closes (a lagging order list, a slow
+        # gateway): only a look after that, finding nothing, allows another create.
+        _, until = self.reconciler.window(checked)
+        if utcnow() < until:
+            return await self._refuse(request_id, user_id, "retry", Outcome.TOO_EARLY,
+                                      f"Request {request_id} can be sent again from {_to_second(until)}: until then "
+                                      "what the first try made may still show up in the cloud. Nothing was sent.",
+                                      checked)
         lookup = await self.look_for_created(checked)
         if lookup.found or lookup.needs_choice:
             return await self._refuse(request_id, user_id, "retry", Outcome.SERVERS_FOUND,
@@ -660,12 +793,21 @@ class Workflow:
                                       "not be sent again; choose on the card whether it is ours.",
                                       await self._db(self.store.get, request_id))
         fresh = await self._db(self.store.get, request_id)
-        if fresh is None or not lookup.checked or fresh.lookup_found is not False:
+        looked_at = fresh.lookup_at if fresh is not None else None
+        if fresh is None or not lookup.checked or fresh.lookup_found is not False or looked_at is None:
             return await self._refuse(request_id, user_id, "retry", Outcome.WRONG_STATE,
                                       "The bot could not check the cloud just now; try again in a minute.", fresh)
+
+        def still_clean(row: AppRequest) -> bool:  # no other look or choice landed since this one
+            candidates = Candidates.of(row)
+            return (row.lookup_found is False and row.lookup_at == looked_at and looked_at >= until
+                    and not candidates.items and not candidates.create_answered)
+
         result = await self._db(
             self.store.transition, request_id, State.NEEDS_ATTENTION, State.APPROVED, actor=user_id,
-            action="retry_after_attention", detail="a fresh lookup found nothing; sent again by an approver",
+            action="retry_after_attention", require=still_clean,
+            detail=f"nothing created between {_when(self.reconciler.window(checked)[0])} and {_when(until)}, "
+                   f"looked at {_to_second(looked_at)}; sent again by an approver",
             changes={"outcome_sentence": None, "job_id": None, "order_id": None},
         )
         return await self._decision_from(result, request_id, user_id, "retry",

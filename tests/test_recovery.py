@@ -14,7 +14,7 @@ from sqlalchemy import Engine
 from bot.cloud.client import Cloud
 from bot.lifecycle import State
 from bot.notify import Event
-from bot.reconcile import Candidates
+from bot.reconcile import LOOKUP_SKEW, Candidates
 from bot.sandbox import Sandbox
 from bot.sandbox.faults import FaultSettings, ScriptedFault
 from bot.spec import parse_spec
@@ -57,6 +57,21 @@ async def lost_answer(workflow: Workflow, sandbox: Sandbox, body: dict[str, obje
     return row.id
 
 
+def shown(store: RequestStore, request_id: str) -> str:
+    """The key of the candidates the request's card shows now (what its buttons carry)."""
+    row = store.get(request_id)
+    assert row is not None
+    return Candidates.of(row).key()
+
+
+def window_closed(store: RequestStore, request_id: str, lease: timedelta = timedelta(seconds=60)) -> None:
+    """As if the time in which the create could still show up in the cloud had passed: its start moved back."""
+    row = store.get(request_id)
+    assert row is not None and row.submit_started_at is not None
+    store.update_fields(request_id, actor="test", action="time_passes",
+                        submit_started_at=row.submit_started_at - lease - 2 * LOOKUP_SKEW - timedelta(seconds=1))
+
+
 def foreign(sandbox: Sandbox, service: str, spec: dict[str, object]) -> str:
     return sandbox.state.place_foreign_order(service_type_code=service, spec=spec, at=time.time(), amount=42.0).id
 
@@ -95,27 +110,30 @@ async def test_two_fitting_orders_go_to_an_approver_who_chooses(workflow: Workfl
     # A resend is refused while the cloud shows candidates.
     assert (await workflow.retry_after_attention(request_id, APPROVER)).outcome is Outcome.SERVERS_FOUND
     # The requester does not choose; an unknown id is refused; the approver's choice is linked and audited.
-    assert not (await workflow.choose_candidate(request_id, REQUESTER, twin)).ok
-    assert (await workflow.choose_candidate(request_id, APPROVER, "CSNOTACANDIDATE")).outcome is Outcome.NOT_A_CANDIDATE
+    assert not (await workflow.choose_candidate(request_id, REQUESTER, twin, shown(store, request_id))).ok
+    unknown = await workflow.choose_candidate(request_id, APPROVER, "CSNOTACANDIDATE", shown(store, request_id))
+    assert unknown.outcome is Outcome.NOT_A_CANDIDATE
     ours = next(c.id for c in candidates.items if c.id != twin)
-    chosen = await workflow.choose_candidate(request_id, APPROVER, ours)
+    chosen = await workflow.choose_candidate(request_id, APPROVER, ours, shown(store, request_id))
     assert chosen.ok and chosen.request is not None
     assert chosen.request.state == State.SUBMITTED and chosen.request.order_id == ours
     audit = [e for e in store.audit_log(request_id) if e.action == "choose_candidate"]
     assert audit[-1].actor == APPROVER and ours in (audit[-1].detail or "") and audit[-1].allowed
     assert Event.SUBMITTED.value in [n.event for n in NewsStore(store.engine).pending(request_id)]
-    assert not (await workflow.choose_candidate(request_id, APPROVER, twin)).ok  # decided: no second choice
+    # Decided: no second choice.
+    assert not (await workflow.choose_candidate(request_id, APPROVER, twin, shown(store, request_id))).ok
 
 
 async def test_none_of_these_rules_them_out_and_then_allows_a_resend(workflow: Workflow, store: RequestStore,
                                                                     sandbox: Sandbox) -> None:
     foreign(sandbox, "hws.service.type.vdi", prepaid_body(count=1))
     request_id = await lost_answer(workflow, sandbox, prepaid_body(count=1))
-    ruled = await workflow.choose_candidate(request_id, APPROVER, None)
+    ruled = await workflow.choose_candidate(request_id, APPROVER, None, shown(store, request_id))
     assert ruled.ok
     row = store.get(request_id)
     assert row is not None and Candidates.of(row).items == [] and len(Candidates.of(row).ruled_out) == 2
     assert any(e.action == "rule_out_candidates" and e.actor == APPROVER for e in store.audit_log(request_id))
+    window_closed(store, request_id)
     resent = await workflow.retry_after_attention(request_id, APPROVER)  # the fresh look skips what was ruled out
     assert resent.ok and resent.request is not None and resent.request.state == State.APPROVED
 
@@ -151,7 +169,7 @@ async def test_two_fitting_jobs_go_to_an_approver(workflow: Workflow, store: Req
     items = Candidates.of(row).items
     assert {c.kind for c in items} == {"job"} and twin in {c.id for c in items} and len(items) == 2
     ours = next(c.id for c in items if c.id != twin)
-    assert (await workflow.choose_candidate(request_id, APPROVER, ours)).ok
+    assert (await workflow.choose_candidate(request_id, APPROVER, ours, shown(store, request_id))).ok
     linked = store.get(request_id)
     assert linked is not None and linked.job_id == ours and linked.state == State.SUBMITTED
 
@@ -272,6 +290,9 @@ async def test_another_unanswered_create_of_ours_makes_a_fit_uncertain(workflow:
     rows = [store.get(first.id), store.get(second.id)]
     assert all(r is not None and r.state == State.NEEDS_ATTENTION and r.job_id is None for r in rows)
     assert all(r is not None and [c.id for c in Candidates.of(r).items] == [job_id] for r in rows)
-    assert (await workflow.choose_candidate(first.id, APPROVER, job_id)).ok
-    refused = await workflow.choose_candidate(second.id, APPROVER, job_id)
-    assert refused.outcome is Outcome.NOT_A_CANDIDATE and "another request" in refused.sentence
+    assert (await workflow.choose_candidate(first.id, APPROVER, job_id, shown(store, first.id))).ok
+    refused = await workflow.choose_candidate(second.id, APPROVER, job_id, shown(store, second.id))
+    assert refused.outcome is Outcome.LINK_REFUSED and f"{job_id} is already linked to {first.id}" in refused.sentence
+    flagged = store.get(second.id)
+    assert flagged is not None and flagged.state == State.NEEDS_ATTENTION and flagged.job_id is None
+    assert f"already linked to {first.id}" in (Candidates.of(flagged).link_refused or "")

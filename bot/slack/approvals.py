@@ -15,11 +15,11 @@ from slack_sdk.errors import SlackApiError
 from slack_sdk.web.async_client import AsyncWebClient
 
 from bot.slack import commands, forms, guard, messages
-from bot.slack.binding import Shown, mismatch
+from bot.slack.binding import Shown, ShownChoice, mismatch
 from bot.slack.context import BotContext
 from bot.slack.early_ack import answered_at_ack
 from bot.slack.home import publish_home
-from bot.slack.ids import Action, Block, Callback, parse_candidate_value
+from bot.slack.ids import Action, Block, Callback
 from bot.slack.payloads import as_dict
 from bot.slack.text import is_user_id
 from bot.store.models import AppRequest
@@ -95,8 +95,11 @@ def register(app: AsyncApp, ctx: BotContext) -> None:
         user, request_id, channel, thread = _clicked(body)
         # Refuse before asking for a reason, so nobody types one in vain (the refusal is audited).
         checked = await ctx.workflow.check_decider(request_id, user, "reject")
+        if not isinstance(checked, Decision):  # decided already: who decided, and no form for a reason
+            checked = await ctx.workflow.refuse_if_decided(checked, user, "reject") or checked
         if isinstance(checked, Decision):
             await tell_clicker(body, checked)
+            await after_click(body)
             return
         card = {"channel": channel or "", "thread": thread or ""}
         try:
@@ -152,6 +155,8 @@ def register(app: AsyncApp, ctx: BotContext) -> None:
         await ack()
         user, request_id, _, _ = _clicked(body)
         decision = await ctx.workflow.retry_after_attention(request_id, user)
+        if decision.outcome is Outcome.TOO_EARLY and decision.request is not None:  # the time in the reader's zone
+            decision = Decision(decision.outcome, messages.resend_refusal(decision.request), decision.request)
         if decision.ok and decision.request and decision.request.channel_id and decision.request.thread_ts:
             await ctx.writer.post(decision.request.channel_id, f":repeat: {decision.sentence}",
                                   thread_ts=decision.request.thread_ts)
@@ -162,15 +167,22 @@ def register(app: AsyncApp, ctx: BotContext) -> None:
     async def choose(ack: AsyncAck, body: dict[str, Any]) -> None:
         await ack()
         user, value, _, _ = _clicked(body)
-        request_id, candidate_id = parse_candidate_value(value)
-        await done_or_tell(body, await ctx.workflow.choose_candidate(request_id, user, candidate_id))
+        shown = ShownChoice.parse(value)
+        if shown.candidate_id is None:
+            await tell_clicker(body, Decision(Outcome.NOT_FOUND, "This button does not name a candidate."))
+            return
+        await done_or_tell(body, await ctx.workflow.choose_candidate(shown.request_id, user, shown.candidate_id,
+                                                                     shown.key))
 
     @app.action(Action.NO_CANDIDATE.value)
     @answered_at_ack
     async def none_of_these(ack: AsyncAck, body: dict[str, Any]) -> None:
+        """Rules out the candidates the clicker's card listed, and only those (a click on a list that changed
+        since is refused)."""
         await ack()
-        user, request_id, _, _ = _clicked(body)
-        await done_or_tell(body, await ctx.workflow.choose_candidate(request_id, user, None))
+        user, value, _, _ = _clicked(body)
+        shown = ShownChoice.parse(value)
+        await done_or_tell(body, await ctx.workflow.choose_candidate(shown.request_id, user, None, shown.key))
 
     @app.action(Action.CANCEL.value)
     @answered_at_ack

@@ -76,16 +76,3 @@ def block_for(field: str) -> Block:
         return FIELD_BLOCKS[field]
     head = field.split(".")[0]
     return FIELD_BLOCKS.get(head, Block.GROUP)
-
-
-CANDIDATE_SEPARATOR = " "  # neither request ids nor cloud order/job ids contain a space
-
-
-def candidate_value(request_id: str, candidate_id: str) -> str:
-    """A "this one is ours" button's value: the request and the candidate it links."""
-    return f"{request_id}{CANDIDATE_SEPARATOR}{candidate_id}"
-
-
-def parse_candidate_value(value: str) -> tuple[str, str]:
-    request_id, _, candidate_id = value.partition(CANDIDATE_SEPARATOR)
-    return request_id, candidate_id

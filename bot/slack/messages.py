@@ -27,11 +27,11 @@ from bot.lifecycle import FINAL_STATES, LABELS, State
 from bot.price import quote_of
 from bot.progress import Progress
 from bot.reconcile import Candidate, Candidates
-from bot.slack.binding import button_value
-from bot.slack.ids import Action, candidate_value
+from bot.slack.binding import button_value, choice_value
+from bot.slack.ids import Action
 from bot.slack.names import Names
 from bot.slack.text import code, escape_mrkdwn, mention
-from bot.store.models import AppRequest
+from bot.store.models import AppRequest, utcnow
 from bot.store.repository import server_ids
 
 SANDBOX_NOTE = ":test_tube: *SANDBOX*: no cloud credentials are set, so no real servers are created."
@@ -534,12 +534,16 @@ def attention_blocks(request: AppRequest, *, with_buttons: bool) -> list[SlackBl
         else:
             what = ("The cloud shows something placed at that time that does not match this request exactly (below). "
                     "If none of it is ours, choose *None of these*; the order may then be sent again.")
+    elif candidates.create_answered:
+        what = "The cloud did answer this order, with something another request holds, so it is never sent again."
     elif request.lookup_found is False:
         what = "The bot found nothing created by it. An approver may send it again once sure."
     else:
         what = "The bot is looking for what was created."
     blocks: list[SlackBlock] = [SectionBlock(text=_md(f"{head}\n{what}"))]
-    if request.last_error:
+    if candidates.link_refused:
+        blocks.append(SectionBlock(text=_md(f":no_entry: Not linked: {escape_mrkdwn(candidates.link_refused)}")))
+    elif request.last_error:
         blocks.append(ContextBlock(elements=[_md(f"What the cloud said: {escape_mrkdwn(request.last_error)}")]))
     for candidate in candidates.items if not request.lookup_found else []:
         section = SectionBlock(text=_md(_candidate_line(request, candidate)))
@@ -550,24 +554,48 @@ def attention_blocks(request: AppRequest, *, with_buttons: bool) -> list[SlackBl
                 "The bot then follows its servers."
             section.accessory = ButtonElement(
                 text="This one is ours", action_id=Action.CHOOSE_CANDIDATE.value,
-                value=candidate_value(request.id, candidate.id),
+                value=choice_value(request, candidate.id),
                 confirm=ConfirmObject(title="Is this ours?", text=(
                     f"Link {candidate.kind} {candidate.id}{cost} to {request.id}? {follow} If it is someone else's, "
                     "we would pay for their servers.")[:300], confirm="It is ours", deny="Back"))
         blocks.append(section)
     if with_buttons and candidates.items and not request.lookup_found:
         blocks.append(ActionsBlock(block_id=f"candidates:{request.id}", elements=[
-            ButtonElement(text="None of these", action_id=Action.NO_CANDIDATE.value, value=request.id,
+            ButtonElement(text="None of these", action_id=Action.NO_CANDIDATE.value, value=choice_value(request),
                           confirm=ConfirmObject(title="None of these is ours?", text="The bot will not link or pay "
                                                 "any of them. It looks once more before the order may be sent again.",
                                                 confirm="None is ours", deny="Back"))]))
-    elif with_buttons and request.lookup_found is False:
+    resendable = not candidates.items and request.lookup_found is False and not candidates.create_answered
+    if resendable and (sendable := resend_from_text(request)) is not None:
+        blocks.append(ContextBlock(elements=[_md(sendable)]))
+    if with_buttons and resendable:
         blocks.append(ActionsBlock(block_id=f"retry:{request.id}", elements=[
             ButtonElement(text="Send again", action_id=Action.RETRY.value, value=request.id,
                           confirm=ConfirmObject(title="Send the order again?", text="The bot looks at the cloud once "
                                                 "more first, and refuses if anything from this request shows up.",
                                                 confirm="Send again", deny="Back"))]))
     return blocks
+
+
+def resend_from_text(request: AppRequest) -> str | None:
+    """From when Send again can be used: once the time in which the first try could still show up in the cloud
+    has passed (a look then must find nothing)."""
+    since = Candidates.of(request).resend_from
+    if since is None:
+        return None
+    if since <= utcnow():
+        return (f"*Send again* can be used: the time in which the first try could show up in the cloud ended "
+                f"{when(since)}. The bot looks once more when it is clicked.")
+    return (f":hourglass_flowing_sand: *Send again* can be used from {when(since)}: until then, what the first try "
+            "made may still show up in the cloud. The bot looks once more when it is clicked.")
+
+
+def resend_refusal(request: AppRequest) -> str:
+    """The answer to a Send again clicked too early, in the reader's time zone."""
+    since = Candidates.of(request).resend_from
+    at = when(since) if since else "a few minutes after the first try"
+    return (f"{request.id} can be sent again from {at}: until then, what the first try made may still show up in "
+            "the cloud. Nothing was sent.")
 
 
 def attention_message(request: AppRequest, *, sandbox: bool) -> Message:
@@ -702,6 +730,13 @@ def expiring_message(request: AppRequest, *, sandbox: bool, links: Links = NO_LI
     blocks = [SectionBlock(text=_md(text)),
               ActionsBlock(block_id=f"expiring:{request.id}", elements=[cancel_button(request)])]
     return Message(text, [b.to_dict() for b in blocks])
+
+
+def expiry_warning_closed(request: AppRequest, *, sandbox: bool) -> Message:
+    """The expiry warning once the request can no longer be cancelled: where it stands, and no button."""
+    prefix = "[SANDBOX] " if sandbox else ""
+    text = f"{prefix}:alarm_clock: {request.id} was about to expire without a decision. Now: {status_line(request)}"
+    return Message(text, [SectionBlock(text=_md(text)).to_dict()])
 
 
 def trouble_text(request: AppRequest, *, sandbox: bool) -> str:

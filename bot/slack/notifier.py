@@ -115,6 +115,8 @@ class SlackNotifier:
                       card: bool = True) -> None:
         links = links or await self._links(request)
         await self._update_head(request, names, links)
+        if request.expiry_warning_ts and State(request.state) not in messages.CANCELLABLE:
+            await self._close_expiry_warning(request)
         if request.approval_ts and card:
             await self._update_card(request, names, links)  # the approvers' card follows the request to its end
 
@@ -141,9 +143,25 @@ class SlackNotifier:
     async def _expiring(self, request: AppRequest) -> None:
         message = messages.expiring_message(request, sandbox=self.sandbox, links=await self._links(request))
         if request.channel_id and request.thread_ts:
-            await self._reply(request, message, key="expiring")
+            placed = await self._reply(request, message, key="expiring")
         else:
-            await self.writer.post(request.requester_id, message.text, message.blocks, key="expiring")
+            placed = await self.writer.post(request.requester_id, message.text, message.blocks, key="expiring")
+        if placed is not None and placed.ok and placed.channel and placed.ts:  # its Cancel goes once unusable
+            await asyncio.to_thread(self.store.update_fields, request.id, actor="bot", action="expiry_warning_posted",
+                                    detail=f"{placed.channel} {placed.ts}", expiry_warning_channel=placed.channel,
+                                    expiry_warning_ts=placed.ts)
+
+    async def _close_expiry_warning(self, request: AppRequest) -> None:
+        """The expiry warning without its Cancel, saying where the request stands, once it cannot be cancelled."""
+        assert request.expiry_warning_ts is not None
+        closed = messages.expiry_warning_closed(request, sandbox=self.sandbox)
+        try:
+            await self.writer.update(request.expiry_warning_channel or request.channel_id or request.requester_id,
+                                     request.expiry_warning_ts, closed.text, closed.blocks)
+        except MessageGone:
+            pass  # deleted in Slack: no button left to take away
+        await asyncio.to_thread(self.store.update_fields, request.id, actor="bot", action="expiry_warning_closed",
+                                detail=request.state, expiry_warning_ts=None)
 
     async def _approvers_card(self, request: AppRequest) -> AppRequest | None:
         """The approvers' card for this request, posted now if it has none (a pay-per-use request that needs
@@ -273,19 +291,22 @@ class SlackNotifier:
             else:
                 self._operator_warning(request, self.approval_channel or channel, placed, "approval card")
 
-    async def _reply(self, request: AppRequest, message: messages.Message, *, key: str, fold: str | None = None) -> None:
-        await self._reply_text(request, message.text, message.blocks, key=key, fold=fold)
+    async def _reply(self, request: AppRequest, message: messages.Message, *, key: str,
+                     fold: str | None = None) -> Posted | None:
+        return await self._reply_text(request, message.text, message.blocks, key=key, fold=fold)
 
     async def _reply_text(self, request: AppRequest, text: str, blocks: list[dict[str, Any]] | None = None, *,
-                          key: str, fold: str | None = None) -> None:
-        """A reply in the request's thread; where Slack no longer lets the bot post there, the requester's DM."""
+                          key: str, fold: str | None = None) -> Posted | None:
+        """A reply in the request's thread; where Slack no longer lets the bot post there, the requester's DM.
+        What Slack answered for the message that went out (None when the request has no thread)."""
         if not (request.channel_id and request.thread_ts):
-            return
+            return None
         posted = await self.writer.post(request.channel_id, text, blocks, thread_ts=request.thread_ts, key=key,
                                         fold=fold)
         if not posted.ok and posted.error in CHANNEL_UNUSABLE and request.channel_id != request.requester_id:
             self._operator_warning(request, request.channel_id, posted, "thread reply")
-            await self.writer.post(request.requester_id, text, blocks, key=f"{key}-dm", fold=fold)
+            return await self.writer.post(request.requester_id, text, blocks, key=f"{key}-dm", fold=fold)
+        return posted
 
     async def _final(self, request: AppRequest, names: Names, links: messages.Links) -> None:
         state = State(request.state)

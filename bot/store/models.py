@@ -20,6 +20,9 @@ class AppRequest(SQLModel, table=True):
         Index("ix_requests_state_next_poll", "state", "next_poll_at"),
         Index("ix_requests_requester", "requester_id", "created_at"),
         Index("ix_requests_state_remind", "state", "remind_at"),
+        # An order or a job belongs to one request at most (NULLs, nothing linked yet, are not compared).
+        Index("uq_requests_job_id", "job_id", unique=True),
+        Index("uq_requests_order_id", "order_id", unique=True),
     )
 
     id: str = Field(primary_key=True, max_length=16)
@@ -77,6 +80,9 @@ class AppRequest(SQLModel, table=True):
     expiry_warned: bool = Field(default=False)
     # When the request entered its state (for "the oldest request waiting in each state" on /metrics).
     state_since: datetime | None = None
+    # Where that warning was posted: its Cancel button is taken away once the request cannot be cancelled.
+    expiry_warning_channel: str | None = Field(default=None, max_length=32)
+    expiry_warning_ts: str | None = Field(default=None, max_length=32)
 
 
 class AuditEvent(SQLModel, table=True):

@@ -7,13 +7,15 @@ from __future__ import annotations
 
 import json
 import secrets
-from collections.abc import Callable, Iterable, Sequence
+from collections.abc import Callable, Iterable, Iterator, Sequence
+from contextlib import contextmanager
 from dataclasses import dataclass
 from datetime import datetime, timedelta
 from typing import Any
 
 from sqlalchemy import Engine, Table, and_, bindparam, exists, func, insert, or_, text, update
 from sqlalchemy import select as sa_select
+from sqlalchemy.exc import IntegrityError
 from sqlmodel import Session, col, select
 
 from bot.lifecycle import FINAL_STATES, IN_FLIGHT_STATES, State, TransitionRefused, can_move
@@ -127,6 +129,14 @@ WAITING_FOR_A_PERSON = (State.PENDING_APPROVAL.value, State.AWAITING_PAYMENT.val
 NOTHING_ORDERED = (State.REJECTED.value, State.CANCELLED.value, State.EXPIRED.value, State.SUBMIT_FAILED.value)
 
 
+class AlreadyLinked(Exception):
+    """An order or a job is linked to one request at most (a unique index): this link was refused."""
+
+    def __init__(self, owners: dict[str, str]) -> None:
+        self.owners = owners  # the order or job id → the request that holds it
+        super().__init__("; ".join(f"{i} already belongs to {owner}" for i, owner in owners.items()))
+
+
 def server_ids(request: AppRequest) -> list[str]:
     ids: list[str] = json.loads(request.server_ids_json or "[]")
     return ids
@@ -189,16 +199,22 @@ class RequestStore:
 
     def linked_elsewhere(self, request_id: str, *, job_ids: Sequence[str] = (), order_ids: Sequence[str] = ()) -> set[str]:
         """Job and order ids that already belong to another request (never link them twice)."""
+        return set(self.owners_of(request_id, job_ids=job_ids, order_ids=order_ids))
+
+    def owners_of(self, request_id: str, *, job_ids: Sequence[str] = (),
+                  order_ids: Sequence[str] = ()) -> dict[str, str]:
+        """Of these job and order ids, those another request holds, with that request's id."""
         conditions = []
         if job_ids:
             conditions.append(col(AppRequest.job_id).in_(list(job_ids)))
         if order_ids:
             conditions.append(col(AppRequest.order_id).in_(list(order_ids)))
         if not conditions:
-            return set()
+            return {}
+        wanted = {*job_ids, *order_ids}
         with self._db.read() as session:
             rows = session.exec(select(AppRequest).where(or_(*conditions), AppRequest.id != request_id))
-            return {i for r in rows for i in (r.job_id, r.order_id) if i}
+            return {i: r.id for r in rows for i in (r.job_id, r.order_id) if i and i in wanted}
 
     # Writing -----------------------------------------------------------------------------------
 
@@ -278,23 +294,28 @@ class RequestStore:
         lease_owner: str | None = None,
         news: Event | None = None,
         news_delay: timedelta | None = None,
+        require: Callable[[AppRequest], bool] | None = None,
     ) -> Transition | None:
-        """Move the request to `new` if it is in `expected` (and, if given, leased by `lease_owner`).
+        """Move the request to `new` if it is in `expected` (and, if given, leased by `lease_owner`, and
+        `require` holds for the row as the write finds it: checked and written at one version).
 
         Returns None when the request does not exist. Losing a race is not an error: the caller gets
         `won=False` and the row as the winner left it. The winner's `news` is queued for Slack, after
-        `news_delay` when it should wait for more facts.
+        `news_delay` when it should wait for more facts. A job or order id already linked to another
+        request raises `AlreadyLinked` and changes nothing.
         """
         allowed = expected if isinstance(expected, frozenset) else frozenset({expected})
         for state in allowed:
             if not can_move(state, new):
                 raise TransitionRefused(state, new)
         for _ in range(_CAS_RETRIES):
-            with self._db.write() as session:
+            with self._linking(changes), self._db.write() as session:
                 row = session.get(AppRequest, request_id)
                 if row is None:
                     return None
                 if State(row.state) not in allowed or (lease_owner is not None and row.lease_owner != lease_owner):
+                    return Transition(False, row)
+                if require is not None and not require(row):
                     return Transition(False, row)
                 old_state = row.state
                 if not self._compare_and_set(session, row, new, actor=actor, action=action, changes=changes,
@@ -306,6 +327,58 @@ class RequestStore:
             assert fresh is not None
             state_changed(request_id, old_state, new.value, actor, action, job_id=fresh.job_id, order_id=fresh.order_id,
                           progress_json=fresh.progress_json, price_json=fresh.price_json)
+            return Transition(True, fresh)
+        fresh = self.get(request_id)
+        assert fresh is not None
+        return Transition(False, fresh)
+
+    @contextmanager
+    def _linking(self, changes: dict[str, Any] | None) -> Iterator[None]:
+        """A write that may link a job or an order: the unique index's refusal, as `AlreadyLinked`."""
+        try:
+            yield
+        except IntegrityError:
+            linked = {k: v for k, v in (changes or {}).items() if k in ("job_id", "order_id") and v}
+            if not linked:
+                raise
+            owners = self.owners_of("", job_ids=[linked["job_id"]] if "job_id" in linked else [],
+                                    order_ids=[linked["order_id"]] if "order_id" in linked else [])
+            if not owners:
+                raise
+            raise AlreadyLinked(owners) from None
+
+    def update_where(self, request_id: str, change: Callable[[AppRequest], dict[str, Any] | None], *, actor: str,
+                     action: str, detail: str | None = None, release_news: bool = False,
+                     news: Event | None = None) -> Transition | None:
+        """Change fields other than the state, computed by `change` from the row as the write finds it; None
+        from `change` refuses (`won=False`). A compare-and-set on the version, audited, so a choice made on
+        what a row held cannot land on what it holds after another write. None when there is no such request."""
+        for _ in range(_CAS_RETRIES):
+            changes: dict[str, Any] = {}  # filled in the transaction; read by `_linking` after its rollback
+            with self._linking(changes), self._db.write() as session:
+                row = session.get(AppRequest, request_id)
+                if row is None:
+                    return None
+                wanted = change(row)
+                if wanted is None:
+                    return Transition(False, row)
+                changes.update(wanted)
+                result = session.execute(
+                    update(AppRequest)
+                    .where(col(AppRequest.id) == request_id, col(AppRequest.version) == row.version)
+                    .values(version=row.version + 1, updated_at=utcnow(), **changes)
+                    .execution_options(synchronize_session=False))
+                if result.rowcount != 1:  # type: ignore[attr-defined]
+                    continue
+                session.add(AuditEvent(request_id=request_id, actor=actor, action=action, old_state=row.state,
+                                       new_state=row.state, spec_hash=row.spec_hash, detail=detail))
+                if release_news:
+                    session.execute(update(SlackNews).where(col(SlackNews.request_id) == request_id)
+                                    .values(available_at=utcnow()).execution_options(synchronize_session=False))
+                if news is not None:
+                    session.add(SlackNews(**news_row(request_id, news)))
+            fresh = self.get(request_id)
+            assert fresh is not None
             return Transition(True, fresh)
         fresh = self.get(request_id)
         assert fresh is not None
@@ -336,7 +409,7 @@ class RequestStore:
                       release_news: bool = False, news: Event | None = None, **changes: Any) -> AppRequest | None:
         """Change fields other than the state (thread ts, lookup results), audited, version bumped.
         `release_news`: the request's news that waited for these facts may go out now; `news`: queue this."""
-        with self._db.write() as session:
+        with self._linking(changes), self._db.write() as session:
             row = session.get(AppRequest, request_id)
             if row is None:
                 return None
