@@ -296,3 +296,38 @@ async def test_another_unanswered_create_of_ours_makes_a_fit_uncertain(workflow:
     flagged = store.get(second.id)
     assert flagged is not None and flagged.state == State.NEEDS_ATTENTION and flagged.job_id is None
     assert f"already linked to {first.id}" in (Candidates.of(flagged).link_refused or "")
+
+
+async def test_choices_at_once_after_an_unknown_create_count_once(workflow: Workflow, store: RequestStore,
+                                                                  sandbox: Sandbox) -> None:
+    """Double clicks and two approvers at once: "None of these" rules out once; Send again, once the window has
+    closed, queues one create however many clicks reach the replicas together."""
+    foreign(sandbox, "hws.service.type.vdi", prepaid_body(count=5, months=2))  # shown, does not fit
+    row = await workflow.submit(parse_spec(prepaid_body(count=1)), REQUESTER)
+    await workflow.approve(row.id, APPROVER)
+    sandbox.faults.add(ScriptedFault(operation="CreateAppServers", kind="500"))
+    await workflow.submit_due()
+    key = shown(store, row.id)
+    ruled = await asyncio.gather(*(workflow.choose_candidate(row.id, APPROVER, None, key) for _ in range(4)))
+    assert sum(d.ok for d in ruled) == 1
+    assert len([e for e in store.audit_log(row.id) if e.action == "rule_out_candidates" and e.allowed]) == 1
+    early = await workflow.retry_after_attention(row.id, APPROVER)
+    assert early.outcome is Outcome.TOO_EARLY and "Nothing was sent" in early.sentence
+    window_closed(store, row.id)
+    resent = await asyncio.gather(*(workflow.retry_after_attention(row.id, APPROVER) for _ in range(4)))
+    assert sum(d.ok for d in resent) == 1
+    assert len(await workflow.submit_due()) == 1 and len(sandbox.calls("CreateAppServers")) == 2
+
+
+async def test_a_look_that_finds_nothing_before_its_window_closes_says_so(workflow: Workflow, store: RequestStore,
+                                                                          sandbox: Sandbox) -> None:
+    row = await workflow.submit(parse_spec(office_body(count=1)), REQUESTER)
+    sandbox.faults.add(ScriptedFault(operation="CreateAppServers", kind="500"))
+    await workflow.submit_due()
+    [look] = [e for e in store.audit_log(row.id) if e.action == "lookup"]
+    assert "so far" in (look.detail or "") and "may still show up until" in (look.detail or "")
+    assert "nothing created between" in (look.detail or "")
+    current = store.get(row.id)
+    assert current is not None and current.lookup_found is False
+    resend_from = Candidates.of(current).resend_from
+    assert resend_from is not None and resend_from > look.at
