@@ -13,6 +13,7 @@ from sqlalchemy import Engine
 
 from bot.cloud.client import Cloud
 from bot.lifecycle import FINAL_STATES, TRANSITIONS, State, TransitionRefused, can_move
+from bot.reconcile import LOOKUP_SKEW
 from bot.sandbox import Sandbox
 from bot.sandbox.faults import ScriptedFault
 from bot.spec import parse_spec
@@ -258,6 +259,12 @@ async def test_a_5xx_before_creating_allows_one_audited_retry_by_an_approver(
     assert attention is not None and attention.state == State.NEEDS_ATTENTION and attention.lookup_found is False
     assert await workflow.submit_due() == []  # never resent by itself
     assert (await workflow.retry_after_attention(row.id, REQUESTER)).outcome is Outcome.SELF_APPROVAL
+    # Not while what the create made could still show up in the cloud (its lease and the clock skew after).
+    assert (await workflow.retry_after_attention(row.id, APPROVER)).outcome is Outcome.TOO_EARLY
+    started = attention.submit_started_at
+    assert started is not None
+    store.update_fields(row.id, actor="test", action="time_passes",
+                        submit_started_at=started - timedelta(seconds=60) - 2 * LOOKUP_SKEW - timedelta(seconds=1))
     retry = await workflow.retry_after_attention(row.id, APPROVER)
     assert retry.ok
     await workflow.submit_due()
