@@ -652,8 +652,11 @@ class Workflow:
             return changes
 
         try:
+            # A later look (Send again) may change what the card lists: it is edited. The first look's news waits
+            # for it and is released instead.
             written = await self._db(self.store.update_where, row.id, record, actor="bot", action="lookup",
-                                     detail=detail, release_news=True)
+                                     detail=detail, release_news=True,
+                                     news=Event.REDRAW if row.lookup_at is not None else None)
         except AlreadyLinked as held:
             await self._flag_link_refused(row.id, "bot", "lookup", _link_refused_sentence(row.id, held.owners))
             return Lookup(False, checked=False)
@@ -690,7 +693,7 @@ class Workflow:
                            changes=changes, news=Event.ATTENTION)
         else:
             await self._db(self.store.update_where, request_id, flag, actor=actor, action="link_refused",
-                           detail=sentence, news=Event.ATTENTION)
+                           detail=sentence, news=Event.REDRAW)
         log.warning("request %s: %s", request_id, sentence)
 
     async def choose_candidate(self, request_id: str, user_id: str, candidate_id: str | None,

@@ -22,7 +22,7 @@ from bot.slack.binding import button_value
 from bot.slack.ids import Action
 from bot.store.models import AppRequest
 from tests.flows import fill, final_state, only_request
-from tests.harness import APPROVAL_CHANNEL, APPROVER, OTHER_APPROVER, Bot, wait_for
+from tests.harness import APPROVAL_CHANNEL, APPROVER, OTHER_APPROVER, REQUESTER, Bot, wait_for
 from tests.specs import prepaid_body
 
 pytestmark = pytest.mark.slow
@@ -165,6 +165,48 @@ def test_this_one_is_ours_counts_only_for_the_list_it_was_shown_with(bot: Bot) -
     bot.click(Action.CHOOSE_CANDIDATE.value, chosen, OTHER_APPROVER, APPROVAL_CHANNEL, row.approval_ts)
     linked = wait_for(lambda: (r := request(bot)).order_id and r, what="the link")
     assert linked.order_id == chosen.rsplit("|", 1)[-1] and len(bot.sandbox.calls("CreateAppServers")) == 1
+
+
+def test_an_order_linked_to_one_request_is_refused_for_another_and_flagged_on_its_card(bot: Bot) -> None:
+    """Two of our monthly creates go unanswered; one order in their windows fits both. Linked to the first by
+    one approver, it is refused for the second, with a sentence to the clicker and a flag on that card."""
+    rows = []
+    for _ in range(2):
+        before = {r.id for r in bot.runtime.store.for_requester(REQUESTER, 10)}
+        fill(bot, **MONTHLY)
+        row = wait_for(lambda before=before: [r for r in bot.runtime.store.for_requester(REQUESTER, 10)
+                                              if r.id not in before and r.approval_ts], what="the approval card")[0]
+        bot.sandbox.faults.add(ScriptedFault(operation="CreateAppServers", kind="500"))
+        bot.click(Action.APPROVE.value, button_value(row), APPROVER, APPROVAL_CHANNEL, row.approval_ts)
+        rows.append(wait_for(lambda r=row: (f := bot.runtime.store.get(r.id)) and f.lookup_at and f,
+                             what="the lookup"))
+    first, second = rows
+    start = time_passes(bot, first)
+    bot.runtime.store.update_fields(second.id, actor="test", action="time_passes", submit_started_at=start)
+    shared = place_twin(bot, start + timedelta(seconds=10))
+    for row in rows:  # each look finds the one order, which fits both: an approver must say whose it is
+        bot.click(Action.RETRY.value, row.id, APPROVER, APPROVAL_CHANNEL, row.approval_ts)
+        wait_for(lambda r=row: [c.id for c in Candidates.of(bot.runtime.store.get(r.id)).items] == [shared],
+                 what="the order as a candidate")
+
+    def choice_on_card(row: AppRequest) -> str:
+        return str(wait_for(lambda: [v for v in buttons(latest_card(bot, row)).get(Action.CHOOSE_CANDIDATE.value, [])
+                                     if v.endswith(shared)], what="the card's choice")[0])
+
+    bot.click(Action.CHOOSE_CANDIDATE.value, choice_on_card(first), APPROVER, APPROVAL_CHANNEL, first.approval_ts)
+    wait_for(lambda: bot.runtime.store.get(first.id).order_id == shared, what="the first link")  # type: ignore[union-attr]
+    bot.click(Action.CHOOSE_CANDIDATE.value, choice_on_card(second), OTHER_APPROVER, APPROVAL_CHANNEL,
+              second.approval_ts)
+    refusal = wait_for(lambda: answers_to(bot, OTHER_APPROVER), what="the refusal")[-1]
+    assert f"{shared} is already linked to {first.id}" in refusal
+    flag = wait_for(lambda: [b for b in latest_card(bot, second).get("blocks", [])
+                             if "Not linked" in json.dumps(b)], what="the flag on the second card")
+    assert first.id in json.dumps(flag)
+    held = bot.runtime.store.get(second.id)
+    assert held is not None and held.order_id is None and held.state == State.NEEDS_ATTENTION
+    assert any(e.action == "choose_candidate" and not e.allowed and e.actor == OTHER_APPROVER
+               for e in bot.runtime.store.audit_log(second.id))
+    assert len(bot.sandbox.calls("CreateAppServers")) == 2
 
 
 def test_send_again_waits_until_what_the_create_made_can_no_longer_show_up(bot: Bot) -> None:

@@ -526,9 +526,11 @@ def attention_blocks(request: AppRequest, *, with_buttons: bool) -> list[SlackBl
         what += f" (job {code(request.job_id)})." if request.job_id else (
             f" (order {code(request.order_id)})." if request.order_id else ".")
     elif candidates.items:
-        kind = "orders" if candidates.items[0].kind == "order" else "jobs"
+        count = len(candidates.items)
+        kind = ("order" if candidates.items[0].kind == "order" else "job") + ("" if count == 1 else "s")
         if candidates.items[0].fits:
-            what = (f"{len(candidates.items)} {kind} placed at that time match this request, so the bot will not guess "
+            what = (f"{count} {kind} placed at that time {'matches' if count == 1 else 'match'} this request, so the "
+                    "bot will not guess "
                     "which is ours. Pick ours (an order then waits for payment as usual), or choose *None of these*. "
                     "Nothing is paid until an approver pays it.")
         else:
@@ -735,7 +737,7 @@ def expiring_message(request: AppRequest, *, sandbox: bool, links: Links = NO_LI
 def expiry_warning_closed(request: AppRequest, *, sandbox: bool) -> Message:
     """The expiry warning once the request can no longer be cancelled: where it stands, and no button."""
     prefix = "[SANDBOX] " if sandbox else ""
-    text = f"{prefix}:alarm_clock: {request.id} was about to expire without a decision. Now: {status_line(request)}"
+    text = f"{prefix}{request.id} can no longer be cancelled: {status_line(request)}"
     return Message(text, [SectionBlock(text=_md(text)).to_dict()])
 
 
