@@ -813,6 +813,10 @@ class Workflow:
                    f"looked at {_to_second(looked_at)}; sent again by an approver",
             changes={"outcome_sentence": None, "job_id": None, "order_id": None},
         )
+        if result is not None and not result.won and result.request.state == State.NEEDS_ATTENTION:
+            return await self._refuse(request_id, user_id, "retry", Outcome.WRONG_STATE,
+                                      f"Another look at the cloud for {request_id} came in between, so nothing was sent; "
+                                      "look at its card as it stands now.", result.request)
         return await self._decision_from(result, request_id, user_id, "retry",
                                           f"<@{user_id}> sent {request_id} to the cloud again.")
 

@@ -17,7 +17,7 @@ from bot.lifecycle import State
 from bot.reconcile import Candidates
 from bot.sandbox import Sandbox
 from bot.sandbox.faults import ScriptedFault
-from bot.spec import parse_spec
+from bot.spec import CreateAppServersRequest, CreateAppServersResponse, parse_spec
 from bot.store.db import make_engine
 from bot.store.repository import AlreadyLinked, NewRequest, RequestStore
 from bot.store.schema import alembic_config
@@ -105,3 +105,58 @@ def test_the_migration_names_requests_that_share_an_order(tmp_path: Path) -> Non
         config.attributes["connection"] = connection
         command.upgrade(config, "head")
     engine.dispose()
+
+
+class AnswerHeldBack(CloudAdapter):
+    """The cloud as it is, but the answer to a create reaches the bot only when the test lets it: the network
+    between them is slow (the create is carried out at once)."""
+
+    def __init__(self, cloud: Cloud) -> None:
+        super().__init__(cloud)
+        self.carried_out = asyncio.Event()
+        self.let_through = asyncio.Event()
+
+    async def create_app_servers(self, request: CreateAppServersRequest) -> CreateAppServersResponse:
+        response = await super().create_app_servers(request)
+        self.carried_out.set()
+        await self.let_through.wait()
+        return response
+
+
+async def test_a_create_answered_with_a_job_another_request_holds_is_flagged_and_never_sent_again(
+        engine: Engine, cloud: Cloud, sandbox: Sandbox) -> None:
+    """Request A's create is carried out but its answer is slow; B's create fails with a 500, its look lists A's
+    job (A is still being sent, so nothing is certain) and an approver links it to B. When A's answer arrives,
+    the job is not linked twice: A is flagged for an approver, and Send again never sends it."""
+    store = RequestStore(engine)
+    policy = Policy(approvers=frozenset({APPROVER}), submit_lease=timedelta(seconds=60))
+    held_back = AnswerHeldBack(cloud)
+    slow = Workflow(store, held_back, NoGroups(), policy, worker_id="slow")
+    quick = Workflow(store, CloudAdapter(cloud), NoGroups(), policy, worker_id="quick")
+    first = await slow.submit(parse_spec(office_body(count=1)), REQUESTER)
+    sending = asyncio.create_task(slow.submit_due(limit=1))
+    await asyncio.wait_for(held_back.carried_out.wait(), 20)
+    [job_id] = sandbox.state.jobs
+    second = await quick.submit(parse_spec(office_body(count=1)), REQUESTER)
+    sandbox.faults.add(ScriptedFault(operation="CreateAppServers", kind="500"))
+    await quick.submit_due()
+    looked = store.get(second.id)
+    assert looked is not None and [c.id for c in Candidates.of(looked).items] == [job_id]
+    assert (await quick.choose_candidate(second.id, APPROVER, job_id, Candidates.of(looked).key())).ok
+
+    held_back.let_through.set()
+    await sending
+    flagged = store.get(first.id)
+    assert flagged is not None and flagged.state == State.NEEDS_ATTENTION and flagged.job_id is None
+    candidates = Candidates.of(flagged)
+    assert candidates.create_answered and f"{job_id} is already linked to {second.id}" in (candidates.link_refused or "")
+    assert any(e.action == "link_refused" for e in store.audit_log(first.id))
+    # However long anyone waits, Send again refuses: the cloud did answer this create.
+    row = store.get(first.id)
+    assert row is not None and row.submit_started_at is not None
+    store.update_fields(first.id, actor="test", action="time_passes",
+                        submit_started_at=row.submit_started_at - timedelta(hours=1))
+    refused = await quick.retry_after_attention(first.id, APPROVER)
+    assert refused.outcome is Outcome.SERVERS_FOUND and "never be sent again" in refused.sentence
+    assert await quick.submit_due() == [] and len(sandbox.calls("CreateAppServers")) == 2
+    assert [r.id for r in (store.get(first.id), store.get(second.id)) if r and r.job_id == job_id] == [second.id]
