@@ -156,7 +156,8 @@ def register(app: AsyncApp, ctx: BotContext) -> None:
         user, request_id, _, _ = _clicked(body)
         decision = await ctx.workflow.retry_after_attention(request_id, user)
         if decision.outcome is Outcome.TOO_EARLY and decision.request is not None:  # the time in the reader's zone
-            decision = Decision(decision.outcome, messages.resend_refusal(decision.request), decision.request)
+            decision = Decision(decision.outcome, messages.resend_refusal(decision.request) or decision.sentence,
+                                decision.request)
         if decision.ok and decision.request and decision.request.channel_id and decision.request.thread_ts:
             await ctx.writer.post(decision.request.channel_id, f":repeat: {decision.sentence}",
                                   thread_ts=decision.request.thread_ts)

@@ -592,12 +592,13 @@ def resend_from_text(request: AppRequest) -> str | None:
             "made may still show up in the cloud. The bot looks once more when it is clicked.")
 
 
-def resend_refusal(request: AppRequest) -> str:
-    """The answer to a Send again clicked too early, in the reader's time zone."""
+def resend_refusal(request: AppRequest) -> str | None:
+    """The answer to a Send again clicked too early, in the reader's time zone (None when no look recorded when)."""
     since = Candidates.of(request).resend_from
-    at = when(since) if since else "a few minutes after the first try"
-    return (f"{request.id} can be sent again from {at}: until then, what the first try made may still show up in "
-            "the cloud. Nothing was sent.")
+    if since is None:
+        return None
+    return (f"{request.id} can be sent again from {when(since)}: until then, what the first try made may still show "
+            "up in the cloud. Nothing was sent.")
 
 
 def attention_message(request: AppRequest, *, sandbox: bool) -> Message:
