@@ -271,7 +271,7 @@ def short_lived(slack: tuple[Any, str], sandbox: Sandbox, sandbox_url: str, tmp_
         approvers=f"{APPROVER},S0MANAGERS", approval_channel=APPROVAL_CHANNEL, notify_channel=NOTIFY_CHANNEL,
         database_url=f"sqlite:///{tmp_path}/bot.db", poll_interval_seconds=0.2, poll_first_delay_seconds=0.1,
         slack_post_interval_seconds=0, slack_update_interval_seconds=0, slack_edit_window_seconds=0.2,
-        approval_ttl_hours=4 / 3600,  # 4 s: warned 1 s before
+        approval_ttl_hours=12 / 3600,  # 12 s: the requester is warned 3 s before (a quarter of it)
     )
     with running_bot(settings, sandbox, fake) as running:
         yield running
