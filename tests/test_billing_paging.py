@@ -182,6 +182,7 @@ async def test_combined_transactions_orders_are_candidates_like_plain_orders(
     ours = next(o.id for o in sandbox.state.orders.values() if o.spec.get("server_group_id") and o.id != twin.id)
     assert sorted(c.id for c in items) == sorted([twin.id, ours]) and all(c.fits for c in items)
     assert twin_parent.id not in {c.id for c in items}
-    assert (await workflow.choose_candidate(request_id, APPROVER, ours)).ok
+    # The approver's choice is bound to the candidates their card listed.
+    assert (await workflow.choose_candidate(request_id, APPROVER, ours, Candidates.of(row).key())).ok
     linked = store.get(request_id)
     assert linked is not None and linked.order_id == ours and linked.state == State.SUBMITTED
