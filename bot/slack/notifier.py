@@ -6,6 +6,7 @@ each request's news in order, and the row as it stands now.
 from __future__ import annotations
 
 import asyncio
+import contextlib
 import logging
 from dataclasses import dataclass, field
 from typing import Any
@@ -155,11 +156,9 @@ class SlackNotifier:
         """The expiry warning without its Cancel, saying where the request stands, once it cannot be cancelled."""
         assert request.expiry_warning_ts is not None
         closed = messages.expiry_warning_closed(request, sandbox=self.sandbox)
-        try:
+        with contextlib.suppress(MessageGone):  # deleted in Slack: no button left to take away
             await self.writer.update(request.expiry_warning_channel or request.channel_id or request.requester_id,
                                      request.expiry_warning_ts, closed.text, closed.blocks)
-        except MessageGone:
-            pass  # deleted in Slack: no button left to take away
         await asyncio.to_thread(self.store.update_fields, request.id, actor="bot", action="expiry_warning_closed",
                                 detail=request.state, expiry_warning_ts=None)
 
