@@ -93,7 +93,7 @@ def test_the_migration_names_requests_that_share_an_order(tmp_path: Path) -> Non
     config = alembic_config()
     with engine.begin() as connection:
         config.attributes["connection"] = connection
-        command.upgrade(config, "0007")
+        command.upgrade(config, "0008")
     with engine.begin() as connection:
         for request_id in ("AS-00000001", "AS-00000002"):
             connection.execute(text(
