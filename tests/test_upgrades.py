@@ -17,6 +17,7 @@ from sqlmodel import SQLModel
 
 from bot.lifecycle import State
 from bot.notify import Event
+from bot.slack.messages import payable_amount
 from bot.spec import parse_spec
 from bot.store.db import make_engine
 from bot.store.models import AppRequest, utcnow
@@ -123,7 +124,8 @@ def test_requests_pending_at_an_upgrade_still_get_their_reminders(engine: Engine
 
 def old_card(kind: str, row: AppRequest) -> dict[str, Any]:
     document = json.loads(OLD_CARDS.read_text())
-    raw = json.dumps(document[kind]).replace("{request_id}", row.id).replace("{spec_hash12}", row.spec_hash[:12])
+    raw = json.dumps(document[kind]).replace("{request_id}", row.id).replace("{spec_hash12}", row.spec_hash[:12]) \
+        .replace("{order_id}", row.order_id or "").replace("{amount}", payable_amount(row) or "")
     message: dict[str, Any] = json.loads(raw)
     return message
 
@@ -155,6 +157,14 @@ def test_buttons_on_cards_posted_before_an_upgrade_keep_working(bot: Bot) -> Non
     wait_for(lambda: only_request(bot).state != State.PENDING_APPROVAL, what="the old card's Approve")
     approved = only_request(bot)
     assert approved.decided_by == APPROVER and approved.state != State.CANCELLED
+
+    # Ordered, the order waits for payment: the old payment card's Pay pays it, once.
+    waiting = wait_for(lambda: (r := only_request(bot)).state == State.AWAITING_PAYMENT and payable_amount(r) and r,
+                       what="the order waiting for payment")
+    assert approved.id == waiting.id
+    click_on(bot, old_card("payment_card", waiting), "pay_order", APPROVER, waiting.approval_ts)
+    wait_for(lambda: only_request(bot).state in (State.PROVISIONING, State.SUCCEEDED), what="the old card's Pay")
+    assert len(bot.sandbox.calls("PayOrders")) == 1
 
     # The requester's thread head from before the upgrade: its Cancel button still withdraws a request.
     fill(bot, billing="prePaid", period_num=3, count=1)
