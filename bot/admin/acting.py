@@ -234,18 +234,24 @@ class OperatorActions:
         return Done(f"{row.id}'s thread{card} will be posted anew{where} by the next worker.", done)
 
     def requeue(self, request_id: str) -> Done:
-        """Make the request's waiting Slack news due now, its tries counted afresh (after Slack was away)."""
+        """Make the request's waiting Slack news due now, its tries counted afresh (after Slack was away). With
+        none waiting (news given up after a fault in the bot leaves the queue), queue a redraw: the thread's head
+        and the card are edited to show the request as it is now."""
         row = self._get(request_id)
         now = utcnow()
         with self._db.write() as session:
             waiting = list(session.exec(select(SlackNews.id).where(SlackNews.request_id == row.id)))
-            if not waiting:
-                raise AdminRefused(f"No Slack news waits for {row.id}: `appserver-bot admin repost {row.id}` posts "
-                                   "its thread and card anew.")
-            session.execute(update(SlackNews).where(col(SlackNews.request_id) == row.id)
-                            .values(available_at=now, attempts=0).execution_options(synchronize_session=False))
+            if waiting:
+                session.execute(update(SlackNews).where(col(SlackNews.request_id) == row.id)
+                                .values(available_at=now, attempts=0).execution_options(synchronize_session=False))
+                detail = f"{len(waiting)} piece(s) of Slack news due again"
+                sentence = f"{detail} for {row.id}; the next worker delivers them."
+            else:
+                session.add(SlackNews(**news_row(row.id, Event.REDRAW, now=now)))
+                detail = "no news waited: its thread and card redrawn as it stands"
+                sentence = (f"No Slack news waited for {row.id}: its thread and card will be redrawn as it stands now "
+                            f"(`appserver-bot admin repost {row.id}` posts them anew if they are gone).")
             session.add(AuditEvent(request_id=row.id, actor=self.actor, action="admin_requeue_news",
                                    old_state=row.state, new_state=row.state, spec_hash=row.spec_hash,
-                                   detail=f"{len(waiting)} piece(s) of Slack news due again", at=now))
-        return Done(f"{len(waiting)} piece(s) of Slack news for {row.id} are due again; the next worker delivers them.",
-                    self._get(row.id))
+                                   detail=detail, at=now))
+        return Done(sentence, self._get(row.id))

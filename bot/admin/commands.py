@@ -66,7 +66,8 @@ def add_admin_commands(admin: argparse.ArgumentParser, make: MakeCommand) -> Non
 
     requeue = make(sub, "requeue", "send a request's waiting Slack news again now",
                    "Its news that waits (for example after Slack was away) becomes due at once, its tries counted\n"
-                   "afresh; the next worker delivers it in order.")
+                   "afresh; the next worker delivers it in order. With none waiting, its thread and card are\n"
+                   "redrawn as the request stands.")
     requeue.add_argument("request_id", metavar="REQUEST", help="the request id, AS-…")
     _operator(requeue)
 
