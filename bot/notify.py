@@ -14,7 +14,10 @@ class Event(StrEnum):
     SUBMITTED = "submitted"  # the cloud accepted the create
     PROGRESS = "progress"  # servers ready out of requested, expected end
     PAYMENT_DUE = "payment_due"  # a yearly/monthly order waits for payment
-    PAID = "paid"  # an approver paid the order
+    PAID = "paid"  # billing shows the order paid
+    PAYMENT_WAITS = "payment_waits"  # Pay answered, but billing made it a proxy payment for the master account
+    PAYMENT_REMIND = "payment_remind"  # a proxy payment is still not made close to the order's deadline
+    PAYMENT_CHANGED = "payment_changed"  # what Pay charges changed (the order's discounts): the prompt is redrawn
     FINISHED = "finished"  # succeeded, failed, refused by the cloud, expired, cancelled
     ATTENTION = "attention"  # the outcome of a create is unknown
     REMIND = "remind"  # a request still waits for an approver: they are reminded on its card

@@ -18,6 +18,7 @@ import logging
 from collections.abc import Callable
 from dataclasses import dataclass
 from datetime import datetime, timedelta
+from decimal import Decimal
 from typing import Any, Literal, Protocol, TypeVar
 
 from pydantic import BaseModel, Field
@@ -32,6 +33,7 @@ from bot.cloud.models import (
     SubOrder,
     parse_cloud_time,
 )
+from bot.money import money
 from bot.spec import CreateAppServersRequest, CreateAppServersResponse, SpecError, parse_spec
 from bot.store.models import AppRequest
 from bot.store.repository import RequestStore
@@ -61,7 +63,7 @@ class Candidate(BaseModel):
     created_at: datetime | None = None
     detail: str  # what it is, in words, for the approver who decides
     fits: bool  # it matches what was asked (service, period, count / group, count)
-    amount: float | None = None  # an order's amount as billing states it
+    amount: Decimal | None = None  # an order's amount as billing states it
     currency: str | None = None
 
 
@@ -152,7 +154,7 @@ def describe_order(order: SubOrder, details: OrderDetails | None) -> str:
             parts.append(f"{count} × {item.product_id or item.service_type_code or 'item'}, {num} {unit}{plural}")  # noqa: RUF001
         info = details.order_info
         if info.amount_after_discount is not None:
-            parts.append(f"{info.currency or ''} {info.amount_after_discount:,.2f}".strip())
+            parts.append(money(info.amount_after_discount, info.currency))
         parts.append(ORDER_WORDS.get(info.status, f"status {info.status}"))
     parts.append(f"placed {_when(parse_cloud_time(order.create_time))}")
     return " · ".join(parts)

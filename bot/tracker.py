@@ -32,6 +32,7 @@ from bot.cloud.models import (
 from bot.lifecycle import IN_FLIGHT_STATES, State
 from bot.notify import Event
 from bot.outage import OUTAGES, is_database_outage
+from bot.payment import read_discounts
 from bot.poll_schedule import Allowance, Load, Pace
 from bot.progress import Progress
 from bot.store.models import AppRequest, utcnow
@@ -46,6 +47,7 @@ FAILED_STATES = frozenset({"FAILED", "ABNORMAL", "ROLLBACK", "ABORTING"})
 V1_STATUS = {0: "FAILED", 1: "SUCCESS", 2: "RUNNING", 3: "WAITING"}
 ORDER_PAID_STATES = frozenset({ORDER_PROCESSING, ORDER_COMPLETED})
 MAX_BACKOFF_FACTOR = 10
+PROXY_REMIND_BEFORE = timedelta(hours=24)  # a proxy payment still not made this close to the deadline
 FIRST_LOOK_SLACK = timedelta(seconds=1)  # a first look due within a tick of its turn is taken now
 
 
@@ -340,8 +342,17 @@ class Tracker:
                 await self._finish(row, State.FAILED, f"The order was not paid by its deadline "
                                    f"({deadline:%Y-%m-%d %H:%M UTC}), so no servers were created.", [], progress)
             else:
+                # What Pay would charge, read before the prompt shows it (and again at Pay).
+                await read_discounts(self.cloud.billing, row.order_id, progress)
+                if self._proxy_reminder_due(progress):
+                    progress.proxy_reminded = True
+                    self._news.append((row.id, Event.PAYMENT_REMIND))
                 await self._continue(row, progress, before, State.AWAITING_PAYMENT, Event.PAYMENT_DUE)
         elif info.status in ORDER_PAID_STATES:
+            if progress.proxy_payment_at is not None and not progress.order_paid and row.state == State.AWAITING_PAYMENT:
+                progress.order_paid = True  # the master account paid the proxy order: now it is paid
+                await self._continue(row, progress, before, State.PROVISIONING, Event.PAID)
+                return
             progress.order_paid = True
             if row.job_id:
                 await self._poll_job(row, progress, before)  # the job builds what the order bought
@@ -351,6 +362,14 @@ class Tracker:
                 await self._continue(row, progress, before, State.PROVISIONING)
         else:  # pending review, to be confirmed, …: the cloud is still working on it
             await self._continue(row, progress, before)
+
+    @staticmethod
+    def _proxy_reminder_due(progress: Progress) -> bool:
+        """A payment waiting for the master account: the approvers are reminded once, a day before the order
+        lapses (at once when less is left)."""
+        deadline = progress.payment_deadline
+        return (progress.proxy_payment_at is not None and not progress.proxy_reminded and deadline is not None
+                and deadline - utcnow() <= PROXY_REMIND_BEFORE)
 
     async def _order_completed(self, row: AppRequest, progress: Progress, before: Progress) -> None:
         assert row.order_id is not None

@@ -21,11 +21,22 @@ from enum import StrEnum
 from typing import Any, Protocol, TypeVar
 
 from bot.cloud.client import Cloud
+from bot.cloud.discounts import DiscountRef
 from bot.cloud.errors import CloudError, describe
-from bot.cloud.models import ORDER_PENDING_PAYMENT, AppServer, CustomerOrder, JobDetailV2, OrderDetails
+from bot.cloud.models import (
+    ORDER_COMPLETED,
+    ORDER_PENDING_PAYMENT,
+    ORDER_PROCESSING,
+    AppServer,
+    CustomerOrder,
+    JobDetailV2,
+    OrderDetails,
+    OrderDiscount,
+)
 from bot.cloud.quote import PriceQuote
 from bot.lifecycle import State
 from bot.notify import Event
+from bot.payment import charge_words, discount_words, read_discounts, same_charge
 from bot.policy import AutoApproved, Guardrails, Refusal, approval_rule, daily_refusal, pending_refusal
 from bot.price import quote_of
 from bot.progress import Progress
@@ -59,7 +70,8 @@ class CloudPort(Protocol):
     async def list_new_workspace_orders(self, begin: datetime, end: datetime) -> list[CustomerOrder]: ...
     async def show_order(self, order_id: str) -> OrderDetails: ...
     async def show_job_detail(self, job_id: str) -> JobDetailV2: ...
-    async def pay_order(self, order_id: str) -> None: ...
+    async def list_order_discounts(self, order_id: str) -> list[OrderDiscount]: ...
+    async def pay_order(self, order_id: str, discount: DiscountRef | None = None) -> None: ...
 
 
 class ApproverDirectory(Protocol):
@@ -835,13 +847,30 @@ class Workflow:
                                       f"Request {request_id} has no order waiting for payment (it is "
                                       f"{checked.state}).", checked)
         progress = Progress.of(checked)
-        amount = _amount(progress)
+        if progress.proxy_payment_at is not None:
+            return await self._refuse(request_id, user_id, "pay_order", Outcome.ALREADY_DECIDED,
+                                      f"The payment of {request_id}'s order already waits for the master account "
+                                      "(Billing Center); nothing was paid again.", checked)
         holder = await self._db(self.store.mark_payment, request_id, user_id)
         if holder is not None and not await self._unpaid_after_unknown(checked, progress, holder, user_id):
             return await self._refuse(request_id, user_id, "pay_order", Outcome.ALREADY_DECIDED,
                                       f"<@{holder}> already paid (or is paying) the order of {request_id}.", checked)
+        # Right before paying, the discounts again: Pay charges only what its prompt showed.
+        fresh = progress.model_copy()
+        await read_discounts(self.cloud, checked.order_id, fresh)
+        if not same_charge(fresh, progress):
+            await self._db(self.store.clear_payment, request_id)
+            now_charged = charge_words(fresh)
+            await self._db(self.store.update_fields, request_id, actor=user_id, action="pay_order",
+                           detail=f"not paid: the charge changed since the prompt; now {now_charged}",
+                           news=Event.PAYMENT_CHANGED, progress_json=fresh.model_dump_json())
+            return Decision(Outcome.NOT_AS_SHOWN, f"What paying {request_id} charges changed since the card showed "
+                            f"it: it is now {now_charged}. Nothing was paid; the card shows the new amount.",
+                            await self._db(self.store.get, request_id))
+        progress = fresh
+        discount = progress.discount
         try:
-            await self.cloud.pay_order(checked.order_id)
+            await self.cloud.pay_order(checked.order_id, discount.ref if discount else None)
         except CloudError as error:
             sentence = describe(error)
             if not error.outcome_unknown:
@@ -854,18 +883,38 @@ class Workflow:
                            detail=f"outcome unknown: {sentence}", progress_json=progress.model_dump_json())
             return Decision(Outcome.PAYMENT_UNKNOWN, f"The billing service did not confirm the payment ({sentence}) "
                             "The bot does not pay again; the order's status will show whether it was paid.", checked)
+        progress.charged_amount, progress.charged_with = progress.to_charge(), discount_words(progress)
+        charged = charge_words(progress)
+        # A 204 is not proof of payment (a finance-hosted member's payment becomes a proxy order): ask billing.
+        if not await self._billing_shows_paid(checked.order_id):
+            progress.proxy_payment_at = utcnow()
+            await self._db(self.store.update_fields, request_id, actor=user_id, action="pay_order",
+                           detail=f"sent payment of order {checked.order_id} ({charged}); billing does not show it "
+                                  "paid: it waits for the master account (proxy payment)",
+                           news=Event.PAYMENT_WAITS, progress_json=progress.model_dump_json(), next_poll_at=utcnow())
+            return Decision(Outcome.DONE, f"<@{user_id}> sent the payment of order {checked.order_id} ({charged}); "
+                            "billing does not show it paid yet: it waits for the master account in the Billing Center.",
+                            await self._db(self.store.get, request_id))
         progress.order_paid = True
+        detail = f"paid order {checked.order_id}: {charged}"
         result = await self._db(
             self.store.transition, request_id, State.AWAITING_PAYMENT, State.PROVISIONING, actor=user_id,
             action="pay_order", changes={"progress_json": progress.model_dump_json(), "next_poll_at": utcnow()},
-            detail=f"paid order {checked.order_id}" + (f" ({amount})" if amount else ""), news=Event.PAID,
+            detail=detail, news=Event.PAID,
         )
         if result is None or not result.won:  # the tracker saw the order move first: the payment stands
-            await self._db(self.store.audit, request_id, user_id, "pay_order", allowed=True,
-                           detail=f"paid order {checked.order_id}" + (f" ({amount})" if amount else ""))
-        return Decision(Outcome.DONE, f"<@{user_id}> paid the order {checked.order_id}"
-                        + (f" ({amount})." if amount else "."), await self._db(self.store.get, request_id))
+            await self._db(self.store.update_fields, request_id, actor=user_id, action="pay_order", detail=detail,
+                           news=Event.PAID, progress_json=progress.model_dump_json())
+        return Decision(Outcome.DONE, f"<@{user_id}> paid the order {checked.order_id}: {charged}.",
+                        await self._db(self.store.get, request_id))
 
+    async def _billing_shows_paid(self, order_id: str) -> bool:
+        """Whether billing shows the order paid (processing or completed) right after PayOrders answered."""
+        try:
+            status = (await self.cloud.show_order(order_id)).order_info.status
+        except CloudError:
+            return False  # not confirmed: the tracker keeps following the order and says when it is paid
+        return status in (ORDER_PROCESSING, ORDER_COMPLETED)
 
     async def _unpaid_after_unknown(self, row: AppRequest, progress: Progress, holder: str, user_id: str) -> bool:
         """A payment whose answer never came holds the order. Once the billing service has had time to settle
@@ -880,12 +929,6 @@ class Workflow:
         if status != ORDER_PENDING_PAYMENT:
             return False
         return await self._db(self.store.take_over_payment, row.id, holder, user_id)
-
-
-def _amount(progress: Progress) -> str | None:
-    if progress.order_amount is None:
-        return None
-    return f"{progress.order_currency or ''} {progress.order_amount:,.2f}".strip()
 
 
 class CloudAdapter:
@@ -909,8 +952,11 @@ class CloudAdapter:
     async def show_job_detail(self, job_id: str) -> JobDetailV2:
         return await self._cloud.workspace.show_job_detail(job_id)
 
-    async def pay_order(self, order_id: str) -> None:
-        await self._cloud.billing.pay_order(order_id)
+    async def list_order_discounts(self, order_id: str) -> list[OrderDiscount]:
+        return await self._cloud.billing.list_order_discounts(order_id)
+
+    async def pay_order(self, order_id: str, discount: DiscountRef | None = None) -> None:
+        await self._cloud.billing.pay_order(order_id, discount)
 
 
 __all__ = ["CloudAdapter", "Decision", "Outcome", "Policy", "Workflow", "server_ids"]

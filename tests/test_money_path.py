@@ -116,20 +116,17 @@ def test_a_create_answered_with_a_job_and_an_order_follows_both(bot: Bot) -> Non
              what="both ids on the thread's head")
 
 
-def test_the_card_and_the_thread_show_the_estimate_and_the_audit_log_keeps_it(bot: Bot) -> None:
+def test_the_card_and_the_thread_show_the_estimate_and_pay_charges_the_discounted_amount_approved(bot: Bot) -> None:
     bot.sandbox.state.discount_rate = Decimal("0.1")  # the customer's contract discount, offered as the best
-    try:
-        fill(bot, billing="prePaid", period_unit="2", period_num=6, count=3)
-        row = final_state(bot, State.PENDING_APPROVAL)
-    finally:
-        bot.sandbox.state.discount_rate = Decimal(0)
+    fill(bot, billing="prePaid", period_unit="2", period_num=6, count=3)
+    row = final_state(bot, State.PENDING_APPROVAL)
     quote = json.loads(row.price_json or "{}")
     assert quote["currency"] == "CNY" and quote["basis"] == "period" and quote["discounted_amount"]
     card = wait_for(lambda: [a for a in bot.slack.of("chat.postMessage") if a.get("channel") == APPROVAL_CHANNEL],
                     what="the approval card")[0]
     shown = json.dumps(card["blocks"], ensure_ascii=False)
-    listed = f"CNY {float(quote['list_amount']):,.2f}"
-    discounted = f"CNY {float(quote['discounted_amount']):,.2f}"
+    listed = f"CNY {Decimal(quote['list_amount']):,.2f}"
+    discounted = f"CNY {Decimal(quote['discounted_amount']):,.2f}"
     assert f"Estimated total: {discounted}* for 3 server(s) × 6 months" in shown  # noqa: RUF001
     assert f"List price {listed}, less “Enterprise contract discount”" in shown
     [approve] = [b for b in buttons(card["blocks"]) if b["action_id"] == Action.APPROVE.value]
@@ -142,16 +139,33 @@ def test_the_card_and_the_thread_show_the_estimate_and_the_audit_log_keeps_it(bo
     assert created.detail and discounted in created.detail
     row = wait_for(lambda: only_request(bot).approval_ts and only_request(bot), what="the card's ts")
     bot.click(Action.APPROVE.value, button_value(row), APPROVER, APPROVAL_CHANNEL, row.approval_ts)
-    final_state(bot, State.AWAITING_PAYMENT)
-    # The sandbox's order is at list price: the card says how it differs from what was approved.
-    gap = f"{float(quote['list_amount']) - float(quote['discounted_amount']):,.2f}"
-    wait_for(lambda: any(f"CNY {gap} more than the approved estimate of {discounted}" in json.dumps(v["blocks"])
-                         for v in card_versions(bot, row.approval_ts or "")), what="the gap on the card")
+    waiting = final_state(bot, State.AWAITING_PAYMENT)
     approved = next(e for e in bot.runtime.store.audit_log(row.id) if e.action == "approve")
     assert approved.detail and row.spec_hash in approved.detail and discounted in approved.detail
-    # Without a discount, the sandbox's order comes to exactly the list price the estimate showed.
-    order = bot.sandbox.state.orders[only_request(bot).order_id or ""]
-    assert f"{order.amount:,.2f}" == f"{float(quote['list_amount']):,.2f}"
+
+    # The Pay prompt: the amount charged after the order's own discount, the discount in words, the list price.
+    pay_card = wait_for(lambda: [v for v in card_versions(bot, row.approval_ts or "")
+                                 if f"Pay charges *{discounted}*" in json.dumps(v["blocks"])], what="the Pay prompt")[-1]
+    prompt = json.dumps(pay_card["blocks"], ensure_ascii=False)
+    assert f"List price {listed}, less the contract discount of CNY" in prompt
+    assert "It is the amount the approver saw." in prompt and "Billing Center instead" in prompt
+    [pay] = [b for b in buttons(pay_card["blocks"]) if b["action_id"] == Action.PAY.value]
+    assert discounted in pay["confirm"]["text"]["text"] and "after the contract discount" in pay["confirm"]["text"]["text"]
+    home = json.dumps(open_home(bot, APPROVER), ensure_ascii=False)
+    assert f"Pay charges *{discounted}*" in home and "contract discount" in home
+
+    bot.click(Action.PAY.value, pay["value"], APPROVER, APPROVAL_CHANNEL, row.approval_ts)
+    done = final_state(bot, State.SUCCEEDED)
+    [paid] = bot.sandbox.calls("PayOrders")
+    assert paid["body"]["use_discount"] == "YES" and paid["body"]["use_coupon"] == "NO"
+    assert paid["body"]["discount_infos"] == [{"id": "sandbox-contract-discount", "type": 1}]
+    order = bot.sandbox.state.orders[done.order_id or ""]
+    assert f"CNY {order.charged:,.2f}" == discounted and order.amount == Decimal(quote["list_amount"])
+    reply = wait_for(lambda: [t for t in bot.slack.texts(channel=REQUEST_CHANNEL) if f"paid {discounted} for order" in t],
+                     what="the paid reply")[0]
+    assert "with the contract discount of CNY" in reply
+    audited = [e.detail or "" for e in bot.runtime.store.audit_log(row.id) if e.action == "pay_order"]
+    assert any(discounted in d and "contract discount" in d and listed in d for d in audited)
 
 
 def test_no_price_is_said_plainly_and_never_blocks_the_request(bot: Bot) -> None:

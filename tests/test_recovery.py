@@ -6,6 +6,7 @@ from __future__ import annotations
 import asyncio
 import json
 import time
+from decimal import Decimal
 from datetime import timedelta
 
 import pytest
@@ -209,7 +210,7 @@ async def test_an_order_waits_for_payment_in_a_state_of_its_own_and_is_paid_once
     assert current.order_id
     order = sandbox.state.orders[current.order_id]
     progress = json.loads(current.progress_json or "{}")
-    assert progress["order_amount"] == order.amount and progress["order_currency"] == "CNY"
+    assert Decimal(progress["order_amount"]) == order.amount and progress["order_currency"] == "CNY"
     assert progress["payment_deadline"]
     assert Event.PAYMENT_DUE.value in [n.event for n in NewsStore(store.engine).pending(row.id)]
     refused = await workflow.pay_order(row.id, REQUESTER)

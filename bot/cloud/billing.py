@@ -4,6 +4,7 @@ from __future__ import annotations
 
 from datetime import datetime
 
+from bot.cloud.discounts import DiscountRef
 from bot.cloud.http import CloudHttp
 from bot.cloud.models import (
     ORDER_TYPE_NEW,
@@ -11,6 +12,8 @@ from bot.cloud.models import (
     CustomerOrder,
     CustomerOrderList,
     OrderDetails,
+    OrderDiscount,
+    OrderDiscountList,
     OrderResource,
     OrderResourceList,
 )
@@ -46,14 +49,25 @@ class BillingClient:
             "ShowCustomerOrderDetails", "GET", f"/v2/orders/customer-orders/details/{segment(order_id)}",
             params={"limit": ORDER_LINES_PAGE, "offset": offset}, headers={"X-Language": "en_US"},
         )
-        return OrderDetails.model_validate(response.json())
+        return OrderDetails.model_validate_json(response.content)
 
-    async def pay_order(self, order_id: str) -> None:
-        """PayOrders. Never resent after a timeout or 5xx: a second payment attempt is not ours to make."""
-        await self._http.call(
-            "PayOrders", "POST", "/v3/orders/customer-orders/pay",
-            json={"order_id": order_id, "use_coupon": "NO", "use_discount": "NO"},
+    async def list_order_discounts(self, order_id: str) -> list[OrderDiscount]:
+        """ListOrderDiscounts: the discounts a pending order can be paid with (needs the IAM action
+        `billing:contract:viewDiscount`)."""
+        response = await self._http.call(
+            "ListOrderDiscounts", "GET", "/v2/orders/customer-orders/order-discounts",
+            params={"order_id": order_id}, headers={"X-Language": "en_US"},
         )
+        return OrderDiscountList.model_validate_json(response.content).discounts
+
+    async def pay_order(self, order_id: str, discount: DiscountRef | None = None) -> None:
+        """PayOrders with exactly the one discount chosen (`bot.cloud.discounts`), or none; coupons stay unused
+        (they are for the Billing Center). Never resent after a timeout or 5xx: a second payment attempt is
+        not ours to make."""
+        body: dict[str, object] = {"order_id": order_id, "use_coupon": "NO", "use_discount": "NO"}
+        if discount is not None:  # "YES" needs exactly one discount_infos entry; "NO" must send none
+            body.update(use_discount="YES", discount_infos=[{"id": discount.id, "type": discount.type}])
+        await self._http.call("PayOrders", "POST", "/v3/orders/customer-orders/pay", json=body)
 
     async def list_order_resources(self, order_id: str) -> list[OrderResource]:
         """The order's main resources (for app servers: the server ids). The path's spelling is the API's."""
@@ -61,7 +75,7 @@ class BillingClient:
             "ListPayPerUseCustomerResources", "POST", "/v2/orders/suscriptions/resources/query",
             json={"order_id": order_id, "only_main_resource": 1, "offset": 0, "limit": 100},
         )
-        return OrderResourceList.model_validate(response.json()).data
+        return OrderResourceList.model_validate_json(response.content).data
 
     async def list_new_workspace_orders(self, begin: datetime, end: datetime) -> list[CustomerOrder]:
         """New-purchase Workspace orders created in [begin, end] (UTC): the only orders a create of ours
@@ -74,7 +88,7 @@ class BillingClient:
                         "service_type_code": WORKSPACE_SERVICE_TYPE, "order_type": ORDER_TYPE_NEW,
                         "order_by": "-createTime", "limit": ORDERS_PAGE, "offset": page * ORDERS_PAGE},
             )
-            batch = CustomerOrderList.model_validate(response.json())
+            batch = CustomerOrderList.model_validate_json(response.content)
             orders.extend(batch.order_infos)
             if len(batch.order_infos) < ORDERS_PAGE or len(orders) >= batch.total_count:
                 break

@@ -6,6 +6,7 @@ Every model keeps unknown fields, so a new field in the cloud's answer never bre
 from __future__ import annotations
 
 from datetime import datetime
+from decimal import Decimal
 
 from pydantic import BaseModel, ConfigDict, Field
 
@@ -254,8 +255,8 @@ class SubOrder(CloudModel):
     order_type: int | None = None
     create_time: str | None = None
     service_type_code: str | None = None
-    amount_after_discount: float | None = None
-    official_amount: float | None = None
+    amount_after_discount: Decimal | None = None
+    official_amount: Decimal | None = None
     currency: str | None = None
 
 
@@ -263,8 +264,8 @@ class OrderInfo(CloudModel):
     order_id: str
     status: int
     order_type: int | None = None
-    amount_after_discount: float | None = None
-    official_amount: float | None = None
+    amount_after_discount: Decimal | None = None
+    official_amount: Decimal | None = None
     currency: str | None = None
     create_time: str | None = None
     payment_time: str | None = None
@@ -282,8 +283,8 @@ class OrderLineItem(CloudModel):
     period_type: int | None = None
     period_num: int | None = None
     subscription_num: int | None = None
-    amount_after_discount: float | None = None
-    official_amount: float | None = None
+    amount_after_discount: Decimal | None = None
+    official_amount: Decimal | None = None
     currency: str | None = None
 
 
@@ -304,6 +305,33 @@ class OrderResource(CloudModel):
 class OrderResourceList(CloudModel):
     data: list[OrderResource] = Field(default_factory=list)
     total_count: int = 0
+
+
+class DiscountLine(CloudModel):
+    """How a discount applies to some lines of an order (`OrderLineItemV3`)."""
+
+    order_line_item_ids: list[str] = Field(default_factory=list)
+    discount_mode: int | None = None  # 0 ratio, 1 fixed price, 2 amount off
+    discount_amount: Decimal | None = None  # the amount taken off
+    discount_ratio: Decimal | None = None
+
+
+class DiscountOrder(CloudModel):
+    order_id: str
+    order_line_items: list[DiscountLine] = Field(default_factory=list)
+
+
+class OrderDiscount(CloudModel):
+    """One discount a pending order can be paid with (`DiscountInfoV3`)."""
+
+    discount_id: str
+    discount_value: str | Decimal | None = None  # a ratio or an amount off; empty for a fixed price
+    discount_type: int | None = None  # 0 promotion, 1 contract, 2 commercial, 3 partner-granted, 609 price adjustment
+    orders: list[DiscountOrder] = Field(default_factory=list)
+
+
+class OrderDiscountList(CloudModel):
+    discounts: list[OrderDiscount] = Field(default_factory=list)
 
 
 WORKSPACE_SERVICE_TYPE = "hws.service.type.vdi"  # Workspace's service in BSS (ListProduct's cloud_service_type)

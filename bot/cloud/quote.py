@@ -8,6 +8,7 @@ from typing import Literal
 
 from pydantic import BaseModel, Field
 
+from bot.money import money
 from bot.spec import PERIOD_YEAR
 
 HOURS_PER_MONTH = 730  # the usual 365 * 24 / 12, for a monthly figure of an hourly price
@@ -55,10 +56,8 @@ class PriceQuote(BaseModel):
         return (amount / self.period_months).quantize(CENT, ROUND_HALF_UP)
 
     def money(self, amount: Decimal) -> str:
-        """An amount with its currency: two decimals, more only when the price has them (hourly prices)."""
-        cents = amount.quantize(CENT, ROUND_HALF_UP)
-        text = f"{cents:,.2f}" if cents == amount else f"{amount.normalize():,f}"
-        return f"{self.currency} {text}" if self.currency else text
+        """An amount in the quote's currency (`bot.money.money`)."""
+        return money(amount, self.currency)
 
     def summary(self) -> str:
         """One plain line for the approval card, labelled as an estimate."""

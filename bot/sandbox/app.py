@@ -17,6 +17,7 @@ import time
 from collections.abc import Awaitable, Callable
 from dataclasses import dataclass
 from datetime import UTC, datetime, timedelta
+from decimal import Decimal
 from typing import Any
 from urllib.parse import parse_qsl
 
@@ -29,7 +30,16 @@ from bot.cloud.signer import DATE_FORMAT, parse_authorization, sign_parts
 from bot.sandbox.faults import FaultInjector, FaultSettings, ScriptedFault
 from bot.sandbox.rating import SandboxRating
 from bot.sandbox.seed import AVAILABILITY_ZONES, VOLUME_TYPES
-from bot.sandbox.state import CloudState, Order, QuotaExceeded, SandboxConfig, filler_lines, iso
+from bot.sandbox.state import (
+    PRICE_ADJUSTMENT,
+    CloudState,
+    Discount,
+    Order,
+    QuotaExceeded,
+    SandboxConfig,
+    filler_lines,
+    iso,
+)
 from bot.spec import SpecError, parse_spec
 
 MAX_CLOCK_SKEW = timedelta(minutes=15)
@@ -78,6 +88,10 @@ class Sandbox:
             Route("/_sandbox/jobs/bulk", self._control_bulk_jobs, methods=["POST"]),
             Route("/_sandbox/balance", self._control_balance, methods=["POST"]),
             Route("/_sandbox/orders/foreign", self._control_foreign_order, methods=["POST"]),
+            Route("/_sandbox/orders/discounts", self._control_order_discount, methods=["POST"]),
+            Route("/_sandbox/orders/master-pay", self._control_master_pay, methods=["POST"]),
+            Route("/_sandbox/orders/open-fewer", self._control_open_fewer, methods=["POST"]),
+            Route("/_sandbox/account", self._control_account, methods=["POST"]),
             Route("/_sandbox/discount", self.rating.control_discount, methods=["POST", "DELETE"]),
             Route("/{path:path}", self._dispatch, methods=["GET", "POST", "PUT", "PATCH", "DELETE"]),
         ])
@@ -120,6 +134,7 @@ class Sandbox:
         r("GET", p + "/subnets/{subnet_id}", "ShowSubnet", self._show_subnet)
         r("GET", "/v2/orders/customer-orders/details/{order_id}", "ShowCustomerOrderDetails", self._show_order)
         r("GET", "/v2/orders/customer-orders", "ListCustomerOrders", self._list_orders)
+        r("GET", "/v2/orders/customer-orders/order-discounts", "ListOrderDiscounts", self._order_discounts)
         r("POST", "/v3/orders/customer-orders/pay", "PayOrders", self._pay_order)
         r("PUT", "/v2/orders/customer-orders/cancel", "CancelCustomerOrder", self._cancel_order)
         r("POST", "/v2/orders/suscriptions/resources/query", "ListPayPerUseCustomerResources",
@@ -500,7 +515,8 @@ class Sandbox:
         shown = self.state.orders[self.state.sub_orders[order.id][0]] if order.id in self.state.sub_orders else order
         return {"order_id": order.id, "status": shown.status(time.time(), self.config.order_seconds),
                 "create_time": iso(order.created), "service_type_code": order.service_type_code, "order_type": 1,
-                "source_type": 1, "amount_after_discount": order.amount, "official_amount": order.amount,
+                "source_type": 1, "amount_after_discount": float(order.amount_due),
+                "official_amount": float(order.amount),
                 "currency": "CNY", "measure_id": 1}
 
     def _sub_order_infos(self, parent_id: str) -> list[dict[str, Any]]:
@@ -535,14 +551,46 @@ class Sandbox:
                  for o in orders]
         return ok({"total_count": len(infos), "order_infos": infos[offset:offset + limit]})
 
+    async def _order_discounts(self, call: Call) -> Response:
+        """ListOrderDiscounts: what a pending order can be paid with (needs billing:contract:viewDiscount)."""
+        if not self.state.can_view_discounts:
+            return _forbidden(call.request.url.path)
+        order_id = call.query.get("order_id")
+        if not order_id:
+            return error(400, "CBC.0100", "Parameter error: order_id is required.")
+        order = self.state.orders.get(order_id)
+        if order is None:
+            return error(400, "CBC.30000010", "The order is invalid or does not exist.")
+        return ok({"discounts": self.state.order_discounts(order)})
+
     async def _pay_order(self, call: Call) -> Response:
+        """PayOrders as the SDK documents it: "YES" needs exactly one discount_infos entry, "NO" none; an
+        order-price adjustment (609) the order has must be used (UNCONFIRMED code: the sandbox's CBC.0101)."""
         body = call.body if isinstance(call.body, dict) else {}
         if body.get("use_coupon") not in ("YES", "NO") or body.get("use_discount") not in ("YES", "NO"):
             return error(400, "CBC.0100", "Parameter error: use_coupon and use_discount are required.")
+        infos = body.get("discount_infos")
+        if body["use_discount"] == "NO" and infos:
+            return error(400, "CBC.0100", "Parameter error: discount_infos is not allowed when use_discount is NO.")
+        if body["use_discount"] == "YES" and not (isinstance(infos, list) and len(infos) == 1
+                                                  and isinstance(infos[0], dict)):
+            return error(400, "CBC.0100", "Parameter error: discount_infos must have exactly one entry.")
+        if body["use_coupon"] == "YES" and not body.get("coupon_infos"):
+            return error(400, "CBC.0100", "Parameter error: coupon_infos is required when use_coupon is YES.")
         order = self.state.orders.get(str(body.get("order_id")))
         if order is None:
             return error(400, "CBC.30000010", "The order is invalid or does not exist.")
-        code = self.state.pay(order)
+        discount = None
+        if body["use_discount"] == "YES" and isinstance(infos, list):
+            wanted = infos[0]
+            discount = next((d for d in order.discounts if d.id == wanted.get("id") and d.type == wanted.get("type")),
+                            None)
+            if discount is None:
+                return error(400, "CBC.0101", "Invalid parameter: the discount cannot be used for this order.")
+        if any(d.type == PRICE_ADJUSTMENT for d in order.discounts) and (discount is None
+                                                                         or discount.type != PRICE_ADJUSTMENT):
+            return error(400, "CBC.0101", "Invalid parameter: the order-price adjustment discount must be used.")
+        code = self.state.pay(order, discount)
         if code == "CBC.99005003":
             return error(400, code, "Insufficient balance.")
         if code is not None:
@@ -626,14 +674,47 @@ class Sandbox:
         order = self.state.place_foreign_order(
             service_type_code=str(body.get("service_type_code") or "hws.service.type.ec2"),
             spec=dict(body.get("spec") or {}), at=float(body.get("at") or time.time()),
-            amount=float(body.get("amount") or 100.0))
+            amount=Decimal(str(body.get("amount") or "100.00")))
         if lines := int(body.get("lines_before") or 0):
             self.state.extra_lines[order.id] = filler_lines(order.id, lines)
         return JSONResponse({"order_id": order.id})
 
     async def _control_balance(self, request: Request) -> Response:
         body = await request.json()
-        self.state.balance = float(body["amount"])
+        self.state.balance = Decimal(str(body["amount"]))
+        return Response(status_code=204)
+
+    async def _control_order_discount(self, request: Request) -> Response:
+        """Offer a discount for one order: {"order_id", "discount_id", "discount_type" (609: must be used),
+        "amount_off"}; it is taken off the order's first line."""
+        body = await request.json()
+        order = self.state.orders.get(str(body.get("order_id")))
+        if order is None:
+            return JSONResponse({"error": "no such order"}, status_code=404)
+        off = [Decimal(str(body["amount_off"]))] + [Decimal(0)] * (len(order.lines) - 1)
+        order.discounts.append(Discount(str(body["discount_id"]), int(body["discount_type"]), off))
+        return Response(status_code=204)
+
+    async def _control_master_pay(self, request: Request) -> Response:
+        """The master account pays a member's proxy payment order: {"order_id"}."""
+        body = await request.json()
+        order = self.state.orders.get(str(body.get("order_id")))
+        if order is None or not self.state.master_pays(order):
+            return JSONResponse({"error": "no proxy payment waits for this order"}, status_code=409)
+        return Response(status_code=204)
+
+    async def _control_open_fewer(self, request: Request) -> Response:
+        """The next order paid opens this many servers fewer than it ordered (billing refunds them): {"count"}."""
+        body = await request.json()
+        self.state.open_fewer_next = int(body.get("count", 1))
+        return Response(status_code=204)
+
+    async def _control_account(self, request: Request) -> Response:
+        """How the account is set up: {"finance_hosted": bool, "can_view_discounts": bool} (either)."""
+        body = await request.json()
+        for name in ("finance_hosted", "can_view_discounts"):
+            if name in body:
+                setattr(self.state, name, bool(body[name]))
         return Response(status_code=204)
 
 

@@ -84,15 +84,21 @@ def after_discount(amount: Decimal, rate: Decimal, precision: Decimal = CENT) ->
 
 
 def order_amount(products: dict[str, dict[str, Any]], spec: dict[str, Any]) -> Decimal:
-    """What a yearly/monthly CreateAppServers order charges: the servers and their system disks."""
+    """What a yearly/monthly CreateAppServers order charges at list price: the servers and their system disks."""
+    return sum(order_lines(products, spec), Decimal(0))
+
+
+def order_lines(products: dict[str, dict[str, Any]], spec: dict[str, Any]) -> list[Decimal]:
+    """The list price of each line of a yearly/monthly order: the servers, then their system disks (as the
+    price inquiry prices them, line by line, so a discount taken per line agrees with the estimate)."""
     extend = spec.get("create_server_extend_param") or {}
     period_type, period_num = int(extend.get("period_type", PERIOD_MONTH)), int(extend.get("period_num", 1))
     count = int(spec["subscription_num"])
     rates = catalogue(products)
-    total = period_amount(rates[_server_keys(spec["product_id"], products[spec["product_id"]])],
-                          period_type, period_num, count)
+    lines = [period_amount(rates[_server_keys(spec["product_id"], products[spec["product_id"]])],
+                           period_type, period_num, count)]
     disk = spec.get("root_volume")
     if disk:
         volume = next(v for v in seed.VOLUME_TYPES if v["volume_type"] == disk["type"])
-        total += period_amount(rates[_disk_keys(volume)], period_type, period_num, count, int(disk["size"]))
-    return total
+        lines.append(period_amount(rates[_disk_keys(volume)], period_type, period_num, count, int(disk["size"])))
+    return lines

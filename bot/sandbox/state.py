@@ -55,9 +55,14 @@ class SandboxConfig:
     combined_orders: bool = False
     # A yearly/monthly order lists this many line items of other products before its own (bought with it).
     order_lines_before: int = 0
-    # A customer discount BSS's price inquiries offer as the best one (0.1 = 10 % off); 0: none.
+    # A customer discount BSS's price inquiries offer as the best one (0.1 = 10 % off); 0: none. The same
+    # discount is listed for every order placed meanwhile (ListOrderDiscounts), taken per line as priced.
     discount_rate: float = 0.0
     discount_name: str = "Enterprise contract discount"
+    # The account may read orders' discounts (the IAM action billing:contract:viewDiscount).
+    can_view_discounts: bool = True
+    # An enterprise member whose finance a master account hosts: PayOrders only makes a proxy payment order.
+    finance_hosted: bool = False
 
 @dataclass
 class Server:
@@ -122,11 +127,29 @@ class Job:
 WORKSPACE_SERVICE = "hws.service.type.vdi"
 
 
+CONTRACT_DISCOUNT = 1  # ListOrderDiscounts' discount_type
+PRICE_ADJUSTMENT = 609  # must be used when present
+
+
+@dataclass
+class Discount:
+    """A discount an order can be paid with: what it takes off each of the order's lines."""
+
+    id: str
+    type: int
+    off: list[Decimal]  # per line of the order, in order
+    value: str | None = None
+
+    @property
+    def amount_off(self) -> Decimal:
+        return sum(self.off, Decimal(0))
+
+
 @dataclass
 class Order:
     id: str
     created: float
-    amount: float
+    amount: Decimal  # the list price (official_amount)
     spec: dict[str, Any]
     deadline: float
     paid_at: float | None = None
@@ -134,6 +157,18 @@ class Order:
     server_ids: list[str] = field(default_factory=list)
     service_type_code: str = WORKSPACE_SERVICE
     job_id: str | None = None  # when the create answered with a job too
+    lines: list[Decimal] = field(default_factory=list)  # the list price of each line
+    discounts: list[Discount] = field(default_factory=list)
+    charged: Decimal | None = None  # what the payment charged
+    charged_discount: str | None = None  # the discount id it used
+    proxy_at: float | None = None  # a proxy payment waits for the master account
+    proxy_charge: Decimal | None = None  # what the master account will be charged
+    refunded: int = 0  # servers that failed to open, unsubscribed by billing
+
+    @property
+    def amount_due(self) -> Decimal:
+        """What billing states the order comes to: the list price until paid, then what was charged."""
+        return self.charged if self.charged is not None else self.amount
 
     def status(self, now: float, processing_seconds: float) -> int:
         if self.cancelled_at is not None or (self.paid_at is None and now > self.deadline):
@@ -164,8 +199,12 @@ class CloudState:
         self.servers: dict[str, Server] = {}
         self.jobs: dict[str, Job] = {}
         self.orders: dict[str, Order] = {}
-        self.balance = config.balance
+        self.balance = Decimal(str(config.balance))
         self.fail_next_jobs = 0
+        self.open_fewer_next = 0
+        # How the account is set up (changed by the control endpoint; a reset restores the configuration's).
+        self.finance_hosted = config.finance_hosted
+        self.can_view_discounts = config.can_view_discounts  # the next paid order opens this many servers fewer than it ordered
         self.tokens: dict[str, float] = {}  # token -> expiry
         # Combined transactions: the parent order's id -> its orders' ids; their parents, by order id.
         self.sub_orders: dict[str, list[str]] = {}
@@ -247,16 +286,26 @@ class CloudState:
         now = self.clock()
         self._check_quota(spec)
         extend = spec.get("create_server_extend_param", {})
-        amount = float(prices.order_amount(self.products, spec))  # the servers and their system disks
+        lines = prices.order_lines(self.products, spec)  # the servers and their system disks
+        amount = sum(lines, Decimal(0))
         order_id = self._order_id(now)
-        order = Order(order_id, now, amount, spec, now + self.config.payment_window_seconds)
+        order = Order(order_id, now, amount, spec, now + self.config.payment_window_seconds, lines=lines)
+        if self.discount_rate > 0:  # the account's contract discount, per line as the price inquiry takes it
+            order.discounts.append(Discount("sandbox-contract-discount", CONTRACT_DISCOUNT,
+                                            [line - prices.after_discount(line, self.discount_rate) for line in lines],
+                                            value=str(self.discount_rate)))
         self.orders[order_id] = order
         if self.config.order_answers_with_job:
             # The job waits (initializing) until the order is paid; paying starts it.
             order.job_id = self._job_id()
             self.jobs[order.job_id] = Job(order.job_id, order.deadline, self.config.job_seconds, [], False)
-        if extend.get("is_auto_pay") and self.balance >= amount:
-            self._settle(order, now)
+        if extend.get("is_auto_pay"):
+            # Auto-pay: billing applies the commercial (here: the contract) discount itself.
+            best = max(order.discounts, key=lambda d: d.amount_off, default=None)
+            charge = amount - (best.amount_off if best else Decimal(0))
+            if self.balance >= charge:
+                order.charged, order.charged_discount = charge, best.id if best else None
+                self._settle(order, now)
         if self.config.order_lines_before:
             self.extra_lines[order.id] = filler_lines(order.id, self.config.order_lines_before)
         if self.config.combined_orders:
@@ -266,7 +315,7 @@ class CloudState:
     def combine(self, order: Order, other_service: str) -> Order:
         """Bill `order` as part of a combined transaction with another service's order; returns the parent."""
         other = self.place_foreign_order(service_type_code=other_service, spec={}, at=order.created,
-                                         amount=order.amount / 2)
+                                         amount=(order.amount / 2).quantize(Decimal("0.01")))
         parent = self.place_foreign_order(service_type_code=order.service_type_code, spec={}, at=order.created,
                                           amount=order.amount + other.amount)
         self.sub_orders[parent.id] = [order.id, other.id]
@@ -279,20 +328,25 @@ class CloudState:
             return []
         return self.extra_lines.get(order.id, []) + own
 
-    def place_foreign_order(self, *, service_type_code: str, spec: dict[str, Any], at: float, amount: float) -> Order:
+    def place_foreign_order(self, *, service_type_code: str, spec: dict[str, Any], at: float, amount: Decimal) -> Order:
         """An order someone else placed in the same account (another person, or another service)."""
         order_id = self._order_id(at)
         order = Order(order_id, at, amount, spec, at + self.config.payment_window_seconds,
-                      service_type_code=service_type_code)
+                      service_type_code=service_type_code, lines=[amount])
         self.orders[order_id] = order
         return order
 
     def _settle(self, order: Order, now: float) -> None:
-        self.balance -= order.amount
+        order.charged = order.amount_due
+        self.balance -= order.charged
         order.paid_at = now
         if order.service_type_code != WORKSPACE_SERVICE or order.spec.get("server_group_id") not in self.groups:
             return  # another service's order: nothing of ours to build
-        servers = [self._new_server(order.spec, i, now, "prePaid") for i in range(int(order.spec["subscription_num"]))]
+        ordered = int(order.spec["subscription_num"])
+        # Servers that fail to open are unsubscribed (refunded) by billing; the order still completes.
+        order.refunded = min(self.open_fewer_next, ordered)
+        self.open_fewer_next = 0
+        servers = [self._new_server(order.spec, i, now, "prePaid") for i in range(ordered - order.refunded)]
         for server in servers:
             server.order_id = order.id
             server.job_id = order.job_id
@@ -304,15 +358,31 @@ class CloudState:
             job.server_ids = list(order.server_ids)
             job.sub_job_ids = [self._job_id() for _ in servers]
 
-    def pay(self, order: Order) -> str | None:
-        """Pay an order; returns a CBC error code when it cannot be paid."""
+    def pay(self, order: Order, discount: Discount | None = None) -> str | None:
+        """Pay an order with at most one of its discounts; returns a CBC error code when it cannot be paid. For a
+        finance-hosted member, paying only makes a proxy payment order for the master account."""
         now = self.clock()
         if order.status(now, self.config.order_seconds) != 6:
             return "CBC.99003106"
-        if self.balance < order.amount:
+        charge = order.amount - (discount.amount_off if discount else Decimal(0))
+        if self.finance_hosted:
+            order.proxy_at = now
+            order.charged_discount = discount.id if discount else None
+            order.proxy_charge = charge
+            return None
+        if self.balance < charge:
             return "CBC.99005003"
+        order.charged, order.charged_discount = charge, discount.id if discount else None
         self._settle(order, now)
         return None
+
+    def master_pays(self, order: Order) -> bool:
+        """The master account pays a member's proxy payment order (in its Billing Center)."""
+        if order.proxy_at is None or order.paid_at is not None:
+            return False
+        order.charged = order.proxy_charge if order.proxy_charge is not None else order.amount
+        self._settle(order, self.clock())
+        return True
 
     # Time passing ------------------------------------------------------------------------------
 
@@ -394,8 +464,8 @@ class CloudState:
                 "service_type_name": "Workspace" if order.service_type_code == WORKSPACE_SERVICE else "Other",
                 "source_type": 1,
                 "status": order.status(now, self.config.order_seconds), "order_type": 1,
-                "amount_after_discount": order.amount, "official_amount": order.amount, "measure_id": 1,
-                "create_time": iso(order.created),
+                "amount_after_discount": float(order.amount_due), "official_amount": float(order.amount),
+                "measure_id": 1, "create_time": iso(order.created),
                 "payment_time": iso(order.paid_at) if order.paid_at else None, "currency": "CNY",
                 "pending_payment_end_time": iso(order.deadline),
             },
@@ -403,10 +473,21 @@ class CloudState:
                 "order_line_item_id": order.id + "-000001", "service_type_code": order.service_type_code,
                 "product_id": order.spec.get("product_id"), "period_type": extend.get("period_type"),
                 "period_num": extend.get("period_num"), "subscription_num": order.spec.get("subscription_num"),
-                "amount_after_discount": order.amount, "official_amount": order.amount,
+                "amount_after_discount": float(order.amount_due), "official_amount": float(order.amount),
                 "currency": "CNY", "order_id": order.id,
             }],
         }
+
+    def order_discounts(self, order: Order) -> list[dict[str, Any]]:
+        """ListOrderDiscounts' `discounts` for a pending order: each with what it takes off each line."""
+        if order.status(self.clock(), self.config.order_seconds) != 6:
+            return []
+        return [{"discount_id": d.id, "discount_value": d.value, "discount_type": d.type, "orders": [{
+            "order_id": order.id,
+            "order_line_items": [{"order_line_item_ids": [f"{order.id}-{index + 1:06d}"], "discount_mode": 2,
+                                  "discount_amount": float(off), "discount_ratio": None}
+                                 for index, off in enumerate(d.off) if off > 0],
+        }]} for d in order.discounts]
 
 
 def filler_lines(order_id: str, count: int) -> list[dict[str, Any]]:

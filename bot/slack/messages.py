@@ -24,6 +24,8 @@ from slack_sdk.models.blocks.blocks import Block as SlackBlock
 from slack_sdk.models.views import View
 
 from bot.lifecycle import FINAL_STATES, LABELS, State
+from bot.money import CENT, button_amount, gap_over_one_percent, money
+from bot.payment import charge_words
 from bot.price import quote_of
 from bot.progress import Progress
 from bot.reconcile import Candidate, Candidates
@@ -223,19 +225,24 @@ def price_text(request: AppRequest) -> str | None:
 
 
 def estimate_gap(request: AppRequest) -> str:
-    """How the order's exact amount differs from the estimate the approver saw ("" when it does not)."""
+    """How what Pay charges differs from the estimate the approver saw: by how much when over 1 %."""
     quote = quote_of(request)
     progress = Progress.of(request)
-    if quote is None or not quote.ok or quote.final_amount is None or progress.order_amount is None:
+    charge = progress.to_charge()
+    if quote is None or not quote.ok or quote.final_amount is None or charge is None:
         return ""
     if quote.currency and progress.order_currency and quote.currency != progress.order_currency:
         return ""
-    gap = Decimal(str(progress.order_amount)) - quote.final_amount
-    if abs(gap) < Decimal("0.01"):
+    estimate = quote.final_amount
+    gap = charge - estimate
+    if abs(gap) < CENT:
         return " It is the amount the approver saw."
+    if not gap_over_one_percent(charge, estimate):
+        return f" It is within 1 % of the approved estimate of {quote.money(estimate)}."
     more = "more" if gap > 0 else "less"
-    return (f" That is {quote.money(abs(gap))} {more} than the approved estimate of "
-            f"{quote.money(quote.final_amount)}.")
+    share = (abs(gap) * 100 / estimate).quantize(Decimal("0.1")) if estimate else None
+    percent = f", {share} %" if share is not None else ""
+    return f" That is {quote.money(abs(gap))}{percent} {more} than the approved estimate of {quote.money(estimate)}."
 
 
 def ping(slack_id: str) -> str:
@@ -247,42 +254,78 @@ def mentions(approvers: Sequence[str]) -> str:
     return " ".join(ping(a) for a in approvers)
 
 
-def order_amount_text(progress: Progress) -> str | None:
-    """The exact amount to pay, as the order states it."""
-    if progress.order_amount is None:
-        return None
-    amount = f"{progress.order_currency or ''} {progress.order_amount:,.2f}".strip()
-    if progress.order_official_amount is not None and progress.order_official_amount > progress.order_amount:
-        amount += f" (list price {progress.order_official_amount:,.2f}, after discounts)"
-    return amount
+def charge_text(progress: Progress) -> str | None:
+    """What Pay charges, with the currency ("CNY 5,475.60")."""
+    charge = progress.to_charge()
+    return money(charge, progress.order_currency) if charge is not None else None
+
+
+def discount_sentence(progress: Progress) -> str:
+    """The discount Pay uses in words and the list price, or, in one sentence, that the discounts could not be
+    read; then where coupons go."""
+    price = progress.list_price()
+    listed = money(price, progress.order_currency) if price is not None else "the order's list price"
+    chosen = progress.discount
+    if chosen is not None:
+        text = (f"List price {listed}, less the {chosen.words} of "
+                f"{money(chosen.amount_off, progress.order_currency)}.")
+    elif progress.discounts_read:
+        text = f"List price {listed}; no discount applies to this order."
+    else:
+        why = escape_mrkdwn(progress.discounts_error or "billing did not say")
+        text = f"The bot could not read this order's discounts ({why}), so Pay charges the list price, {listed}."
+    return text + " Coupons are not used; apply one in the Billing Center instead."
+
+
+def proxy_sentence(request: AppRequest) -> str:
+    """A payment billing turned into a proxy order: it waits for the master account, not for us."""
+    progress = Progress.of(request)
+    who = mention(request.payment_by) if request.payment_by else "An approver"
+    deadline = f" by {when(progress.payment_deadline)}" if progress.payment_deadline else ""
+    sent = f" ({charge_words(progress)})" if progress.charged_amount is not None else ""
+    return (f":hourglass: {who} sent the payment of order {code(request.order_id)}{sent}, but billing does not show "
+            f"it paid: this account's finance is hosted by a master account, so the payment now waits for the master "
+            f"account to pay it in the Billing Center{deadline}. The bot keeps following the order and says here "
+            "when it is paid.")
 
 
 def payment_sentence(request: AppRequest) -> str:
     progress = Progress.of(request)
-    amount = order_amount_text(progress)
+    if progress.proxy_payment_at is not None:
+        return proxy_sentence(request)
+    amount = charge_text(progress)
     deadline = f", due by {when(progress.payment_deadline)}" if progress.payment_deadline else ""
-    what = f"*{amount}*" if amount else "its amount (see the Billing Center)"
-    return (f":credit_card: Order {code(request.order_id)} waits for payment: {what}{deadline}.{estimate_gap(request)} "
-            "Nothing is created until it is paid; unpaid, the order lapses at the deadline.")
+    what = f"Pay charges *{amount}*" if amount else "Its amount is in the Billing Center"
+    return (f":credit_card: Order {code(request.order_id)} waits for payment{deadline}. {what}. "
+            f"{discount_sentence(progress)}{estimate_gap(request)} Nothing is created until it is paid; unpaid, "
+            "the order lapses at the deadline.")
 
 
 def payable_amount(request: AppRequest) -> str | None:
     """The amount a Pay button stands for (it carries it, and a click is taken only while it is still so)."""
     progress = Progress.of(request)
-    if progress.order_amount is None:
-        return None
-    return f"{progress.order_currency or ''} {progress.order_amount:.2f}".strip()
+    charge = progress.to_charge()
+    return button_amount(charge, progress.order_currency) if charge is not None else None
 
 
 def pay_button(request: AppRequest) -> ButtonElement:
-    """Pay, with a confirmation that repeats what is charged, for what, and how it compares with the estimate."""
-    amount = order_amount_text(Progress.of(request)) or "the order's amount"
-    text = (f"Charge the company's cloud account {amount} now for order {request.order_id} ({request.id}: "
-            f"{what_is_ordered(spec_of(request))})?{estimate_gap(request)}")
+    """Pay, with a confirmation that repeats what is charged (after which discount, or the list price when the
+    discounts could not be read), for what, and how it compares with the estimate."""
+    progress = Progress.of(request)
+    amount = charge_text(progress) or "the order's amount"
+    what = f"order {request.order_id} ({request.id}: {what_is_ordered(spec_of(request))})"
+    if progress.discount is None and not progress.discounts_read:
+        title = "Pay the list price?"
+        text = (f"The order's discounts could not be read, so this charges the list price, {amount}, with no "
+                f"discount, for {what}.{estimate_gap(request)}")
+    else:
+        title = "Pay this order?"
+        chosen = progress.discount
+        after = f" (after the {chosen.words})" if chosen else " (no discount applies)"
+        text = f"Charge the company's cloud account {amount}{after} for {what}?{estimate_gap(request)}"
     return ButtonElement(
         text="Pay", action_id=Action.PAY.value, value=button_value(request, amount=payable_amount(request)),
-        style="primary",
-        confirm=ConfirmObject(title="Pay this order?", text=text[:300], confirm="Pay", deny="Back"))
+        style="primary", confirm=ConfirmObject(title=title, text=text[:300], confirm="Pay", deny="Back"))
 
 
 def stage_text(request: AppRequest) -> str:
@@ -303,8 +346,12 @@ def progress_text(request: AppRequest) -> str | None:
         return None
     progress = Progress.of(request)
     parts = []
-    if state == State.AWAITING_PAYMENT:
-        amount = order_amount_text(progress)
+    if state == State.AWAITING_PAYMENT and progress.proxy_payment_at is not None:
+        deadline = f" by {when(progress.payment_deadline)}" if progress.payment_deadline else ""
+        parts.append(f":hourglass: Payment sent; order {code(request.order_id)} waits for the master account to pay "
+                     f"it in the Billing Center{deadline}")
+    elif state == State.AWAITING_PAYMENT:
+        amount = charge_text(progress)
         deadline = f" by {when(progress.payment_deadline)}" if progress.payment_deadline else ""
         parts.append(f":credit_card: Order {code(request.order_id)} waits for an approver to pay"
                      + (f" {amount}" if amount else "") + deadline)
@@ -416,7 +463,8 @@ def approval_card(request: AppRequest, *, sandbox: bool, quota: str | None, name
                                                    style="danger")]))
     elif state == State.AWAITING_PAYMENT and request.order_id:
         blocks.append(SectionBlock(text=_md(payment_sentence(request))))
-        blocks.append(ActionsBlock(block_id=f"pay:{request.id}", elements=[pay_button(request)]))
+        if Progress.of(request).proxy_payment_at is None:
+            blocks.append(ActionsBlock(block_id=f"pay:{request.id}", elements=[pay_button(request)]))
     elif state == State.NEEDS_ATTENTION:
         blocks.extend(attention_blocks(request, with_buttons=True))
     elif state in (State.SUBMITTED, State.PROVISIONING):
@@ -441,8 +489,10 @@ def approval_card(request: AppRequest, *, sandbox: bool, quota: str | None, name
         group = f" in {names.group}" if names.group else ""
         text = (f"{prefix}{pinged}Approval needed: {what_is_ordered(spec)}{group}{cost}, asked by "
                 f"{mention(request.requester_id)} ({request.id})")
+    elif state == State.AWAITING_PAYMENT and Progress.of(request).proxy_payment_at is not None:
+        text = f"{prefix}{request.id}: the payment of order {request.order_id} waits for the master account"
     elif state == State.AWAITING_PAYMENT:
-        amount = order_amount_text(Progress.of(request))
+        amount = charge_text(Progress.of(request))
         text = f"{prefix}{pinged}{request.id}: order {request.order_id} waits for payment" + \
             (f" of {amount}" if amount else "")
     elif state == State.NEEDS_ATTENTION:
@@ -475,7 +525,8 @@ def approve_confirmation(request: AppRequest, spec: dict[str, Any]) -> str:
     if (spec.get("create_server_extend_param") or {}).get("charging_mode") != "prePaid":
         return head + " Pay-per-use servers are billed by the hour once they exist."
     if _auto_pay(spec):
-        return head + " Auto-pay is on: the cloud account is charged when the order is placed."
+        return head + (" Auto-pay is on: the cloud account is charged when the order is placed, and billing applies "
+                       "the commercial discount itself.")
     return head + " Nothing is charged yet: the order then waits for an approver to pay it."
 
 
@@ -484,22 +535,28 @@ def payment_reply(request: AppRequest, *, sandbox: bool, approvers: Sequence[str
     """Who must do what about an order waiting for payment: the approvers (pinged) or the requester (told)."""
     prefix = "[SANDBOX] " if sandbox else ""
     progress = Progress.of(request)
-    amount = order_amount_text(progress) or "its amount"
+    amount = charge_text(progress) or "its amount"
     deadline = f" by {when(progress.payment_deadline)}" if progress.payment_deadline else ""
     if for_approvers:
         who = mentions(approvers) or "Approvers"
         return (f"{prefix}{who}: {request.id} ({what_is_ordered(spec_of(request))}, from {mention(request.requester_id)}) "
-                f"needs payment: *{amount}*{deadline}, order {code(request.order_id)}.{estimate_gap(request)} Pay with "
-                "the button on the card above, or in the Billing Center.")
+                f"needs payment: *{amount}*{deadline}, order {code(request.order_id)}. {discount_sentence(progress)}"
+                f"{estimate_gap(request)} Pay with the button on the card above, or in the Billing Center.")
     where = f" in <#{approval_channel}>" if approval_channel else " from the app's Home tab"
     return (f"{prefix}{payment_sentence(request)} An approver pays it{where}; it is paid from the company's cloud "
             "account, so you can't pay it yourself. You'll hear here when it is paid.")
 
 
 def _paid(request: AppRequest) -> str:
-    amount = order_amount_text(Progress.of(request))
+    progress = Progress.of(request)
+    charged = progress.charged_amount if progress.charged_amount is not None else progress.to_charge()
+    amount = money(charged, progress.order_currency) if charged is not None else None
     who = mention(request.payment_by) if request.payment_by else "An approver"
-    return f"{who} paid " + (f"{amount} for " if amount else "") + f"order {code(request.order_id)}"
+    paid = f"{who} paid " + (f"{amount} for " if amount else "") + f"order {code(request.order_id)}"
+    if progress.proxy_payment_at is not None:
+        paid = f"The master account paid order {code(request.order_id)}" + (f", {amount}," if amount else "") + \
+            f" (sent by {who})"
+    return paid + (f" with {progress.charged_with}" if progress.charged_with else "")
 
 
 def paid_reply(request: AppRequest, *, sandbox: bool) -> str:
@@ -507,11 +564,26 @@ def paid_reply(request: AppRequest, *, sandbox: bool) -> str:
     return f"{prefix}:credit_card: {_paid(request)}. The cloud is creating the servers now."
 
 
+def payment_waits_reply(request: AppRequest, *, sandbox: bool) -> str:
+    """Pay answered, but billing shows the order unpaid: the payment waits for the master account."""
+    return ("[SANDBOX] " if sandbox else "") + proxy_sentence(request)
+
+
+def payment_remind_text(request: AppRequest, *, sandbox: bool, approvers: Sequence[str]) -> str:
+    """Approvers, before the deadline of an order whose payment still waits for the master account."""
+    progress = Progress.of(request)
+    who = mentions(approvers) or "Approvers"
+    deadline = when(progress.payment_deadline)
+    return (f"{'[SANDBOX] ' if sandbox else ''}:bell: {who}: the payment of order {code(request.order_id)} "
+            f"({request.id}, {what_is_ordered(spec_of(request))}) still waits for the master account; unpaid, the order "
+            f"lapses {deadline} and nothing is created. Ask the master account to pay it in the Billing Center.")
+
+
 def _candidate_line(request: AppRequest, candidate: Candidate) -> str:
     line = f"• {escape_mrkdwn(candidate.detail)}"
     quote = quote_of(request)
     if candidate.amount is not None and quote and quote.ok and quote.final_amount is not None and \
-            abs(Decimal(str(candidate.amount)) - quote.final_amount) < Decimal("0.01"):
+            abs(candidate.amount - quote.final_amount) < CENT:
         line += " (the same amount as this request's estimate)"
     return line
 
@@ -550,8 +622,7 @@ def attention_blocks(request: AppRequest, *, with_buttons: bool) -> list[SlackBl
     for candidate in candidates.items if not request.lookup_found else []:
         section = SectionBlock(text=_md(_candidate_line(request, candidate)))
         if with_buttons:
-            cost = f" ({candidate.currency or ''} {candidate.amount:,.2f})".replace("( ", "(") \
-                if candidate.amount is not None else ""
+            cost = f" ({money(candidate.amount, candidate.currency)})" if candidate.amount is not None else ""
             follow = "It then waits for an approver to pay it." if candidate.kind == "order" else \
                 "The bot then follows its servers."
             section.accessory = ButtonElement(
@@ -782,7 +853,8 @@ def home_view(mine: list[AppRequest], pending: list[AppRequest], *, approver: bo
         for request in to_pay[:10]:
             blocks.append(SectionBlock(text=_md(f"*{request.id}*: {headline(request, named.get(request.id, NO_NAMES))}"
                                                 f"\n{payment_sentence(request)}")))
-            blocks.append(ActionsBlock(block_id=f"home-pay:{request.id}", elements=[pay_button(request)]))
+            if Progress.of(request).proxy_payment_at is None:
+                blocks.append(ActionsBlock(block_id=f"home-pay:{request.id}", elements=[pay_button(request)]))
         for request in attention[:5]:
             blocks.append(SectionBlock(text=_md(f"*{request.id}* from {mention(request.requester_id)} needs attention")))
             blocks.extend(attention_blocks(request, with_buttons=True))

@@ -93,6 +93,11 @@ class SlackNotifier:
             await self._payment_due(request)
         elif event is Event.PAID:
             await self._reply_text(request, messages.paid_reply(request, sandbox=self.sandbox), key="paid")
+        elif event is Event.PAYMENT_WAITS:
+            await self._reply_text(request, messages.payment_waits_reply(request, sandbox=self.sandbox),
+                                   key="payment-waits")
+        elif event is Event.PAYMENT_REMIND:
+            await self._payment_remind(request)
         elif event is Event.ATTENTION:
             await self._attention(request)
         elif event is Event.TROUBLE:
@@ -202,6 +207,17 @@ class SlackNotifier:
         await self._reply_text(request, messages.payment_reply(
             request, sandbox=self.sandbox, approvers=self.approvers, for_approvers=False,
             approval_channel=self.approval_channel if card is not None else None), key="payment")
+
+    async def _payment_remind(self, request: AppRequest) -> None:
+        """The approvers, where they look (the card's thread, else the request's), before the order lapses."""
+        if State(request.state) != State.AWAITING_PAYMENT:
+            return  # paid or lapsed since it was queued
+        text = messages.payment_remind_text(request, sandbox=self.sandbox, approvers=self.approvers)
+        card = await self._approvers_card(request)
+        if card is not None:
+            await self._reply_on_card(card, text, key="payment-remind")
+        else:
+            await self._reply_text(request, text, key="payment-remind")
 
     async def _attention(self, request: AppRequest) -> None:
         await self._reply(request, messages.attention_message(request, sandbox=self.sandbox), key="attention")
