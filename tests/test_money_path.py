@@ -139,7 +139,7 @@ def test_the_card_and_the_thread_show_the_estimate_and_pay_charges_the_discounte
     assert created.detail and discounted in created.detail
     row = wait_for(lambda: only_request(bot).approval_ts and only_request(bot), what="the card's ts")
     bot.click(Action.APPROVE.value, button_value(row), APPROVER, APPROVAL_CHANNEL, row.approval_ts)
-    waiting = final_state(bot, State.AWAITING_PAYMENT)
+    final_state(bot, State.AWAITING_PAYMENT)
     approved = next(e for e in bot.runtime.store.audit_log(row.id) if e.action == "approve")
     assert approved.detail and row.spec_hash in approved.detail and discounted in approved.detail
 

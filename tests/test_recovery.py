@@ -6,8 +6,8 @@ from __future__ import annotations
 import asyncio
 import json
 import time
-from decimal import Decimal
 from datetime import timedelta
+from decimal import Decimal
 
 import pytest
 from sqlalchemy import Engine

@@ -201,10 +201,10 @@ class CloudState:
         self.orders: dict[str, Order] = {}
         self.balance = Decimal(str(config.balance))
         self.fail_next_jobs = 0
-        self.open_fewer_next = 0
+        self.open_fewer_next = 0  # the next paid order opens this many servers fewer than it ordered
         # How the account is set up (changed by the control endpoint; a reset restores the configuration's).
         self.finance_hosted = config.finance_hosted
-        self.can_view_discounts = config.can_view_discounts  # the next paid order opens this many servers fewer than it ordered
+        self.can_view_discounts = config.can_view_discounts
         self.tokens: dict[str, float] = {}  # token -> expiry
         # Combined transactions: the parent order's id -> its orders' ids; their parents, by order id.
         self.sub_orders: dict[str, list[str]] = {}
