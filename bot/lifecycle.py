@@ -1,6 +1,6 @@
 """The states of a request and the only moves between them.
 
-pending_approval → approved → submitting → submitted → provisioning → succeeded | failed, with the side
+pending_approval → approved → submitting → submitted → provisioning → succeeded | partly_done | failed, with the side
 exits rejected, expired, cancelled, submit_failed (the API said no) and needs_attention (the outcome of
 a create is unknown: nobody may resend it until a look at the cloud shows nothing was created). A
 yearly/monthly order placed without auto-pay waits in awaiting_payment until an approver pays it.
@@ -19,6 +19,7 @@ class State(StrEnum):
     AWAITING_PAYMENT = "awaiting_payment"
     PROVISIONING = "provisioning"
     SUCCEEDED = "succeeded"
+    PARTLY_DONE = "partly_done"  # fewer servers than asked: the rest failed (billing refunds them)
     FAILED = "failed"
     REJECTED = "rejected"
     EXPIRED = "expired"
@@ -34,13 +35,15 @@ TRANSITIONS: dict[State, frozenset[State]] = {
     State.APPROVED: frozenset({State.SUBMITTING, State.CANCELLED, State.SUBMITTED, State.NEEDS_ATTENTION}),
     # Back to approved only when the cloud provably did not act (throttled, never connected).
     State.SUBMITTING: frozenset({State.SUBMITTED, State.SUBMIT_FAILED, State.NEEDS_ATTENTION, State.APPROVED}),
-    State.SUBMITTED: frozenset({State.AWAITING_PAYMENT, State.PROVISIONING, State.SUCCEEDED, State.FAILED}),
-    State.AWAITING_PAYMENT: frozenset({State.PROVISIONING, State.SUCCEEDED, State.FAILED}),
-    State.PROVISIONING: frozenset({State.SUCCEEDED, State.FAILED}),
+    State.SUBMITTED: frozenset({State.AWAITING_PAYMENT, State.PROVISIONING, State.SUCCEEDED, State.PARTLY_DONE,
+                                State.FAILED}),
+    State.AWAITING_PAYMENT: frozenset({State.PROVISIONING, State.SUCCEEDED, State.PARTLY_DONE, State.FAILED}),
+    State.PROVISIONING: frozenset({State.SUCCEEDED, State.PARTLY_DONE, State.FAILED}),
     # A late answer to our own create may still be recorded; an approver may retry after a clean lookup; an
     # operator may mark it failed once a look after its window found nothing (`appserver-bot admin fail`).
     State.NEEDS_ATTENTION: frozenset({State.SUBMITTED, State.APPROVED, State.SUBMIT_FAILED, State.FAILED}),
     State.SUCCEEDED: frozenset(),
+    State.PARTLY_DONE: frozenset(),
     State.FAILED: frozenset(),
     State.REJECTED: frozenset(),
     State.EXPIRED: frozenset(),
@@ -71,6 +74,7 @@ LABELS: dict[State, str] = {
     State.AWAITING_PAYMENT: "Waiting for payment",
     State.PROVISIONING: "Creating servers",
     State.SUCCEEDED: "Done",
+    State.PARTLY_DONE: "Partly done",
     State.FAILED: "Failed",
     State.REJECTED: "Rejected",
     State.EXPIRED: "Expired without a decision",

@@ -37,6 +37,7 @@ class Progress(BaseModel):
     # PayOrders answered but billing does not show the order paid: a proxy payment for the master account.
     proxy_payment_at: datetime | None = None
     proxy_reminded: bool = False
+    order_completed_at: datetime | None = None  # when the order was first seen completed (its servers listed after)
     order_paid: bool = False  # the order left "pending payment" (paid); a job in the same answer builds the servers
     payment_unknown_at: datetime | None = None  # a payment was sent but its answer never came
     # A poll failed in a way that needs a person (credentials, the account id): said once in the thread.

@@ -289,6 +289,7 @@ def build_runtime(settings: Settings, *, need_signing_secret: bool = True) -> Ru
         interval=interval, first_delay=timedelta(seconds=settings.poll_first_delay_seconds),
         budget_per_second=settings.poll_budget_per_second,
         max_concurrent_calls=settings.tracker_max_concurrent_calls,
+        resources_grace=timedelta(minutes=settings.order_resources_grace_minutes),
         # A poll is one cloud call: a little longer than it may take, so a crashed tracker's work moves on soon.
         poll_lease=timedelta(seconds=settings.cloud_read_timeout_seconds + 5)), on_news=courier.wake)
     context = BotContext(settings, store, cloud, workflow, writer, catalogue, tracker, courier,

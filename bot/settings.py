@@ -94,6 +94,9 @@ class Settings(BaseSettings):
     # Job and order polls a second, shared by the requests in flight: half the 10/s that Huawei documents
     # for its order API and that its gateway's throttling message shows, leaving room for retries.
     poll_budget_per_second: float = Field(default=5.0, gt=0)
+    # After an order completes, how long its servers may take to be listed before the missing ones count as
+    # not opened (billing unsubscribes and refunds those).
+    order_resources_grace_minutes: float = Field(default=10.0, gt=0)
 
     tracker_max_concurrent_calls: int = Field(default=8, ge=1, le=100)
 

@@ -62,6 +62,8 @@ class TrackerConfig:
     batch: int = 200
     poll_lease: timedelta = timedelta(seconds=60)  # a poll in progress is not taken by another tracker
     max_creates: int = 10  # CreateAppServers calls in flight at once, each beside the cycle
+    # A completed order's servers are read until all are listed or this passes (ORDER_RESOURCES_GRACE_MINUTES).
+    resources_grace: timedelta = timedelta(minutes=10)
 
     @property
     def pace(self) -> Pace:
@@ -306,9 +308,15 @@ class Tracker:
         progress.expected_end = view.expected_end or progress.expected_end
         progress.failures = [s.error for s in view.sub_jobs if s.status in FAILED_STATES and s.error][:5]
         ready_ids = [s.server_id for s in view.sub_jobs if s.status == SUCCESS and s.server_id]
+        ended = view.status in FAILED_STATES or (view.status == SUCCESS and progress.failed)
         if view.status == SUCCESS and not progress.failed:
             await self._finish(row, State.SUCCEEDED, None, ready_ids, progress)
-        elif view.status in FAILED_STATES or (view.status == SUCCESS and progress.failed):
+        elif ended and progress.ready:  # some servers are there: partly done, not a red "failed"
+            missing = progress.total - progress.ready
+            reasons = "; ".join(dict.fromkeys(progress.failures)) or view.error or "the cloud gave no reason"
+            await self._finish(row, State.PARTLY_DONE, f"{missing} failed: {reasons}. The cloud refunds failed "
+                               "creations.", ready_ids, progress)
+        elif ended:
             await self._finish(row, State.FAILED, self._job_failure(progress, view), ready_ids, progress)
         else:
             await self._continue(row, progress, before, State.PROVISIONING)
@@ -375,11 +383,25 @@ class Tracker:
         assert row.order_id is not None
         resources = await self.cloud.billing.list_order_resources(row.order_id)
         ids = [r.resource_id for r in resources if r.is_main_resource in (None, 1)]
-        if ids:
-            progress.ready = len(ids)
+        progress.ready, ordered = len(ids), row.subscription_num
+        if len(ids) >= ordered:
             await self._finish(row, State.SUCCEEDED, None, ids, progress)
-        else:  # completed, but its resources are not listed yet
+            return
+        # Servers that fail to open are unsubscribed by billing and the order still completes: wait a while for
+        # the rest to be listed, then say how many opened.
+        progress.order_completed_at = progress.order_completed_at or utcnow()
+        if utcnow() - progress.order_completed_at < self.config.resources_grace:
             await self._continue(row, progress, before, State.PROVISIONING)
+            return
+        missing = ordered - len(ids)
+        them = "it" if missing == 1 else "them"
+        if ids:
+            await self._finish(row, State.PARTLY_DONE, f"{missing} failed to open and billing refunds {them}.", ids,
+                               progress)
+        else:
+            await self._finish(row, State.FAILED, f"The order completed, but none of its {ordered} servers opened "
+                               f"within {_minutes(self.config.resources_grace)}; billing refunds what fails to "
+                               "open.", [], progress)
 
     async def _continue(self, row: AppRequest, progress: Progress, before: Progress, target: State | None = None,
                         event: Event = Event.PROGRESS) -> None:
@@ -407,6 +429,11 @@ class Tracker:
         self._moves.append(Move(row.id, frozenset(IN_FLIGHT_STATES), state, state.value, changes,
                                 detail=sentence or f"{len(server_ids)} server(s): {', '.join(server_ids)}",
                                 news=Event.FINISHED))
+
+
+def _minutes(span: timedelta) -> str:
+    minutes = span.total_seconds() / 60
+    return f"{minutes:g} minute{'' if minutes == 1 else 's'}"
 
 
 def _read_order(progress: Progress, info: OrderInfo) -> None:

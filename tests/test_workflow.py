@@ -89,7 +89,7 @@ def test_every_transition_is_allowed_or_refused_as_the_table_says(store: Request
 
 
 def test_final_states_have_no_way_out() -> None:
-    assert {State.SUCCEEDED, State.FAILED, State.REJECTED, State.EXPIRED, State.CANCELLED,
+    assert {State.SUCCEEDED, State.PARTLY_DONE, State.FAILED, State.REJECTED, State.EXPIRED, State.CANCELLED,
             State.SUBMIT_FAILED} == FINAL_STATES
     assert all(TRANSITIONS[s] == frozenset() for s in FINAL_STATES)
 

@@ -14,6 +14,7 @@ from slack_bolt.async_app import AsyncAck, AsyncApp
 from slack_sdk.errors import SlackApiError
 from slack_sdk.web.async_client import AsyncWebClient
 
+from bot.lifecycle import State
 from bot.slack import commands, forms, guard, messages
 from bot.slack.binding import Shown, ShownChoice, mismatch
 from bot.slack.context import BotContext
@@ -209,8 +210,10 @@ def register(app: AsyncApp, ctx: BotContext) -> None:
             await tell_clicker(body, Decision(Outcome.NOT_FOUND, f"There is no request {request_id} that you can see."))
             return
         prefill = commands.form_values_of(messages.spec_of(row))
+        if row.state == State.PARTLY_DONE:  # the servers that were not created, not the whole number again
+            prefill = prefill.model_copy(update={"count": str(messages.missing_servers(row))})
         refusal = await guard.requester_refusal(ctx, user) or \
-            await guard.size_refusal(ctx, user, row.subscription_num)
+            await guard.size_refusal(ctx, user, int(prefill.count or row.subscription_num))
         if refusal is not None:
             await tell_clicker(body, Decision(Outcome.NOT_APPROVER, refusal.sentence))
             return

@@ -40,7 +40,7 @@ SANDBOX_NOTE = ":test_tube: *SANDBOX*: no cloud credentials are set, so no real 
 STATE_EMOJI = {
     State.PENDING_APPROVAL: ":hourglass:", State.APPROVED: ":white_check_mark:", State.SUBMITTING: ":outbox_tray:",
     State.SUBMITTED: ":outbox_tray:", State.AWAITING_PAYMENT: ":credit_card:", State.PROVISIONING: ":gear:",
-    State.SUCCEEDED: ":large_green_circle:",
+    State.SUCCEEDED: ":large_green_circle:", State.PARTLY_DONE: ":large_yellow_circle:",
     State.FAILED: ":red_circle:", State.REJECTED: ":no_entry:", State.EXPIRED: ":alarm_clock:",
     State.CANCELLED: ":heavy_multiplication_x:", State.SUBMIT_FAILED: ":red_circle:",
     State.NEEDS_ATTENTION: ":warning:",
@@ -48,8 +48,8 @@ STATE_EMOJI = {
 MAX_IDS_SHOWN = 20
 CANCELLABLE = frozenset({State.PENDING_APPROVAL, State.APPROVED})
 # A request that ended (or never started) offers to ask for the same again.
-ORDER_AGAIN_STATES = frozenset({State.SUCCEEDED, State.FAILED, State.REJECTED, State.EXPIRED, State.CANCELLED,
-                                State.SUBMIT_FAILED})
+ORDER_AGAIN_STATES = frozenset({State.SUCCEEDED, State.PARTLY_DONE, State.FAILED, State.REJECTED, State.EXPIRED,
+                                State.CANCELLED, State.SUBMIT_FAILED})
 NO_NAMES = Names()
 
 
@@ -422,7 +422,9 @@ def request_message(request: AppRequest, *, sandbox: bool, names: Names = NO_NAM
         blocks.append(ContextBlock(elements=[_md(progress)]))
     if servers := servers_text(request, names):
         blocks.append(SectionBlock(text=_md(f"*Servers*\n{servers}")))
-    if request.outcome_sentence and state not in (State.SUCCEEDED,):
+    if state == State.PARTLY_DONE:
+        blocks.append(SectionBlock(text=_md(f":large_yellow_circle: {partial_text(request, names)}")))
+    elif request.outcome_sentence and state not in (State.SUCCEEDED,):
         blocks.append(SectionBlock(text=_md(escape_mrkdwn(request.outcome_sentence))))
     if buttons := request_buttons(request):
         blocks.append(buttons)
@@ -687,6 +689,21 @@ def attention_message(request: AppRequest, *, sandbox: bool) -> Message:
                    [b.to_dict() for b in blocks])
 
 
+def missing_servers(request: AppRequest) -> int:
+    """How many of the servers asked for were not created (what Order again offers after a partial result)."""
+    return max(request.subscription_num - len(server_ids(request)), 0)
+
+
+def partial_text(request: AppRequest, names: Names = NO_NAMES) -> str:
+    """The partial result in words: "Partly done: 2 of 3 servers created (names); 1 failed to open and ..."."""
+    count = len(server_ids(request))
+    servers = servers_text(request, names)
+    made = "servers created" if request.job_id is None else "ready"
+    failed = escape_mrkdwn(request.outcome_sentence or f"{missing_servers(request)} failed.")
+    return f"Partly done: {count} of {request.subscription_num} {made}" + (f" ({servers})" if servers else "") + \
+        f"; {failed}"
+
+
 def outcome_text(request: AppRequest, *, sandbox: bool, names: Names = NO_NAMES) -> str:
     """The final word in one line (the card, the fallback text of the replies)."""
     state = State(request.state)
@@ -697,6 +714,8 @@ def outcome_text(request: AppRequest, *, sandbox: bool, names: Names = NO_NAMES)
         paid = f" ({_paid(request)})" if request.payment_by else ""
         return f"{prefix}:large_green_circle: {request.id} is done: {count} app server{'' if count == 1 else 's'} " \
                f"created" + paid + (f": {servers}" if servers else ".")
+    if state == State.PARTLY_DONE:
+        return f"{prefix}:large_yellow_circle: {request.id}: {partial_text(request, names)}"
     if state == State.REJECTED:
         return (f"{prefix}:no_entry: {request.id} was rejected by {mention(request.decided_by)}: "
                 f"{escape_mrkdwn(request.decision_reason)}")
@@ -729,8 +748,11 @@ def final_reply(request: AppRequest, *, sandbox: bool, names: Names = NO_NAMES, 
                 f"{'is' if count == 1 else 'are'} ready" + (f": {servers}" if servers else "."))
     blocks: list[SlackBlock] = [SectionBlock(text=_md(head))]
     notes = []
-    if state == State.SUCCEEDED and (line := console_line(links)):
+    if state in (State.SUCCEEDED, State.PARTLY_DONE) and (line := console_line(links)):
         notes.append(line)
+    if state == State.PARTLY_DONE:
+        missing = missing_servers(request)
+        notes.append(f"Order again asks for the {missing} missing server{'' if missing == 1 else 's'}.")
     if state == State.EXPIRED:
         notes.append("No approver decided in time. Order again to ask once more.")
     if notes:
@@ -751,7 +773,7 @@ def outcome_message(request: AppRequest, *, sandbox: bool, names: Names = NO_NAM
               _md(f"*Servers*\n{count} of {spec.get('subscription_num')} created")]
     blocks: list[SlackBlock] = [SectionBlock(text=_md(text)), SectionBlock(fields=fields)]
     notes = [link(links.thread, "The request's thread")] if links.thread else []
-    if State(request.state) == State.SUCCEEDED and (line := console_line(links)):
+    if State(request.state) in (State.SUCCEEDED, State.PARTLY_DONE) and (line := console_line(links)):
         notes.append(line)
     if notes:
         blocks.append(ContextBlock(elements=[_md(" · ".join(notes))]))

@@ -334,7 +334,7 @@ class SlackNotifier:
             await self._reply(request, reply, key="final", fold=line)
         else:  # no thread to tell it in: the requester's DM
             await self.writer.post(request.requester_id, reply.text, reply.blocks, key="final", fold=line)
-        if self.notify_channel and state in (State.SUCCEEDED, State.FAILED, State.SUBMIT_FAILED):
+        if self.notify_channel and state in (State.SUCCEEDED, State.PARTLY_DONE, State.FAILED, State.SUBMIT_FAILED):
             outcome = messages.outcome_message(request, sandbox=self.sandbox, names=names, links=links)
             posted = await self.writer.post(self.notify_channel, outcome.text, outcome.blocks, key="outcome",
                                             fold=line)
