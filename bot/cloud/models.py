@@ -58,6 +58,7 @@ class ServerGroup(CloudModel):
     description: str | None = None
     image_id: str | None = None
     image_name: str | None = None
+    image_product_id: str | None = None  # a Marketplace (KooGallery) image: its fee is billed on its own
     os_type: str | None = None
     product_id: str | None = None
     product_info: ProductInfo | None = None

@@ -32,6 +32,8 @@ class PriceQuote(BaseModel):
     discount_name: str | None = None
     lines: list[PriceLine] = Field(default_factory=list)
     no_price: str | None = None  # the reason, when there is no price
+    # The group's image is a Marketplace product, billed apart: its fee is not in this estimate.
+    image_product_id: str | None = None
     quoted_at: datetime
 
     @property

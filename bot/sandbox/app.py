@@ -432,6 +432,9 @@ class Sandbox:
             return error(400, "WKS.00169901", "The server group does not exist.")
         if spec.product_id not in self.state.products:
             return error(400, "WKS.00169901", "The product does not exist.")
+        if spec.flavor_id and spec.flavor_id != self.state.products[spec.product_id]["flavor_id"]:
+            # The sandbox's own rule (UNCONFIRMED for the real API): one product at another's flavor is refused.
+            return error(400, "WKS.00169901", "The flavor does not belong to the product.")
         subnet = self.state.subnets.get(spec.subnet_id)
         if subnet is None or subnet["vpc_id"] != spec.vpc_id:
             return error(400, "WKS.00169901", "The subnet does not exist in the given VPC.")

@@ -116,7 +116,7 @@ VOLUME_PRICES: dict[str, tuple[float, float]] = {
 
 
 def _group(index: int, name: str, product: dict[str, Any], subnet: dict[str, Any], disk: tuple[str, int],
-           ou: str | None, description: str) -> dict[str, Any]:
+           ou: str | None, description: str, **extra: Any) -> dict[str, Any]:
     info = {k: v for k, v in product.items() if not k.endswith("_price")}
     return {
         "id": f"{index:08x}-1c2d-4e5f-8a9b-0c1d2e3f4a5b",
@@ -144,6 +144,7 @@ def _group(index: int, name: str, product: dict[str, Any], subnet: dict[str, Any
         "app_group_count": 2,
         "ou_name": ou,
         "tags": [],
+        **extra,
     }
 
 
@@ -151,8 +152,10 @@ def server_groups(extra: int = 0) -> list[dict[str, Any]]:
     groups = [
         _group(1, "office-apps", PRODUCTS[0], SUBNETS[0], ("SAS", 80), "OU=Apps,DC=corp,DC=example",
                "Office suite for the whole company"),
+        # A paid Marketplace (KooGallery) image: its fee is billed apart from the server's.
         _group(2, "design-studio", PRODUCTS[2], SUBNETS[1], ("SSD", 100), "OU=Design,DC=corp,DC=example",
-               "CAD and rendering with GPUs"),
+               "CAD and rendering with GPUs", image_product_id="OFFI886474471245762560",
+               image_name="CAD Suite 2026 (Marketplace)"),
         _group(3, "engineering-lab", PRODUCTS[1], SUBNETS[2], ("GPSSD", 120), None,
                "Test bench for the engineering team"),
     ]

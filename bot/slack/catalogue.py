@@ -31,6 +31,11 @@ class CatalogueCache:
         value = self._value
         return value[1] if value and time.monotonic() - value[0] < self._ttl else None
 
+    def last(self) -> Catalogue | None:
+        """The catalogue last read, however old (a product's flavor does not change); None before any."""
+        value = self._value
+        return value[1] if value else None
+
     async def get(self) -> Catalogue:
         async with self._lock:
             if self._value and time.monotonic() - self._value[0] < self._ttl:
@@ -84,6 +89,8 @@ class CatalogueCache:
             "group_id": group.id, "group_name": group.name, "subnet_id": group.subnet_id, "subnet_name": subnet_name,
             "subnet_cidr": cidr, "vpc_id": vpc_id,
             "ou_name": group.ou_name, "os_type": group.os_type, "flavor_id": info.flavor_id if info else None,
+            "flavor_product_id": (info.product_id if info else None) or group.product_id,
+            "image_product_id": group.image_product_id,
             "network_error": network_error,
         })
         new_form = form.model_copy(update={

@@ -7,6 +7,7 @@ from __future__ import annotations
 
 import json
 import shlex
+from collections.abc import Sequence
 from dataclasses import dataclass, field
 from decimal import Decimal
 from typing import Any
@@ -59,7 +60,9 @@ class ModalContext(BaseModel):
     vpc_id: str | None = None
     ou_name: str | None = None
     os_type: str | None = None
-    flavor_id: str | None = None
+    flavor_id: str | None = None  # the group's flavor: of the group's product, and sent only with that product
+    flavor_product_id: str | None = None
+    image_product_id: str | None = None  # the group's image is a Marketplace product (its fee is not estimated)
     network_error: str | None = None
 
     def dump(self) -> str:
@@ -182,13 +185,25 @@ def read_form(state_values: Any) -> FormValues:
     )
 
 
-def spec_body(form: FormValues, context: ModalContext) -> dict[str, Any]:
-    """The CreateAppServers body the form describes; `bot.spec.parse_spec` judges it."""
+def product_flavor(product_id: str | None, context: ModalContext, products: Sequence[ProductInfo] = ()) -> str | None:
+    """The flavor that belongs to the chosen product (ListProduct's), or none: never the group's flavor for
+    another product, which would order one product at the price of another."""
+    listed = next((p for p in products if p.product_id == product_id), None)
+    if listed is not None:
+        return listed.flavor_id
+    if product_id and product_id == context.flavor_product_id:
+        return context.flavor_id
+    return None
+
+
+def spec_body(form: FormValues, context: ModalContext, products: Sequence[ProductInfo] = ()) -> dict[str, Any]:
+    """The CreateAppServers body the form describes; `bot.spec.parse_spec` judges it. `products` is the
+    catalogue's ListProduct, where the chosen product's flavor is found."""
     body: dict[str, Any] = {
         "server_group_id": form.group_id,
         "subscription_num": form.count,
         "product_id": form.product_id,
-        "flavor_id": context.flavor_id,
+        "flavor_id": product_flavor(form.product_id, context, products),
         "root_volume": {"type": form.disk_type, "size": form.disk_size},
         "subnet_id": context.subnet_id,
         "vpc_id": context.vpc_id,

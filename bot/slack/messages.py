@@ -194,7 +194,33 @@ def _auto_pay(spec: dict[str, Any]) -> bool:
     return bool((spec.get("create_server_extend_param") or {}).get("is_auto_pay"))
 
 
-def price_text(request: AppRequest) -> str | None:
+def covers_text(spec: dict[str, Any], names: Names = NO_NAMES) -> str:
+    """What an estimate prices, in words: exactly the product, disk, count and period of the body ordered."""
+    count = spec.get("subscription_num")
+    product = escape_mrkdwn(names.product) if names.product else code(spec.get("product_id"))
+    volume = spec.get("root_volume") or {}
+    extend = spec.get("create_server_extend_param") or {}
+    if extend.get("charging_mode") == "prePaid":
+        num = extend.get("period_num")
+        when_ = f" for {num} {'month' if extend.get('period_type') == 2 else 'year'}{'' if num == 1 else 's'}"
+    else:
+        when_ = " for one hour"
+    plural = "" if count == 1 else "s"
+    return (f"It covers {count} app server{plural} of {product} and {'its' if count == 1 else 'their'} "
+            f"{escape_mrkdwn(str(volume.get('type')))} {escape_mrkdwn(str(volume.get('size')))} GB system "
+            f"disk{plural}{when_}.")
+
+
+def image_fee_text(request: AppRequest) -> str:
+    """A Marketplace image is billed apart from the servers: the estimate leaves its fee out, and says so."""
+    quote = quote_of(request)
+    if quote is None or not quote.image_product_id:
+        return ""
+    return (f" Not included: the fee of the group's paid Marketplace image (product {code(quote.image_product_id)}), "
+            "billed separately.")
+
+
+def price_text(request: AppRequest, names: Names = NO_NAMES) -> str | None:
     """The estimate quoted before approval, said as what it covers; or, for the approver, what no price means."""
     quote = quote_of(request)
     if quote is None:
@@ -202,6 +228,7 @@ def price_text(request: AppRequest) -> str | None:
     spec = spec_of(request)
     if not quote.ok or quote.final_amount is None or quote.list_amount is None:
         text = f":moneybag: *No price estimate*: {escape_mrkdwn(quote.no_price or 'the billing service gave none')}."
+        text += image_fee_text(request)
         if spec.get("create_server_extend_param", {}).get("charging_mode") != "prePaid":
             return text + " Pay-per-use servers are billed by the hour once they exist."
         text += " Approving places the order; its exact amount is shown here before anyone pays."
@@ -221,7 +248,8 @@ def price_text(request: AppRequest) -> str | None:
     if quote.discounted_amount is not None:
         named = f" “{escape_mrkdwn(quote.discount_name)}”" if quote.discount_name else " the best discount"
         head += f". List price {quote.money(quote.list_amount)}, less{named}"
-    return f":moneybag: {head}. From the cloud's price list; the exact amount is the order's."
+    return (f":moneybag: {head}. {covers_text(spec, names)}{image_fee_text(request)} From the cloud's price list; "
+            "the exact amount is the order's.")
 
 
 def estimate_gap(request: AppRequest) -> str:
@@ -416,7 +444,7 @@ def request_message(request: AppRequest, *, sandbox: bool, names: Names = NO_NAM
     if request.reason:
         blocks.append(SectionBlock(text=_md(reason_text(request))))
     blocks.append(SectionBlock(fields=spec_fields(spec, names)))
-    if price := price_text(request):
+    if price := price_text(request, names):
         blocks.append(ContextBlock(elements=[_md(price)]))
     if progress := progress_text(request):
         blocks.append(ContextBlock(elements=[_md(progress)]))
@@ -454,7 +482,7 @@ def approval_card(request: AppRequest, *, sandbox: bool, quota: str | None, name
     # The header says what and where: this says who asks, and why.
     blocks.append(SectionBlock(text=_md(f"{ask}*{mention(request.requester_id)} asks:*\n{reason_text(request)}")))
     blocks.append(SectionBlock(fields=spec_fields(spec, names)))
-    if price := price_text(request):
+    if price := price_text(request, names):
         blocks.append(SectionBlock(text=_md(price)))
     blocks.append(SectionBlock(text=_md(status_line(request))))
     if state == State.PENDING_APPROVAL:
@@ -884,7 +912,7 @@ def home_view(mine: list[AppRequest], pending: list[AppRequest], *, approver: bo
             of = named.get(request.id, NO_NAMES)
             blocks.append(SectionBlock(text=_md(f"*{request.id}*: {headline(request, of)}\n{reason_text(request)}")))
             blocks.append(SectionBlock(fields=spec_fields(spec_of(request), of)))
-            if price := price_text(request):
+            if price := price_text(request, of):
                 blocks.append(ContextBlock(elements=[_md(price)]))
             blocks.append(ContextBlock(elements=[_md(status_line(request))]))
             if why := approval_reason(request):

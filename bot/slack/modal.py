@@ -79,7 +79,8 @@ def register(app: AsyncApp, ctx: BotContext) -> None:
         form = forms.read_form(as_dict(view.get("state")).get("values"))
         context = forms.ModalContext.load(view.get("private_metadata"))
         try:
-            spec = parse_spec(forms.spec_body(form, context))
+            cached = ctx.catalogue.last()  # the chosen product's flavor is ListProduct's (no cloud call here)
+            spec = parse_spec(forms.spec_body(form, context, cached.products if cached else ()))
             errors = forms.modal_errors({}, form, context)
         except SpecError as invalid:
             errors = forms.modal_errors(invalid.errors, form, context)
@@ -93,6 +94,8 @@ def register(app: AsyncApp, ctx: BotContext) -> None:
             return
         # The price is asked beside the quota, so it costs the form no extra wait; it never blocks a request.
         (quota_note, quota_error), quote = await asyncio.gather(_check_quota(ctx, spec), ctx.pricer.quote(spec))
+        if context.image_product_id:  # a Marketplace image is billed apart: the estimate says it is left out
+            quote = quote.model_copy(update={"image_product_id": context.image_product_id})
         errors = {Block.COUNT.value: quota_error} if quota_error else {}
         # Whether an approver decides is known only now, with the price and what the person had approved without
         # one today: then they need the reason, and a place among the requests an approver has to look at.
