@@ -150,7 +150,8 @@ def test_the_card_and_the_thread_show_the_estimate_and_pay_charges_the_discounte
     assert f"List price {listed}, less the contract discount of CNY" in prompt
     assert "It is the amount the approver saw." in prompt and "Billing Center instead" in prompt
     [pay] = [b for b in buttons(pay_card["blocks"]) if b["action_id"] == Action.PAY.value]
-    assert discounted in pay["confirm"]["text"]["text"] and "after the contract discount" in pay["confirm"]["text"]["text"]
+    confirm = pay["confirm"]["text"]["text"]
+    assert discounted in confirm and f"(list price {listed}, less the contract discount)" in confirm
     home = json.dumps(open_home(bot, APPROVER), ensure_ascii=False)
     assert f"Pay charges *{discounted}*" in home and "contract discount" in home
 

@@ -25,7 +25,6 @@ from slack_sdk.models.views import View
 
 from bot.lifecycle import FINAL_STATES, LABELS, State
 from bot.money import CENT, button_amount, gap_over_one_percent, money
-from bot.payment import charge_words
 from bot.price import quote_of
 from bot.progress import Progress
 from bot.reconcile import Candidate, Candidates
@@ -302,7 +301,10 @@ def discount_sentence(progress: Progress) -> str:
     else:
         why = escape_mrkdwn(progress.discounts_error or "billing did not say")
         text = f"The bot could not read this order's discounts ({why}), so Pay charges the list price, {listed}."
-    return text + " Coupons are not used; apply one in the Billing Center instead."
+    return text
+
+
+COUPONS = "Coupons are not used; apply one in the Billing Center instead."
 
 
 def proxy_sentence(request: AppRequest) -> str:
@@ -310,11 +312,13 @@ def proxy_sentence(request: AppRequest) -> str:
     progress = Progress.of(request)
     who = mention(request.payment_by) if request.payment_by else "An approver"
     deadline = f" by {when(progress.payment_deadline)}" if progress.payment_deadline else ""
-    sent = f" ({charge_words(progress)})" if progress.charged_amount is not None else ""
-    return (f":hourglass: {who} sent the payment of order {code(request.order_id)}{sent}, but billing does not show "
-            f"it paid: this account's finance is hosted by a master account, so the payment now waits for the master "
-            f"account to pay it in the Billing Center{deadline}. The bot keeps following the order and says here "
-            "when it is paid.")
+    charged = progress.charged_amount
+    sent = f" of {money(charged, progress.order_currency)}" if charged is not None else ""
+    with_ = f" (with {progress.charged_with})" if progress.charged_with and progress.discount is not None else ""
+    return (f":hourglass: {who} sent the payment{sent} for order {code(request.order_id)}{with_}, but billing does not "
+            f"show it paid: this account's finance is hosted by a master account, so the payment now waits for the "
+            f"master account to pay it in the Billing Center{deadline}. The bot keeps following the order and says "
+            "here when it is paid.")
 
 
 def payment_sentence(request: AppRequest) -> str:
@@ -322,11 +326,11 @@ def payment_sentence(request: AppRequest) -> str:
     if progress.proxy_payment_at is not None:
         return proxy_sentence(request)
     amount = charge_text(progress)
-    deadline = f", due by {when(progress.payment_deadline)}" if progress.payment_deadline else ""
     what = f"Pay charges *{amount}*" if amount else "Its amount is in the Billing Center"
-    return (f":credit_card: Order {code(request.order_id)} waits for payment{deadline}. {what}. "
-            f"{discount_sentence(progress)}{estimate_gap(request)} Nothing is created until it is paid; unpaid, "
-            "the order lapses at the deadline.")
+    due = (f"Due by {when(progress.payment_deadline)}: unpaid, the order lapses then" if progress.payment_deadline
+           else "Unpaid, the order lapses at its deadline")
+    return (f":credit_card: Order {code(request.order_id)} waits for payment. {what}. "
+            f"{discount_sentence(progress)}{estimate_gap(request)}\n{due} and nothing is created. {COUPONS}")
 
 
 def payable_amount(request: AppRequest) -> str | None:
@@ -348,9 +352,11 @@ def pay_button(request: AppRequest) -> ButtonElement:
                 f"discount, for {what}.{estimate_gap(request)}")
     else:
         title = "Pay this order?"
-        chosen = progress.discount
-        after = f" (after the {chosen.words})" if chosen else " (no discount applies)"
-        text = f"Charge the company's cloud account {amount}{after} for {what}?{estimate_gap(request)}"
+        chosen, price = progress.discount, progress.list_price()
+        listed = money(price, progress.order_currency) if price is not None else "unknown"
+        after = f" (list price {listed}, less the {chosen.words})" if chosen else \
+            " (the list price: no discount applies)"
+        text = f"Charge the cloud account {amount}{after} for {what}?{estimate_gap(request)}"
     return ButtonElement(
         text="Pay", action_id=Action.PAY.value, value=button_value(request, amount=payable_amount(request)),
         style="primary", confirm=ConfirmObject(title=title, text=text[:300], confirm="Pay", deny="Back"))
@@ -768,6 +774,9 @@ def final_reply(request: AppRequest, *, sandbox: bool, names: Names = NO_NAMES, 
     text = outcome_text(request, sandbox=sandbox, names=names)
     state = State(request.state)
     head = f"{mention(request.requester_id)} {text}"
+    if state == State.PARTLY_DONE:
+        head = (f"{'[SANDBOX] ' if sandbox else ''}:large_yellow_circle: {mention(request.requester_id)} "
+                f"{partial_text(request, names)}")
     if state == State.SUCCEEDED:
         count = len(server_ids(request))
         servers = servers_text(request, names)
