@@ -14,6 +14,7 @@ import sys
 import threading
 from collections.abc import Iterator
 from contextlib import contextmanager
+from decimal import Decimal
 from pathlib import Path
 from typing import Any
 
@@ -69,7 +70,7 @@ def bench_routes(slack: FakeSlack, sandbox: Sandbox) -> None:
         spec: dict[str, Any] = {"server_group_id": group["id"], "subscription_num": 1, "product_id": group["product_id"],
                                 "subnet_id": subnet["id"], "vpc_id": subnet["vpc_id"]}
         sandbox.config.instance_quota = 10**9
-        sandbox.state.balance = 10.0**15
+        sandbox.state.balance = Decimal(10) ** 15
         made = []
         for seconds in body["ends_in"]:
             if body["kind"] == "job":

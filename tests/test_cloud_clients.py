@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import asyncio
+from decimal import Decimal
 
 import pytest
 
@@ -149,7 +150,7 @@ async def test_auto_pay_order_is_paid_at_once(cloud: Cloud) -> None:
 
 
 async def test_insufficient_balance_is_cbc_99005003(cloud: Cloud, sandbox: Sandbox) -> None:
-    sandbox.state.balance = 1.0
+    sandbox.state.balance = Decimal(1)
     created = await cloud.workspace.create_app_servers(parse_spec(prepaid_body()))
     assert created.order_id
     with pytest.raises(CloudError) as refused:
