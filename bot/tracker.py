@@ -418,6 +418,8 @@ class Tracker:
                             "next_poll_at": changes["next_poll_at"]})
         if event is Event.PROGRESS and not progress.same_view(before):
             self._news.append((row.id, event))
+        elif event is Event.PAYMENT_DUE and not progress.same_view(before):
+            self._news.append((row.id, Event.PAYMENT_CHANGED))  # what Pay charges changed: redraw its prompt
 
     async def _finish(self, row: AppRequest, state: State, sentence: str | None, server_ids: list[str],
                       progress: Progress | None = None) -> None:

@@ -84,7 +84,7 @@ async def test_the_discount_that_takes_most_off_pays_the_order(store: RequestSto
 async def test_an_order_price_adjustment_is_used_whenever_the_order_has_one(store: RequestStore, cloud: Cloud,
                                                                            sandbox: Sandbox) -> None:
     sandbox.state.discount_rate = Decimal("0.1")
-    tracker, _ = make_tracker(store, cloud)
+    tracker, news = make_tracker(store, cloud)
     row = await awaiting_payment(tracker, store)
     order = sandbox.state.orders[row.order_id or ""]
     order.discounts.append(Discount("adjust-609", 609, [Decimal("1.00")] + [Decimal(0)] * (len(order.lines) - 1)))
@@ -94,8 +94,10 @@ async def test_an_order_price_adjustment_is_used_whenever_the_order_has_one(stor
     assert refused.value.error_code == "CBC.0101" and order.paid_at is None
     sandbox.log.clear()
 
+    assert Event.PAYMENT_CHANGED not in news.of(row.id)
     row = await next_poll(tracker, store, row)
     assert Progress.of(row).discount_type == 609
+    assert news.of(row.id).count(Event.PAYMENT_CHANGED) == 1  # the prompt is redrawn with what Pay now charges
     assert "order-price adjustment of CNY 1.00" in messages.payment_sentence(row)
     assert (await tracker.workflow.pay_order(row.id, APPROVER)).ok
     assert paid_with(sandbox)[0]["discount_infos"] == [{"id": "adjust-609", "type": 609}]
