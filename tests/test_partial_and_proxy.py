@@ -7,6 +7,7 @@ from __future__ import annotations
 import dataclasses
 import json
 from datetime import timedelta
+from decimal import Decimal
 from typing import Any
 
 import pytest
@@ -58,13 +59,21 @@ def test_an_order_that_opens_fewer_servers_is_partly_done_once_the_grace_has_pas
     assert tracker is not None
     tracker.config = dataclasses.replace(tracker.config, resources_grace=timedelta(seconds=1))
     bot.sandbox.state.open_fewer_next = 1  # billing opens 2 of the 3 and unsubscribes the third
+    bot.sandbox.state.discount_rate = Decimal("0.1")
     fill(bot, billing="prePaid", period_unit="2", period_num=1, count=3, auto_pay=True)
     row = wait_for(lambda: (r := only_request(bot)).approval_ts and r, what="the card")
+    card = next(a for a in bot.slack.of("chat.postMessage") if a.get("channel") == APPROVAL_CHANNEL
+            and "thread_ts" not in a)
+    [approve] = [b for b in buttons(card["blocks"]) if b["action_id"] == Action.APPROVE.value]
+    assert "Auto-pay is on" in approve["confirm"]["text"]["text"]
+    assert "billing applies the commercial discount itself" in approve["confirm"]["text"]["text"]
     bot.click(Action.APPROVE.value, button_value(row), APPROVER, APPROVAL_CHANNEL, row.approval_ts)
     done = final_state(bot, State.PARTLY_DONE, State.SUCCEEDED, State.FAILED)
     assert done.state == State.PARTLY_DONE and len(server_ids(done)) == 2
     order = bot.sandbox.state.orders[done.order_id or ""]
     assert order.refunded == 1 and sorted(server_ids(done)) == sorted(order.server_ids)
+    # Auto-pay charged the discounted amount the card showed (billing applied the discount itself).
+    assert order.charged == Decimal(json.loads(done.price_json or "{}")["discounted_amount"])
     final = wait_for(lambda: [a for a in thread_replies(bot, done.thread_ts) if "Partly done" in a["text"]],
                      what="the final reply")[0]
     assert "Partly done: 2 of 3 servers created (" in final["text"]
