@@ -178,5 +178,5 @@ async def test_a_proxy_payment_is_not_announced_as_paid(store: RequestStore, clo
     assert sandbox.state.master_pays(order)  # the master account pays in its Billing Center
     done = await cycle_until(tracker, store, row.id, lambda r: r.state == State.SUCCEEDED, make_due=True)
     assert news.of(row.id).count(Event.PAID) == 1
-    assert "The master account paid order" in messages.paid_reply(done, sandbox=False)
+    assert "Billing now shows order" in messages.paid_reply(done, sandbox=False)
 

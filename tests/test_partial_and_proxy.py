@@ -108,5 +108,5 @@ def test_a_proxy_payment_is_said_to_wait_for_the_master_account_until_billing_sh
     order = bot.sandbox.state.orders[row.order_id or only_request(bot).order_id or ""]
     assert bot.sandbox.state.master_pays(order)
     final_state(bot, State.SUCCEEDED)
-    wait_for(lambda: [a for a in thread_replies(bot, row.thread_ts) if "The master account paid order" in a["text"]],
+    wait_for(lambda: [a for a in thread_replies(bot, row.thread_ts) if "Billing now shows order" in a["text"]],
              what="paid, once billing shows it")

@@ -590,7 +590,8 @@ def _paid(request: AppRequest) -> str:
     who = mention(request.payment_by) if request.payment_by else "An approver"
     paid = f"{who} paid " + (f"{amount} for " if amount else "") + f"order {code(request.order_id)}"
     if progress.proxy_payment_at is not None:
-        paid = f"The master account paid order {code(request.order_id)}" + (f", {amount}," if amount else "") + \
+        # Billing says it is paid now (the master account paid the proxy order): said as billing shows it.
+        paid = f"Billing now shows order {code(request.order_id)} paid" + (f", {amount}," if amount else "") + \
             f" (sent by {who})"
     return paid + (f" with {progress.charged_with}" if progress.charged_with else "")
 
