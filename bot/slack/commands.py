@@ -17,7 +17,16 @@ from bot.lifecycle import LABELS, State
 from bot.slack import forms, guard
 from bot.slack.context import BotContext
 from bot.slack.early_ack import answered_at_ack
-from bot.slack.messages import group_words, progress_text, servers_text, spec_of, status_line, what_is_ordered, when
+from bot.slack.messages import (
+    group_words,
+    partial_text,
+    progress_text,
+    servers_text,
+    spec_of,
+    status_line,
+    what_is_ordered,
+    when,
+)
 from bot.slack.text import code, escape_mrkdwn, is_request_id, mention
 from bot.store.models import AppRequest
 
@@ -177,7 +186,9 @@ async def _status(ctx: BotContext, request_id: str, user: str) -> str:
     refs = [f"{kind} {code(ref)}" for kind, ref in (("order", request.order_id), ("job", request.job_id)) if ref]
     if refs:
         lines.append("Cloud " + ", ".join(refs))
-    if request.outcome_sentence and request.state != State.SUCCEEDED:
+    if request.state == State.PARTLY_DONE:
+        lines.append(partial_text(request))
+    elif request.outcome_sentence and request.state != State.SUCCEEDED:
         lines.append(escape_mrkdwn(request.outcome_sentence))
     return "\n".join(lines)
 
