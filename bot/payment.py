@@ -20,10 +20,14 @@ class DiscountReader(Protocol):
 
 async def read_discounts(reader: DiscountReader, order_id: str, progress: Progress) -> None:
     """Choose the discount Pay uses (`bot.cloud.discounts.choose`) and put it, or why none could be read, into
-    `progress`. Unreadable discounts leave no discount chosen: Pay then charges the list price."""
+    `progress`. Unreadable discounts leave no discount chosen: Pay then charges the list price. A passing failure
+    after a good reading keeps that reading, so the prompt does not flip to the list price on a blip (a
+    discount gone since is refused by PayOrders itself, never charged otherwise)."""
     try:
         discounts = await reader.list_order_discounts(order_id)
     except CloudError as error:
+        if progress.discounts_read and error.retryable_read:
+            return  # a blip (throttled, down, no answer): the last reading stands, and billing checks it at Pay
         # A short reason, said inside the prompt's one sentence about it.
         why = f"the bot's cloud account lacks the IAM action {VIEW_DISCOUNT_ACTION}" if error.status == 403 else \
             describe(error).rstrip(".")

@@ -18,6 +18,7 @@ from bot.lifecycle import State
 from bot.notify import Event
 from bot.progress import Progress
 from bot.sandbox import Sandbox
+from bot.sandbox.faults import ScriptedFault
 from bot.sandbox.state import Discount
 from bot.slack import messages
 from bot.slack.ids import Action
@@ -180,3 +181,19 @@ async def test_a_proxy_payment_is_not_announced_as_paid(store: RequestStore, clo
     assert news.of(row.id).count(Event.PAID) == 1
     assert "Billing now shows order" in messages.paid_reply(done, sandbox=False)
 
+
+
+async def test_a_passing_failure_to_read_the_discounts_keeps_the_last_reading(store: RequestStore, cloud: Cloud,
+                                                                              sandbox: Sandbox) -> None:
+    sandbox.state.discount_rate = Decimal("0.1")
+    tracker, news = make_tracker(store, cloud)
+    row = await awaiting_payment(tracker, store)
+    shown = Progress.of(row)
+    assert shown.discount_id == "sandbox-contract-discount"
+    sandbox.faults.add(ScriptedFault(operation="ListOrderDiscounts", kind="503", count=20))
+    row = await next_poll(tracker, store, row)
+    assert Progress.of(row).discount_id == shown.discount_id and Progress.of(row).to_charge() == shown.to_charge()
+    assert Event.PAYMENT_CHANGED not in news.of(row.id)  # the prompt did not flip to the list price
+    assert (await tracker.workflow.pay_order(row.id, APPROVER)).ok  # billing still takes the discount
+    order = sandbox.state.orders[row.order_id or ""]
+    assert order.charged == shown.to_charge() and order.charged_discount == shown.discount_id
