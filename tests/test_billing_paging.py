@@ -4,6 +4,7 @@ combined transaction's orders as evidence when a create's answer was lost. Real 
 from __future__ import annotations
 
 from datetime import timedelta
+from decimal import Decimal
 from typing import Any
 
 import httpx
@@ -70,7 +71,7 @@ async def test_the_sandbox_gives_ten_line_items_unless_asked_and_at_most_100(san
                                                                              sandbox_url: str) -> None:
     cfg = sandbox.config
     order = sandbox.state.place_foreign_order(service_type_code="hws.service.type.vdi", spec=prepaid_body(),
-                                              at=sandbox.state.clock(), amount=42.0)
+                                              at=sandbox.state.clock(), amount=Decimal("42.00"))
     sandbox.state.extra_lines[order.id] = [{"order_line_item_id": f"x{i}"} for i in range(24)]
     path = f"/v2/orders/customer-orders/details/{order.id}"
     async with httpx.AsyncClient(base_url=sandbox_url, auth=AkSkAuth(cfg.access_key, cfg.secret_key)
@@ -169,7 +170,7 @@ async def test_combined_transactions_orders_are_candidates_like_plain_orders(
         workflow: Workflow, store: RequestStore, sandbox: Sandbox) -> None:
     # Someone else bought exactly the same in the same second, also in a combined transaction.
     twin = sandbox.state.place_foreign_order(service_type_code="hws.service.type.vdi", spec=prepaid_body(count=1),
-                                             at=sandbox.state.clock(), amount=42.0)
+                                             at=sandbox.state.clock(), amount=Decimal("42.00"))
     twin_parent = sandbox.state.combine(twin, "hws.service.type.ebs")
     sandbox.config.combined_orders = True
     try:
