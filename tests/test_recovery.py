@@ -74,7 +74,8 @@ def window_closed(store: RequestStore, request_id: str, lease: timedelta = timed
 
 
 def foreign(sandbox: Sandbox, service: str, spec: dict[str, object]) -> str:
-    return sandbox.state.place_foreign_order(service_type_code=service, spec=spec, at=time.time(), amount=Decimal("42.00")).id
+    return sandbox.state.place_foreign_order(service_type_code=service, spec=spec, at=time.time(),
+                                             amount=Decimal("42.00")).id
 
 
 async def test_the_right_order_is_linked_beside_other_services_and_other_workspace_orders(
