@@ -6,6 +6,7 @@ from __future__ import annotations
 import json
 import subprocess
 from datetime import datetime, timedelta
+from decimal import Decimal
 from pathlib import Path
 from typing import Any
 
@@ -138,7 +139,7 @@ def test_show_gives_state_ids_amounts_and_the_whole_audit_log(engine: Engine, da
     assert "CS2612051200ABCDE" in text.stdout and "CNY 1,234.50" in text.stdout
     assert "claim_submit  [approved → submitting]" in text.stdout
     as_json = json.loads(admin("show", row.id, "--json", db=database_url, cwd=tmp_path).stdout)
-    assert as_json["order_id"] == "CS2612051200ABCDE" and as_json["order_amount"] == 1234.5
+    assert as_json["order_id"] == "CS2612051200ABCDE" and Decimal(as_json["order_amount"]) == Decimal("1234.5")
     assert [e["action"] for e in as_json["audit"]] == ["created", "claim_submit", "submitted", "payment_due"]
     missing = admin("show", "AS-0000000000000", db=database_url, cwd=tmp_path)
     assert missing.returncode == 1 and missing.stderr == "appserver-bot: There is no request AS-0000000000000.\n"

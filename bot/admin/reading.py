@@ -11,6 +11,7 @@ from sqlalchemy import Engine, and_, func, or_
 from sqlmodel import col, select
 
 from bot.lifecycle import FINAL_STATES, LABELS, State
+from bot.money import money
 from bot.price import quote_of
 from bot.progress import Progress
 from bot.reconcile import Candidates
@@ -201,7 +202,7 @@ class Details:
         if quote := quote_of(row):
             lines.append(("estimate", quote.summary()))
         if progress.order_amount is not None:
-            amount = f"{progress.order_currency or ''} {progress.order_amount:,.2f}".strip()
+            amount = money(progress.order_amount, progress.order_currency)
             lines.append(("order amount", amount + (" (paid)" if progress.order_paid else "")))
         lines += [("job", row.job_id or "-"), ("order", row.order_id or "-"),
                   ("servers", ", ".join(server_ids(row)) or "-"), ("spec hash", row.spec_hash)]
@@ -235,7 +236,9 @@ class Details:
             "id": row.id, "state": row.state, "state_since": self.state_since.isoformat(),
             "requester": row.requester_id, "charging_mode": row.charging_mode, "servers_asked": row.subscription_num,
             "job_id": row.job_id, "order_id": row.order_id, "server_ids": server_ids(row), "spec_hash": row.spec_hash,
-            "estimate": quote.summary() if quote else None, "order_amount": progress.order_amount,
+            "estimate": quote.summary() if quote else None,
+            # Exact, as a decimal string: JSON's numbers are binary floats to most readers.
+            "order_amount": None if progress.order_amount is None else str(progress.order_amount),
             "order_currency": progress.order_currency, "order_paid": progress.order_paid,
             "outcome": row.outcome_sentence, "channel_id": row.channel_id, "thread_ts": row.thread_ts,
             "approval_channel_id": row.approval_channel_id, "approval_ts": row.approval_ts,
