@@ -8,6 +8,7 @@ from pydantic import ValidationError
 
 from bot.cloud.quote import PriceQuote
 from bot.lifecycle import change_line
+from bot.money import money
 from bot.progress import Progress
 
 log = logging.getLogger("bot.lifecycle")
@@ -18,7 +19,7 @@ def amount_of(progress_json: str | None, price_json: str | None) -> str | None:
     try:
         progress = Progress.model_validate_json(progress_json) if progress_json else None
         if progress is not None and progress.order_amount is not None:
-            return f"order amount {progress.order_currency or ''} {progress.order_amount:,.2f}".replace("  ", " ")
+            return f"order amount {money(progress.order_amount, progress.order_currency)}"
         quote = PriceQuote.model_validate_json(price_json) if price_json else None
     except (ValidationError, ValueError):
         return None
