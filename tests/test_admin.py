@@ -11,7 +11,7 @@ from pathlib import Path
 from typing import Any
 
 import pytest
-from sqlalchemy import Engine, update
+from sqlalchemy import Engine, insert, update
 from sqlmodel import col
 
 from bot.admin.acting import AdminRefused, OperatorActions
@@ -21,7 +21,7 @@ from bot.sandbox import Sandbox
 from bot.sandbox.state import WORKSPACE_SERVICE
 from bot.spec import parse_spec
 from bot.store.models import AppRequest, AuditEvent, SlackNews, utcnow
-from bot.store.news import NewsStore
+from bot.store.news import NewsStore, news_row
 from bot.store.repository import NewRequest, RequestStore
 from tests.flows import fill, only_request
 from tests.harness import APPROVAL_CHANNEL, REQUEST_CHANNEL, REQUESTER, Bot, wait_for
@@ -315,10 +315,10 @@ def test_repost_posts_the_thread_and_card_anew_and_requeue_sends_waiting_news_no
     later = utcnow() + timedelta(hours=1)
     with bot.runtime.engine.begin() as connection:
         connection.execute(update(AppRequest).where(col(AppRequest.id) == row.id).values(reason="Rewritten"))
-    bot.runtime.store.update_fields(row.id, actor="test", action="edit", news=Event.DECIDED)
+    # Written already waiting (one transaction): a running courier cannot deliver it before it is put off.
     with bot.runtime.engine.begin() as connection:
-        connection.execute(update(SlackNews).where(col(SlackNews.request_id) == row.id)
-                           .values(available_at=later, attempts=4))
+        connection.execute(insert(SlackNews).values(**{**news_row(row.id, Event.DECIDED), "available_at": later,
+                                                       "attempts": 4}))
     assert NewsStore(bot.runtime.engine).pending(row.id)
     result = admin("requeue", row.id, db=db, cwd=tmp_path)
     assert result.returncode == 0 and "1 piece(s) of Slack news" in result.stdout
