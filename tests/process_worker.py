@@ -20,13 +20,9 @@ from bot.settings import Settings
 from bot.store.db import make_engine
 from bot.store.repository import RequestStore
 from bot.workflow import CloudAdapter, Policy, Workflow
+from tests.workflows import NoGroups
 
 APPROVERS = frozenset(f"U0APPROVER{i:03d}" for i in range(200))
-
-
-class NoGroups:
-    async def group_members(self, group_id: str) -> set[str]:
-        return set()
 
 
 def _workflow(db_url: str, sandbox_url: str, worker: str) -> tuple[Workflow, object]:

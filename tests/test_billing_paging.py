@@ -3,7 +3,6 @@ combined transaction's orders as evidence when a create's answer was lost. Real 
 
 from __future__ import annotations
 
-from datetime import timedelta
 from decimal import Decimal
 from typing import Any
 
@@ -17,20 +16,13 @@ from bot.cloud.signer import AkSkAuth
 from bot.lifecycle import State
 from bot.reconcile import Candidates
 from bot.sandbox import Sandbox
-from bot.sandbox.faults import ScriptedFault
 from bot.spec import parse_spec
 from bot.store.repository import RequestStore
-from bot.workflow import CloudAdapter, Policy, Workflow
+from bot.workflow import Workflow
 from tests.specs import prepaid_body
+from tests.workflows import APPROVER, lost_answer, one_approver_workflow
 
-APPROVER = "U0APPROVER"
-REQUESTER = "U0ASKER"
 DETAILS = "ShowCustomerOrderDetails"
-
-
-class NoGroups:
-    async def group_members(self, group_id: str) -> set[str]:
-        return set()
 
 
 @pytest.fixture
@@ -40,18 +32,7 @@ def store(engine: Engine) -> RequestStore:
 
 @pytest.fixture
 def workflow(store: RequestStore, cloud: Cloud) -> Workflow:
-    policy = Policy(approvers=frozenset({APPROVER}), submit_lease=timedelta(seconds=60),
-                    first_poll_delay=timedelta(seconds=0.05))
-    return Workflow(store, CloudAdapter(cloud), NoGroups(), policy, worker_id="w1")
-
-
-async def lost_answer(workflow: Workflow, sandbox: Sandbox, body: dict[str, Any]) -> str:
-    """Submit and approve a yearly/monthly request whose create is carried out but answered with a 500."""
-    row = await workflow.submit(parse_spec(body), REQUESTER)
-    assert (await workflow.approve(row.id, APPROVER)).ok
-    sandbox.faults.add(ScriptedFault(operation="CreateAppServers", kind="500-after"))
-    await workflow.submit_due()
-    return row.id
+    return one_approver_workflow(store, cloud)
 
 
 def our_order(sandbox: Sandbox) -> str:

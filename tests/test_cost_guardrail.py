@@ -21,11 +21,7 @@ from bot.spec import parse_spec
 from bot.store.repository import RequestStore
 from bot.workflow import CloudAdapter, Policy, Workflow
 from tests.specs import office_body
-
-
-class NoGroups:
-    async def group_members(self, group_id: str) -> set[str]:
-        return set()
+from tests.workflows import NoGroups
 
 
 def workflow(engine: Engine, cloud: Cloud, limit: Decimal | None) -> Workflow:

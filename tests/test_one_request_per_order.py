@@ -23,13 +23,9 @@ from bot.store.repository import AlreadyLinked, NewRequest, RequestStore
 from bot.store.schema import alembic_config
 from bot.workflow import CloudAdapter, Outcome, Policy, Workflow
 from tests.specs import office_body
+from tests.workflows import NoGroups
 
 APPROVER, OTHER_APPROVER, REQUESTER = "U0APPROVER", "U0APPROVER2", "U0ASKER"
-
-
-class NoGroups:
-    async def group_members(self, group_id: str) -> set[str]:
-        return set()
 
 
 def new_request(store: RequestStore) -> str:

@@ -40,6 +40,7 @@ from tests.fake_slack import FakeSlack
 from tests.harness import SIGNING_SECRET, wait_for
 from tests.processes import BotProcess
 from tests.specs import office_body, prepaid_body
+from tests.workflows import NoGroups
 
 pytestmark = pytest.mark.slow  # each test runs the bot's HTTP side on a real port
 
@@ -220,10 +221,6 @@ def worker_env(sandbox: Sandbox, sandbox_url: str, slack_url: str, database_url:
 
 
 async def submit_auto_approved(store: RequestStore, requester: str) -> AppRequest:
-    class NoGroups:
-        async def group_members(self, group_id: str) -> set[str]:
-            return set()
-
     workflow = Workflow(store, None, NoGroups(), Policy())  # type: ignore[arg-type]  # storing needs no cloud
     return await workflow.submit(parse_spec(office_body(count=1)), requester)
 

@@ -26,16 +26,12 @@ from bot.store.repository import RequestStore
 from bot.tracker import Tracker, TrackerConfig
 from bot.workflow import CloudAdapter, Policy, Workflow
 from tests.specs import office_body
+from tests.workflows import NoGroups
 
 DEFAULTS = Settings(_env_file=None)  # type: ignore[call-arg]
 PACE = Pace(DEFAULTS.poll_budget_per_second, timedelta(seconds=DEFAULTS.poll_interval_seconds),
             timedelta(seconds=2), timedelta(seconds=0.5))
 T0 = datetime(2026, 11, 27, 12, 0, tzinfo=UTC)
-
-
-class NoGroups:
-    async def group_members(self, group_id: str) -> set[str]:
-        return set()
 
 
 class Clock:

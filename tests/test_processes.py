@@ -23,16 +23,12 @@ from bot.store.repository import RequestStore, server_ids
 from bot.store.schema import migrate
 from bot.workflow import CloudAdapter, Outcome, Policy, Workflow
 from tests.specs import office_body, prepaid_body
+from tests.workflows import NoGroups
 
 pytestmark = pytest.mark.slow  # OS processes and long fault runs: `pytest -m "not slow"` skips them
 
 ROOT = Path(__file__).resolve().parent.parent
 SCRIPT = Path(__file__).with_name("process_worker.py")
-
-
-class NoGroups:
-    async def group_members(self, group_id: str) -> set[str]:
-        return set()
 
 
 def _spawn(*args: str) -> subprocess.Popen[str]:

@@ -25,14 +25,7 @@ from bot.tracker import Tracker, TrackerConfig
 from bot.workflow import CloudAdapter, Outcome, Policy, Workflow
 from tests.specs import office_body, prepaid_body
 from tests.tracking import cycle_until
-
-APPROVER = "U0APPROVER"
-REQUESTER = "U0ASKER"
-
-
-class NoGroups:
-    async def group_members(self, group_id: str) -> set[str]:
-        return set()
+from tests.workflows import APPROVER, REQUESTER, NoGroups, lost_answer, one_approver_workflow
 
 
 @pytest.fixture
@@ -42,20 +35,7 @@ def store(engine: Engine) -> RequestStore:
 
 @pytest.fixture
 def workflow(store: RequestStore, cloud: Cloud) -> Workflow:
-    policy = Policy(approvers=frozenset({APPROVER}), submit_lease=timedelta(seconds=60),
-                    first_poll_delay=timedelta(seconds=0.05))
-    return Workflow(store, CloudAdapter(cloud), NoGroups(), policy, worker_id="w1")
-
-
-async def lost_answer(workflow: Workflow, sandbox: Sandbox, body: dict[str, object]) -> str:
-    """Submit and approve a request whose create is carried out but answered with a 500."""
-    row = await workflow.submit(parse_spec(body), REQUESTER)
-    if row.state == State.PENDING_APPROVAL:
-        assert (await workflow.approve(row.id, APPROVER)).ok
-    sandbox.faults.add(ScriptedFault(operation="CreateAppServers", kind="500-after"))
-    [result] = await workflow.submit_due()
-    assert result.request.state in (State.NEEDS_ATTENTION, State.SUBMITTED)  # SUBMITTED: linked with certainty
-    return row.id
+    return one_approver_workflow(store, cloud)
 
 
 def shown(store: RequestStore, request_id: str) -> str:

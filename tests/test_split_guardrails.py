@@ -30,13 +30,9 @@ from tests.flows import OFFICE
 from tests.harness import APPROVAL_CHANNEL, REQUESTER, wait_for
 from tests.specs import office_body, prepaid_body
 from tests.test_guardrails_and_text import bot_with
+from tests.workflows import NoGroups
 
 ASKER = "U0ASKER"
-
-
-class NoGroups:
-    async def group_members(self, group_id: str) -> set[str]:
-        return set()
 
 
 def workflow(engine: Engine, cloud: Cloud, **rails: Any) -> Workflow:

@@ -31,6 +31,7 @@ from bot.tracker import Tracker, TrackerConfig
 from bot.workflow import CloudAdapter, Policy, Workflow
 from tests.specs import office_body, prepaid_body
 from tests.tracking import cycle_until
+from tests.workflows import NoGroups
 
 APPROVER = "U0APPROVER"
 FAST = TrackerConfig(interval=timedelta(seconds=0.1), first_delay=timedelta(seconds=0.05),
@@ -45,11 +46,6 @@ class NewsLog:
 
     def of(self, request_id: str) -> list[Event]:
         return [Event(n.event) for n in self.news.pending(request_id)]
-
-
-class NoGroups:
-    async def group_members(self, group_id: str) -> set[str]:
-        return set()
 
 
 def make_tracker(store: RequestStore, cloud: Cloud, worker: str = "tracker-1",
