@@ -4,6 +4,7 @@ from __future__ import annotations
 
 from collections.abc import Iterator
 from pathlib import Path
+from typing import Any
 
 import pytest
 
@@ -11,6 +12,7 @@ from bot.lifecycle import State
 from bot.sandbox import Sandbox
 from bot.sandbox.seed import server_groups
 from bot.sandbox.server import BackgroundServer
+from bot.settings import Settings
 from tests.fake_slack import FakeSlack
 from tests.harness import (
     APPROVAL_CHANNEL,
@@ -34,19 +36,26 @@ def slack() -> Iterator[tuple[FakeSlack, str]]:
         yield fake, server.url + "/api/"
 
 
-@pytest.fixture
-def bot(slack: tuple[FakeSlack, str], sandbox: Sandbox, sandbox_url: str, tmp_path: Path) -> Iterator[Bot]:
+def flow_settings(slack: tuple[FakeSlack, str], sandbox: Sandbox, sandbox_url: str, tmp_path: Path,
+                  **overrides: Any) -> Settings:
+    """The whole-flow bot's settings: the sandbox cloud, the fake Slack, two approvers (one through a
+    user group), quick polls and no Slack pacing; `overrides` change or add any of them."""
     from tests.conftest import sandbox_settings  # here: the conftest imports these fixtures
 
     fake, url = slack
-    settings = sandbox_settings(
-        sandbox_url, sandbox, huaweicloud_sdk_project_id=sandbox.config.project_id,
-        slack_bot_token=fake.token, slack_signing_secret=SIGNING_SECRET, slack_api_url=url,
-        approvers=f"{APPROVER},S0MANAGERS", approval_channel=APPROVAL_CHANNEL, notify_channel=NOTIFY_CHANNEL,
-        database_url=f"sqlite:///{tmp_path}/bot.db", poll_interval_seconds=0.2, poll_first_delay_seconds=0.1,
-        slack_post_interval_seconds=0, slack_update_interval_seconds=0, slack_edit_window_seconds=0.2,
-    )
-    with running_bot(settings, sandbox, fake) as running:
+    values: dict[str, Any] = {
+        "huaweicloud_sdk_project_id": sandbox.config.project_id, "slack_bot_token": fake.token,
+        "slack_signing_secret": SIGNING_SECRET, "slack_api_url": url, "approvers": f"{APPROVER},S0MANAGERS",
+        "approval_channel": APPROVAL_CHANNEL, "notify_channel": NOTIFY_CHANNEL,
+        "database_url": f"sqlite:///{tmp_path}/bot.db", "poll_interval_seconds": 0.2, "poll_first_delay_seconds": 0.1,
+        "slack_post_interval_seconds": 0, "slack_update_interval_seconds": 0, "slack_edit_window_seconds": 0.2,
+    }
+    return sandbox_settings(sandbox_url, sandbox, **{**values, **overrides})
+
+
+@pytest.fixture
+def bot(slack: tuple[FakeSlack, str], sandbox: Sandbox, sandbox_url: str, tmp_path: Path) -> Iterator[Bot]:
+    with running_bot(flow_settings(slack, sandbox, sandbox_url, tmp_path), sandbox, slack[0]) as running:
         yield running
 
 

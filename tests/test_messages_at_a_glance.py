@@ -27,14 +27,13 @@ from bot.store.models import utcnow
 from bot.store.news import NewsStore
 from bot.store.repository import server_ids
 from tests.fake_slack import FakeSlack
-from tests.flows import OFFICE, fill, final_state, only_request
+from tests.flows import OFFICE, fill, final_state, flow_settings, only_request
 from tests.harness import (
     APPROVAL_CHANNEL,
     APPROVER,
     NOTIFY_CHANNEL,
     REQUEST_CHANNEL,
     REQUESTER,
-    SIGNING_SECRET,
     STRANGER,
     Bot,
     running_bot,
@@ -283,17 +282,7 @@ def test_list_and_status_show_group_count_state_and_servers(bot: Bot) -> None:
 
 def reminding_bot(slack: tuple[FakeSlack, str], sandbox: Sandbox, sandbox_url: str, tmp_path: Path,
                   **overrides: Any) -> Any:
-    from tests.conftest import sandbox_settings
-
-    fake, url = slack
-    chosen = {"approval_channel": APPROVAL_CHANNEL, **overrides}
-    settings = sandbox_settings(
-        sandbox_url, sandbox, huaweicloud_sdk_project_id=sandbox.config.project_id, slack_bot_token=fake.token,
-        slack_signing_secret=SIGNING_SECRET, slack_api_url=url, approvers=f"{APPROVER},S0MANAGERS",
-        notify_channel=NOTIFY_CHANNEL, database_url=f"sqlite:///{tmp_path}/bot.db",
-        poll_interval_seconds=0.2, poll_first_delay_seconds=0.1, slack_post_interval_seconds=0,
-        slack_update_interval_seconds=0, slack_edit_window_seconds=0.2, **chosen)
-    return running_bot(settings, sandbox, fake)
+    return running_bot(flow_settings(slack, sandbox, sandbox_url, tmp_path, **overrides), sandbox, slack[0])
 
 
 @pytest.mark.slow

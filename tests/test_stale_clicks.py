@@ -21,8 +21,8 @@ from bot.sandbox.faults import ScriptedFault
 from bot.slack.binding import button_value
 from bot.slack.ids import Action
 from bot.store.models import AppRequest
-from tests.flows import fill, final_state, only_request
-from tests.harness import APPROVAL_CHANNEL, APPROVER, OTHER_APPROVER, REQUESTER, Bot, wait_for
+from tests.flows import fill, final_state, flow_settings, only_request
+from tests.harness import APPROVAL_CHANNEL, APPROVER, OTHER_APPROVER, REQUESTER, Bot, running_bot, wait_for
 from tests.specs import prepaid_body
 
 pytestmark = pytest.mark.slow
@@ -261,19 +261,9 @@ def test_reject_on_a_decided_request_says_who_decided_and_opens_no_form(bot: Bot
 
 @pytest.fixture
 def short_lived(slack: tuple[Any, str], sandbox: Sandbox, sandbox_url: str, tmp_path: Path):  # type: ignore[no-untyped-def]
-    from tests.conftest import sandbox_settings
-    from tests.harness import NOTIFY_CHANNEL, SIGNING_SECRET, running_bot
-
-    fake, url = slack
-    settings = sandbox_settings(
-        sandbox_url, sandbox, huaweicloud_sdk_project_id=sandbox.config.project_id,
-        slack_bot_token=fake.token, slack_signing_secret=SIGNING_SECRET, slack_api_url=url,
-        approvers=f"{APPROVER},S0MANAGERS", approval_channel=APPROVAL_CHANNEL, notify_channel=NOTIFY_CHANNEL,
-        database_url=f"sqlite:///{tmp_path}/bot.db", poll_interval_seconds=0.2, poll_first_delay_seconds=0.1,
-        slack_post_interval_seconds=0, slack_update_interval_seconds=0, slack_edit_window_seconds=0.2,
-        approval_ttl_hours=12 / 3600,  # 12 s: the requester is warned 3 s before (a quarter of it)
-    )
-    with running_bot(settings, sandbox, fake) as running:
+    # 12 s: the requester is warned 3 s before (a quarter of it)
+    settings = flow_settings(slack, sandbox, sandbox_url, tmp_path, approval_ttl_hours=12 / 3600)
+    with running_bot(settings, sandbox, slack[0]) as running:
         yield running
 
 
