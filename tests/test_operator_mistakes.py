@@ -19,6 +19,11 @@ TOKENS = {"SLACK_BOT_TOKEN": "xoxb-fake-token", "SLACK_SIGNING_SECRET": "not-a-r
 STARTING = ("serve", "socket", "worker", "migrate")
 
 
+def own_port() -> dict[str, str]:
+    """A free PORT, so that `serve` and `worker` reach the database check whatever else listens on 3000."""
+    return {"PORT": str(free_port())}
+
+
 def assert_one_sentence(result: object, code: int, *words: str) -> str:
     stderr: str = result.stderr  # type: ignore[attr-defined]
     assert result.returncode == code, stderr  # type: ignore[attr-defined]
@@ -44,7 +49,7 @@ def database_line(stdout: str) -> str:
 def test_a_database_url_the_bot_cannot_use_is_refused_by_every_command(
     url: str, words: list[str], tmp_path: Path, fake_slack: tuple[FakeSlack, str]
 ) -> None:
-    env = {**TOKENS, "DATABASE_URL": url, "SLACK_API_URL": fake_slack[1]}
+    env = {**TOKENS, **own_port(), "DATABASE_URL": url, "SLACK_API_URL": fake_slack[1]}
     for command in (*STARTING, "doctor"):
         result = run_bot(command, env=env, cwd=tmp_path)
         line = assert_one_sentence(result, 2, "DATABASE_URL", *words)
@@ -66,7 +71,7 @@ def unusable_postgres(kind: str) -> tuple[str, list[str]]:
 def test_a_postgres_the_bot_cannot_open_is_one_sentence(kind: str, tmp_path: Path,
                                                          fake_slack: tuple[FakeSlack, str]) -> None:
     url, words = unusable_postgres(kind)
-    env = {**TOKENS, "DATABASE_URL": url, "SLACK_API_URL": fake_slack[1]}
+    env = {**TOKENS, **own_port(), "DATABASE_URL": url, "SLACK_API_URL": fake_slack[1]}
     for command in STARTING:
         assert_one_sentence(run_bot(command, env=env, cwd=tmp_path), 3, "DATABASE_URL", *words)
     doctor = run_bot("doctor", env=env, cwd=tmp_path)
@@ -79,7 +84,7 @@ def test_a_postgres_the_bot_cannot_open_is_one_sentence(kind: str, tmp_path: Pat
 @pytest.mark.slow
 def test_a_postgres_not_migrated_is_refused_until_migrate(postgres_url: str, tmp_path: Path,
                                                           fake_slack: tuple[FakeSlack, str]) -> None:
-    env = {**TOKENS, "DATABASE_URL": postgres_url, "SLACK_API_URL": fake_slack[1]}
+    env = {**TOKENS, **own_port(), "DATABASE_URL": postgres_url, "SLACK_API_URL": fake_slack[1]}
     for command in ("serve", "socket", "worker"):
         assert_one_sentence(run_bot(command, env=env, cwd=tmp_path), 3, "DATABASE_URL", "empty",
                             "run `appserver-bot migrate`")
@@ -120,7 +125,7 @@ def test_the_traceback_is_there_only_at_debug(tmp_path: Path) -> None:
 ], ids=lambda value: value if isinstance(value, str) else None)
 def test_every_other_setting_is_one_sentence_naming_it(command: str, env: dict[str, str], words: list[str],
                                                         tmp_path: Path) -> None:
-    full = {**TOKENS, "DATABASE_URL": f"sqlite:///{tmp_path}/bot.db", **env}
+    full = {**TOKENS, **own_port(), "DATABASE_URL": f"sqlite:///{tmp_path}/bot.db", **env}
     full = {name: value for name, value in full.items() if value}
     assert_one_sentence(run_bot(command, env=full, cwd=tmp_path), 2, *words)
 
