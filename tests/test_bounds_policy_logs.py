@@ -19,7 +19,7 @@ from sqlalchemy import Engine, text
 
 from bot.logs import JsonFormatter, escape_controls, install_redaction
 from bot.policy import Guardrails, approval_rule, count_refusal, daily_refusal, requester_refusal
-from bot.sandbox.server import BackgroundServer
+from bot.sandbox.server import BackgroundServer, free_port
 from bot.settings import load_settings
 from bot.slack.app import EventDeduplicator
 from bot.slack.catalogue import RENDERED_FORMS, CatalogueCache
@@ -205,7 +205,7 @@ def test_json_log_lines_are_one_object_each() -> None:
 @pytest.mark.parametrize("blank", ["", "   "])
 def test_serve_with_a_blank_signing_secret_says_so_in_one_sentence(tmp_path: Path, blank: str) -> None:
     env = {"PATH": os.environ.get("PATH", ""), "PYTHONPATH": str(ROOT), "SLACK_BOT_TOKEN": "xoxb-1",
-           "SLACK_SIGNING_SECRET": blank}
+           "SLACK_SIGNING_SECRET": blank, "PORT": str(free_port())}  # a free port: the port is tried first
     result = subprocess.run([sys.executable, "-m", "bot", "serve"], cwd=tmp_path, capture_output=True, text=True,
                             env=env, timeout=60)
     assert result.returncode == 2
