@@ -85,3 +85,15 @@ def assert_bot_lines_only(output: str) -> None:
     """At INFO every log line is the bot's own: no library narrates its work."""
     for line in output.splitlines():
         assert line.startswith("appserver-bot: ") or re.match(r"\S+ \S+ (INFO|WARNING|ERROR) bot[.\w]*: ", line), line
+
+
+def wait_for_sandbox(url: str, proc: subprocess.Popen[str] | subprocess.Popen[bytes], timeout: float = 30) -> None:
+    """Wait until a sandbox started as `appserver-bot sandbox` answers, failing if it exits first."""
+    deadline = time.monotonic() + timeout
+    while True:
+        try:
+            httpx.get(url + "/_sandbox/log", timeout=1)
+            return
+        except httpx.TransportError:
+            assert time.monotonic() < deadline and proc.poll() is None, "the sandbox did not start"
+            time.sleep(0.1)

@@ -6,7 +6,6 @@ import os
 import signal
 import subprocess
 import sys
-import time
 from datetime import UTC, datetime, timedelta
 from pathlib import Path
 
@@ -22,6 +21,7 @@ from bot.sandbox.server import free_port
 from bot.settings import Settings
 from bot.spec import parse_spec
 from tests.conftest import iam_settings
+from tests.processes import wait_for_sandbox
 from tests.specs import office_body
 
 ROOT = Path(__file__).resolve().parent.parent
@@ -119,14 +119,7 @@ async def test_the_sandbox_command_serves_signed_calls(tmp_path: Path) -> None:
                             cwd=tmp_path, env=env, stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True)
     try:
         url = f"http://127.0.0.1:{port}"
-        deadline = time.monotonic() + 30
-        while True:
-            try:
-                httpx.get(url + "/_sandbox/log", timeout=1)
-                break
-            except httpx.TransportError:
-                assert time.monotonic() < deadline and proc.poll() is None, "the sandbox did not start"
-                time.sleep(0.1)
+        wait_for_sandbox(url, proc)
         cfg = SandboxConfig()
         settings = Settings(huaweicloud_sdk_ak=cfg.access_key, huaweicloud_sdk_sk=cfg.secret_key,  # type: ignore[arg-type]
                             workspace_endpoint=url, huaweicloud_sdk_iam_endpoint=url, bss_endpoint=url,

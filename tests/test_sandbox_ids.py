@@ -7,12 +7,10 @@ import os
 import signal
 import subprocess
 import sys
-import time
 from collections.abc import Iterator
 from contextlib import contextmanager
 from pathlib import Path
 
-import httpx
 import pytest
 
 from bot.cloud.client import build_cloud
@@ -20,6 +18,7 @@ from bot.sandbox import Sandbox, SandboxConfig
 from bot.sandbox.server import free_port
 from bot.settings import Settings
 from bot.spec import parse_spec
+from tests.processes import wait_for_sandbox
 from tests.specs import office_body, prepaid_body
 
 ROOT = Path(__file__).resolve().parent.parent
@@ -34,14 +33,7 @@ def sandbox_command(cwd: Path) -> Iterator[str]:
                             stderr=subprocess.DEVNULL)
     url = f"http://127.0.0.1:{port}"
     try:
-        deadline = time.monotonic() + 30
-        while True:
-            try:
-                httpx.get(url + "/_sandbox/log", timeout=1)
-                break
-            except httpx.TransportError:
-                assert time.monotonic() < deadline and proc.poll() is None, "the sandbox did not start"
-                time.sleep(0.1)
+        wait_for_sandbox(url, proc)
         yield url
     finally:
         proc.send_signal(signal.SIGINT)
